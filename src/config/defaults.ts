@@ -1,0 +1,207 @@
+/**
+ * Every limit and timeout rotor has, in one place. `resolveConfig` merges an override over
+ * these and validates the result once, at start, so a bad setting fails loudly before a
+ * socket is opened rather than misbehaving under load.
+ */
+export interface WireLimits {
+  /** Longest start or header line, CRLF excluded. */
+  maxLineBytes: number;
+  /** Largest header block: start line + header lines + CRLFs. */
+  maxHeaderBytes: number;
+  /** Most header lines in one frame (counts, not only bytes: many tiny headers cost memory too). */
+  maxHeaders: number;
+  /** Largest BIN-Length accepted; checked as soon as the header is read. */
+  maxBodyBytes: number;
+}
+
+export interface ConnectionLimits {
+  maxConnections: number;
+  /** Frames of one connection being worked on at once; past it the socket is paused. */
+  maxInFlight: number;
+  /** From the first byte of a frame to the end of its header block. */
+  headerTimeoutMs: number;
+  /** From the first byte of a frame to its last body byte. */
+  frameTimeoutMs: number;
+  /** Nothing received and nothing in flight for this long closes the connection. */
+  idleTimeoutMs: number;
+  /** A peer that does not read its responses for this long is dropped. */
+  drainTimeoutMs: number;
+  /** One sweep checks every deadline of every connection (instead of a timer per socket). */
+  sweepIntervalMs: number;
+  /** On shutdown, in-flight work gets this long before connections are destroyed. */
+  shutdownGraceMs: number;
+}
+
+export interface SessionSettings {
+  /** Lifetime of each token in whole minutes; -1 means never expires (needs allowNeverExpiring). */
+  tokenTtlMinutes: number;
+  allowNeverExpiring: boolean;
+  /** How long a revoked session is remembered so its tokens get SESSION_REVOKED, not SESSION_UNKNOWN. */
+  revokedRetentionMinutes: number;
+  /** Largest JSON metadata object of a session, serialized. */
+  maxMetaBytes: number;
+  /** Tasks one exchange may defer. */
+  maxTasksPerExchange: number;
+  /** How often expired sessions and old task results are purged. */
+  purgeIntervalMs: number;
+  /** How long a finished task's result can be fetched. */
+  taskResultTtlMinutes: number;
+  /** Wait-for estimate when a handler gives none. */
+  defaultWaitForSeconds: number;
+  /** Times an exchange re-reads a session that changed under it before giving up with CONFLICT. */
+  maxCommitRetries: number;
+  /** Whether a token (and its metadata) may be created without a login: note 004's POST /token. */
+  openTokenCreate: boolean;
+}
+
+export interface AuthSettings {
+  scryptN: number;
+  scryptR: number;
+  scryptP: number;
+  /** scrypt runs on the thread pool; at most this many at once… */
+  maxConcurrentHashes: number;
+  /** …and at most this many logins wait for a turn before ROTOR_E_RATE_LIMITED. */
+  maxQueuedLogins: number;
+  /** TOTP steps of drift accepted each way (RFC 6238 suggests at most one). */
+  totpWindow: number;
+}
+
+export interface TaskSettings {
+  /** Released tasks run at once per node. */
+  concurrency: number;
+  /** A task handler that runs longer than this is failed. */
+  timeoutMs: number;
+  /** How often a node looks for released tasks it was not told about (other nodes, restarts). */
+  pollIntervalMs: number;
+}
+
+export interface RotorConfig {
+  host: string;
+  port: number;
+  wire: WireLimits;
+  connection: ConnectionLimits;
+  session: SessionSettings;
+  auth: AuthSettings;
+  tasks: TaskSettings;
+  logLevel: string;
+}
+
+export const DEFAULTS: RotorConfig = Object.freeze({
+  host: '127.0.0.1',
+  port: 3666,
+  wire: Object.freeze({
+    maxLineBytes: 8 * 1024,
+    maxHeaderBytes: 16 * 1024,
+    maxHeaders: 64,
+    maxBodyBytes: 1024 * 1024,
+  }),
+  connection: Object.freeze({
+    maxConnections: 10_000,
+    maxInFlight: 64,
+    headerTimeoutMs: 10_000,
+    frameTimeoutMs: 60_000,
+    idleTimeoutMs: 120_000,
+    drainTimeoutMs: 30_000,
+    sweepIntervalMs: 1_000,
+    shutdownGraceMs: 10_000,
+  }),
+  session: Object.freeze({
+    tokenTtlMinutes: 120,
+    allowNeverExpiring: false,
+    revokedRetentionMinutes: 24 * 60,
+    maxMetaBytes: 16 * 1024,
+    maxTasksPerExchange: 8,
+    purgeIntervalMs: 60_000,
+    taskResultTtlMinutes: 60,
+    defaultWaitForSeconds: 1,
+    maxCommitRetries: 8,
+    openTokenCreate: false,
+  }),
+  auth: Object.freeze({
+    scryptN: 16384,
+    scryptR: 8,
+    scryptP: 1,
+    maxConcurrentHashes: 2,
+    maxQueuedLogins: 256,
+    totpWindow: 1,
+  }),
+  tasks: Object.freeze({
+    concurrency: 4,
+    timeoutMs: 60_000,
+    pollIntervalMs: 1_000,
+  }),
+  logLevel: 'info',
+}) as RotorConfig;
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function mergeSection<T extends object>(base: T, override: Partial<T> | undefined): T {
+  return { ...base, ...(override ?? {}) };
+}
+
+function checkInt(path: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${path} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  }
+}
+
+/** Merge an override over DEFAULTS and validate every field; throws ConfigError. */
+export function resolveConfig(override: DeepPartial<RotorConfig> = {}): RotorConfig {
+  const config: RotorConfig = {
+    host: override.host ?? DEFAULTS.host,
+    port: override.port ?? DEFAULTS.port,
+    wire: mergeSection(DEFAULTS.wire, override.wire),
+    connection: mergeSection(DEFAULTS.connection, override.connection),
+    session: mergeSection(DEFAULTS.session, override.session),
+    auth: mergeSection(DEFAULTS.auth, override.auth),
+    tasks: mergeSection(DEFAULTS.tasks, override.tasks),
+    logLevel: override.logLevel ?? DEFAULTS.logLevel,
+  };
+  if (typeof config.host !== 'string' || config.host === '') throw new ConfigError('host must be a non-empty string');
+  checkInt('port', config.port, 0, 65535);
+  const { wire, connection, session, auth, tasks } = config;
+  checkInt('wire.maxLineBytes', wire.maxLineBytes, 64, 1 << 20);
+  checkInt('wire.maxHeaderBytes', wire.maxHeaderBytes, wire.maxLineBytes, 1 << 24);
+  checkInt('wire.maxHeaders', wire.maxHeaders, 1, 10_000);
+  checkInt('wire.maxBodyBytes', wire.maxBodyBytes, 0, 1 << 30);
+  checkInt('connection.maxConnections', connection.maxConnections, 1);
+  checkInt('connection.maxInFlight', connection.maxInFlight, 1, 100_000);
+  for (const key of ['headerTimeoutMs', 'frameTimeoutMs', 'idleTimeoutMs', 'drainTimeoutMs', 'sweepIntervalMs', 'shutdownGraceMs'] as const) {
+    checkInt(`connection.${key}`, connection[key], 1);
+  }
+  if (connection.frameTimeoutMs < connection.headerTimeoutMs) {
+    throw new ConfigError('connection.frameTimeoutMs must not be shorter than connection.headerTimeoutMs');
+  }
+  checkInt('session.tokenTtlMinutes', session.tokenTtlMinutes, -1, 100 * 365 * 24 * 60);
+  if (session.tokenTtlMinutes === 0) throw new ConfigError('session.tokenTtlMinutes must not be 0');
+  if (session.tokenTtlMinutes === -1 && !session.allowNeverExpiring) {
+    throw new ConfigError('session.tokenTtlMinutes = -1 (never expires) needs session.allowNeverExpiring');
+  }
+  checkInt('session.revokedRetentionMinutes', session.revokedRetentionMinutes, 1);
+  checkInt('session.maxMetaBytes', session.maxMetaBytes, 2, wire.maxBodyBytes || 2);
+  checkInt('session.maxTasksPerExchange', session.maxTasksPerExchange, 0, 1000);
+  checkInt('session.purgeIntervalMs', session.purgeIntervalMs, 1000, 90 * 60 * 1000);
+  checkInt('session.taskResultTtlMinutes', session.taskResultTtlMinutes, 1);
+  checkInt('session.defaultWaitForSeconds', session.defaultWaitForSeconds, 0, 86_400);
+  checkInt('session.maxCommitRetries', session.maxCommitRetries, 1, 1000);
+  if (typeof session.openTokenCreate !== 'boolean') throw new ConfigError('session.openTokenCreate must be a boolean');
+  if (typeof session.allowNeverExpiring !== 'boolean') throw new ConfigError('session.allowNeverExpiring must be a boolean');
+  checkInt('auth.scryptN', auth.scryptN, 2, 1 << 22);
+  if ((auth.scryptN & (auth.scryptN - 1)) !== 0) throw new ConfigError('auth.scryptN must be a power of two');
+  checkInt('auth.scryptR', auth.scryptR, 1, 64);
+  checkInt('auth.scryptP', auth.scryptP, 1, 16);
+  checkInt('auth.maxConcurrentHashes', auth.maxConcurrentHashes, 1, 64);
+  checkInt('auth.maxQueuedLogins', auth.maxQueuedLogins, 0, 1_000_000);
+  checkInt('auth.totpWindow', auth.totpWindow, 0, 1);
+  checkInt('tasks.concurrency', tasks.concurrency, 1, 1024);
+  checkInt('tasks.timeoutMs', tasks.timeoutMs, 1);
+  checkInt('tasks.pollIntervalMs', tasks.pollIntervalMs, 10);
+  return config;
+}

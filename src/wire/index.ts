@@ -1,0 +1,4 @@
+/** rotor's frame codec: transport-free, shared by every carrier. */
+export { FrameParser, type ParseResult } from './parser.ts';
+export { serializeFrame } from './serialize.ts';
+export { getHeader, PROTOCOL_VERSION, BIN_LENGTH, type Frame, type RequestFrame, type ResponseFrame, type Header } from './frame.ts';

@@ -1,0 +1,289 @@
+import { isUtf8 } from 'node:buffer';
+import { RotorError, type ErrorCode } from '../errors.ts';
+import type { WireLimits } from '../config/defaults.ts';
+import { DEFAULTS } from '../config/defaults.ts';
+import { BIN_LENGTH, PROTOCOL_VERSION, type Frame, type Header } from './frame.ts';
+
+const CR = 13;
+const LF = 10;
+const SP = 32;
+const HT = 9;
+const COLON = 58;
+const EMPTY = Buffer.alloc(0);
+const BIN_LENGTH_LOWER = BIN_LENGTH.toLowerCase();
+/** More digits than this cannot be a sane length, and 15 digits still fit a double exactly. */
+const MAX_LENGTH_DIGITS = 15;
+const MAX_HEADER_NAME = 64;
+const MAX_VERB = 16;
+
+export interface ParseResult {
+  /** Complete frames, in order. */
+  frames: Frame[];
+  /** Set at most once in a parser's life; after it the parser ignores all input. */
+  error?: RotorError;
+}
+
+const enum State {
+  StartLine,
+  Headers,
+  Body,
+  Failed,
+}
+
+type StartLine =
+  | { kind: 'request'; verb: string; path: string }
+  | { kind: 'response'; status: number; reason: string };
+
+/**
+ * A streaming frame parser: feed it chunks as they arrive, in any sizes, and it returns every
+ * frame completed so far. "Need more bytes" is never an error; anything that can never become
+ * a valid frame is, at once, and is the last thing the parser says.
+ *
+ * Memory is bounded by the limits: an unfinished line is refused once it is longer than a
+ * line may be, a header block once it is larger than a block may be, and a body once its
+ * announced length is larger than a body may be — before a single body byte is buffered.
+ */
+export class FrameParser {
+  private readonly limits: WireLimits;
+  private state = State.StartLine;
+  /** Bytes of an unfinished line (only ever a line, never body bytes). */
+  private pending: Buffer = EMPTY;
+  private headerBytes = 0;
+  private start: StartLine | undefined;
+  private headers: Header[] = [];
+  private seen: string[] = [];
+  private bodyLength = -1;
+  private bodyRemaining = 0;
+  private bodyParts: Buffer[] = [];
+  private failure: RotorError | undefined;
+
+  constructor(limits: WireLimits = DEFAULTS.wire) {
+    this.limits = limits;
+  }
+
+  /** True between the first byte of a frame and its last: a close now would truncate it. */
+  get midFrame(): boolean {
+    return this.state === State.Headers || this.state === State.Body || this.pending.length > 0;
+  }
+
+  /** True while the header block of the current frame is still arriving. */
+  get inHeaders(): boolean {
+    return this.state === State.Headers || (this.state === State.StartLine && this.pending.length > 0);
+  }
+
+  /** Bytes held for an unfinished frame (header bytes plus body bytes received so far). */
+  get bufferedBytes(): number {
+    let body = 0;
+    for (const part of this.bodyParts) body += part.length;
+    return this.pending.length + body;
+  }
+
+  get failed(): RotorError | undefined {
+    return this.failure;
+  }
+
+  push(chunk: Buffer): ParseResult {
+    const frames: Frame[] = [];
+    if (this.state === State.Failed) return { frames };
+    let buf = chunk;
+    if (this.pending.length > 0) {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = EMPTY;
+    }
+    let pos = 0;
+    const end = buf.length;
+    try {
+      while (pos < end) {
+        if (this.state === State.Body) {
+          const take = Math.min(this.bodyRemaining, end - pos);
+          this.bodyParts.push(buf.subarray(pos, pos + take));
+          pos += take;
+          this.bodyRemaining -= take;
+          if (this.bodyRemaining === 0) frames.push(this.finishFrame());
+          continue;
+        }
+        const lf = buf.indexOf(LF, pos);
+        if (lf === -1) {
+          this.checkPartialLine(buf, pos, end);
+          // Copy a short remainder so a large chunk is not retained for a few bytes of it.
+          const rest = buf.subarray(pos, end);
+          this.pending = rest.length < 4096 ? Buffer.from(rest) : rest;
+          pos = end;
+          break;
+        }
+        if (lf === pos || buf[lf - 1] !== CR) this.fail('ROTOR_E_BAD_LINE_ENDING');
+        const lineEnd = lf - 1;
+        const lineLength = lineEnd - pos;
+        if (lineLength > this.limits.maxLineBytes) this.fail('ROTOR_E_LINE_TOO_LONG');
+        this.headerBytes += lineLength + 2;
+        if (this.headerBytes > this.limits.maxHeaderBytes) this.fail('ROTOR_E_HEADERS_TOO_LARGE');
+        const lineStart = pos;
+        pos = lf + 1;
+        if (this.state === State.StartLine) {
+          this.start = parseStartLine(buf, lineStart, lineEnd);
+          this.state = State.Headers;
+        } else if (lineLength === 0) {
+          if (this.bodyLength <= 0) {
+            if (this.bodyLength === 0) this.bodyParts.push(EMPTY);
+            frames.push(this.finishFrame());
+          } else {
+            this.bodyRemaining = this.bodyLength;
+            this.state = State.Body;
+          }
+        } else {
+          this.parseHeaderLine(buf, lineStart, lineEnd);
+        }
+      }
+    } catch (err) {
+      if (err instanceof RotorError) {
+        this.state = State.Failed;
+        this.failure = err;
+        this.pending = EMPTY;
+        this.bodyParts = [];
+        this.headers = [];
+        return { frames, error: err };
+      }
+      throw err;
+    }
+    return { frames };
+  }
+
+  /**
+   * The peer closed its side. Returns ROTOR_E_TRUNCATED if that cut a frame, and nothing if
+   * the stream ended cleanly between frames (or had already failed).
+   */
+  end(): RotorError | undefined {
+    if (this.state === State.Failed) return undefined;
+    if (this.midFrame) {
+      this.state = State.Failed;
+      this.failure = new RotorError('ROTOR_E_TRUNCATED');
+      this.pending = EMPTY;
+      this.bodyParts = [];
+      return this.failure;
+    }
+    return undefined;
+  }
+
+  private checkPartialLine(buf: Buffer, pos: number, end: number): void {
+    const partial = end - pos;
+    // A CR may be the last byte (its LF is still in flight), so allow one byte beyond the line.
+    if (partial > this.limits.maxLineBytes + 1) this.fail('ROTOR_E_LINE_TOO_LONG');
+    if (this.headerBytes + partial > this.limits.maxHeaderBytes + 1) this.fail('ROTOR_E_HEADERS_TOO_LARGE');
+    // Report a bare CR as soon as it is seen rather than waiting for a line end.
+    const cr = buf.indexOf(CR, pos);
+    if (cr !== -1 && cr < end - 1) this.fail('ROTOR_E_BAD_LINE_ENDING');
+  }
+
+  private parseHeaderLine(buf: Buffer, start: number, end: number): void {
+    if (this.headers.length >= this.limits.maxHeaders) this.fail('ROTOR_E_TOO_MANY_HEADERS');
+    const colon = buf.indexOf(COLON, start);
+    if (colon === -1 || colon >= end || colon === start || colon - start > MAX_HEADER_NAME) this.fail('ROTOR_E_BAD_HEADER');
+    for (let i = start; i < colon; i++) {
+      if (!isNameByte(buf[i])) this.fail('ROTOR_E_BAD_HEADER');
+    }
+    let valueStart = colon + 1;
+    while (valueStart < end && (buf[valueStart] === SP || buf[valueStart] === HT)) valueStart++;
+    let valueEnd = end;
+    while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HT)) valueEnd--;
+    let highBit = false;
+    for (let i = valueStart; i < valueEnd; i++) {
+      const byte = buf[i];
+      if ((byte < SP && byte !== HT) || byte === 127) {
+        this.fail(byte === CR ? 'ROTOR_E_BAD_LINE_ENDING' : 'ROTOR_E_BAD_HEADER');
+      }
+      if (byte > 127) highBit = true;
+    }
+    const name = buf.latin1Slice(start, colon);
+    const lower = name.toLowerCase();
+    if (this.seen.includes(lower)) this.fail('ROTOR_E_DUPLICATE_HEADER');
+    this.seen.push(lower);
+    let value: string;
+    if (highBit) {
+      const bytes = buf.subarray(valueStart, valueEnd);
+      if (!isUtf8(bytes)) this.fail('ROTOR_E_BAD_HEADER');
+      value = bytes.toString('utf8');
+    } else {
+      value = buf.latin1Slice(valueStart, valueEnd);
+    }
+    if (lower === BIN_LENGTH_LOWER) {
+      this.bodyLength = parseLength(value, this.limits.maxBodyBytes);
+      return;
+    }
+    this.headers.push([name, value]);
+  }
+
+  private finishFrame(): Frame {
+    const start = this.start!;
+    let body: Buffer | undefined;
+    if (this.bodyParts.length === 1) body = this.bodyParts[0];
+    else if (this.bodyParts.length > 1) body = Buffer.concat(this.bodyParts, this.bodyLength);
+    const headers = this.headers;
+    const frame: Frame =
+      start.kind === 'request'
+        ? { kind: 'request', verb: start.verb, path: start.path, headers, body }
+        : { kind: 'response', status: start.status, reason: start.reason, headers, body };
+    this.state = State.StartLine;
+    this.start = undefined;
+    this.headers = [];
+    this.seen = [];
+    this.bodyParts = [];
+    this.bodyLength = -1;
+    this.bodyRemaining = 0;
+    this.headerBytes = 0;
+    return frame;
+  }
+
+  private fail(code: ErrorCode): never {
+    throw new RotorError(code);
+  }
+}
+
+function isNameByte(byte: number): boolean {
+  return (
+    (byte >= 0x61 && byte <= 0x7a) || // a-z
+    (byte >= 0x41 && byte <= 0x5a) || // A-Z
+    (byte >= 0x30 && byte <= 0x39) || // 0-9
+    byte === 0x2d // -
+  );
+}
+
+function parseLength(value: string, max: number): number {
+  if (value.length === 0 || value.length > MAX_LENGTH_DIGITS) throw new RotorError('ROTOR_E_BAD_LENGTH');
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) throw new RotorError('ROTOR_E_BAD_LENGTH');
+  }
+  if (value.length > 1 && value.charCodeAt(0) === 0x30) throw new RotorError('ROTOR_E_BAD_LENGTH');
+  const length = Number(value);
+  if (length > max) throw new RotorError('ROTOR_E_BODY_TOO_LARGE');
+  return length;
+}
+
+function parseStartLine(buf: Buffer, start: number, end: number): StartLine {
+  for (let i = start; i < end; i++) {
+    const byte = buf[i];
+    if (byte < SP || byte > 126) throw new RotorError(byte === CR ? 'ROTOR_E_BAD_LINE_ENDING' : 'ROTOR_E_BAD_START_LINE');
+  }
+  const line = buf.latin1Slice(start, end);
+  const first = line.indexOf(' ');
+  if (first <= 0) throw new RotorError('ROTOR_E_BAD_START_LINE');
+  const head = line.slice(0, first);
+  if (head.startsWith('ROTOR/')) {
+    if (head !== PROTOCOL_VERSION) throw new RotorError('ROTOR_E_BAD_VERSION');
+    const second = line.indexOf(' ', first + 1);
+    if (second !== first + 4) throw new RotorError('ROTOR_E_BAD_START_LINE');
+    const digits = line.slice(first + 1, second);
+    if (!/^[1-5][0-9][0-9]$/.test(digits)) throw new RotorError('ROTOR_E_BAD_START_LINE');
+    return { kind: 'response', status: Number(digits), reason: line.slice(second + 1) };
+  }
+  const last = line.lastIndexOf(' ');
+  if (last === first) throw new RotorError('ROTOR_E_BAD_START_LINE');
+  const version = line.slice(last + 1);
+  const path = line.slice(first + 1, last);
+  if (version !== PROTOCOL_VERSION) {
+    throw new RotorError(/^[A-Za-z]+\/[0-9.]+$/.test(version) ? 'ROTOR_E_BAD_VERSION' : 'ROTOR_E_BAD_START_LINE');
+  }
+  if (head.length > MAX_VERB || !/^[A-Z]+$/.test(head)) throw new RotorError('ROTOR_E_BAD_START_LINE');
+  if (path.length === 0 || path.charCodeAt(0) !== 0x2f || path.includes(' ')) throw new RotorError('ROTOR_E_BAD_START_LINE');
+  return { kind: 'request', verb: head, path };
+}
