@@ -193,7 +193,7 @@ export class FrameParser {
       }
       if (byte > 127) highBit = true;
     }
-    const name = buf.latin1Slice(start, colon);
+    const name = buf.toString('latin1', start, colon);
     const lower = name.toLowerCase();
     if (this.seen.includes(lower)) this.fail('ROTOR_E_DUPLICATE_HEADER');
     this.seen.push(lower);
@@ -203,7 +203,7 @@ export class FrameParser {
       if (!isUtf8(bytes)) this.fail('ROTOR_E_BAD_HEADER');
       value = bytes.toString('utf8');
     } else {
-      value = buf.latin1Slice(valueStart, valueEnd);
+      value = buf.toString('latin1', valueStart, valueEnd);
     }
     if (lower === BIN_LENGTH_LOWER) {
       this.bodyLength = parseLength(value, this.limits.maxBodyBytes);
@@ -264,7 +264,7 @@ function parseStartLine(buf: Buffer, start: number, end: number): StartLine {
     const byte = buf[i];
     if (byte < SP || byte > 126) throw new RotorError(byte === CR ? 'ROTOR_E_BAD_LINE_ENDING' : 'ROTOR_E_BAD_START_LINE');
   }
-  const line = buf.latin1Slice(start, end);
+  const line = buf.toString('latin1', start, end);
   const first = line.indexOf(' ');
   if (first <= 0) throw new RotorError('ROTOR_E_BAD_START_LINE');
   const head = line.slice(0, first);

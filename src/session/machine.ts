@@ -1,0 +1,115 @@
+/**
+ * The rotation state machine: pure and synchronous. `(state, event, now) → (state, effects)`.
+ * No I/O, no clock, no randomness: the driver mints tokens and stores states; this decides.
+ *
+ * The rules (spec.md, "The session machine"):
+ *  - newest token, not yet acked → ack: the previous token dies, held tasks are released;
+ *    then the request proceeds;
+ *  - newest token, acked → proceed;
+ *  - the token before it, while the newest is not acked → replay the stored reply;
+ *  - any older token → reuse: the whole session is revoked, held tasks are cancelled;
+ *  - a revoked session refuses everything.
+ */
+import type { Admission, Effect, PresentedToken, RevokeReason, SessionState, TaskSpec } from './types.ts';
+
+export interface NewSession {
+  id: string;
+  user: string;
+  tokenHash: string;
+  expiresAt: number | null;
+  meta: Record<string, unknown>;
+  now: number;
+}
+
+/** The state of a session just created by a login: its first token, nothing to ack yet. */
+export function createSession(init: NewSession): SessionState {
+  return {
+    id: init.id,
+    user: init.user,
+    rev: 0,
+    gen: 1,
+    tokenHash: init.tokenHash,
+    acked: false,
+    prev: null,
+    held: [],
+    meta: init.meta,
+    createdAt: init.now,
+    expiresAt: init.expiresAt,
+    revoked: null,
+  };
+}
+
+export function isExpired(state: SessionState, now: number): boolean {
+  return state.expiresAt !== null && now >= state.expiresAt;
+}
+
+/** Decide what a request carrying `token` may do to `state`. */
+export function admit(state: SessionState, token: PresentedToken, now: number, revokedUntil: number): Admission {
+  if (state.revoked) return { verdict: 'reject', code: 'ROTOR_E_SESSION_REVOKED', effects: [] };
+  if (token.gen === state.gen) {
+    if (token.hash !== state.tokenHash) return { verdict: 'reject', code: 'ROTOR_E_TOKEN_INVALID', effects: [] };
+    if (isExpired(state, now)) return { verdict: 'reject', code: 'ROTOR_E_TOKEN_EXPIRED', effects: [] };
+    if (state.acked) return { verdict: 'proceed', state, effects: [] };
+    const effects: Effect[] = state.held.length > 0 ? [{ type: 'release', tasks: state.held }] : [];
+    return { verdict: 'proceed', state: { ...state, acked: true, prev: null, held: [] }, effects };
+  }
+  if (token.gen === state.gen - 1 && state.prev !== null && !state.acked) {
+    if (token.hash !== state.prev.hash) return { verdict: 'reject', code: 'ROTOR_E_TOKEN_INVALID', effects: [] };
+    return { verdict: 'replay', reply: state.prev.reply };
+  }
+  if (token.gen < state.gen) {
+    const revoked = revoke(state, 'reuse', now, revokedUntil);
+    return { verdict: 'reject', code: 'ROTOR_E_TOKEN_REUSED', state: revoked.state, effects: revoked.effects };
+  }
+  // A genuine token newer than anything stored: the store lost the session's later writes.
+  return { verdict: 'reject', code: 'ROTOR_E_SESSION_UNKNOWN', effects: [] };
+}
+
+export interface Rotation {
+  /** Hash of the token minted for this exchange (generation state.gen + 1). */
+  nextHash: string;
+  nextExpiresAt: number | null;
+  /** The exact bytes sent back, kept for replay until the next token is acked. */
+  reply: Buffer;
+  /** Tasks this exchange defers until the ack. */
+  tasks: readonly TaskSpec[];
+  meta: Readonly<Record<string, unknown>>;
+}
+
+/** Record a processed exchange: a new newest token, its reply kept for replay. */
+export function rotate(state: SessionState, rotation: Rotation): SessionState {
+  if (!state.acked || state.revoked) throw new Error('rotate() needs an admitted, live session');
+  return {
+    ...state,
+    gen: state.gen + 1,
+    tokenHash: rotation.nextHash,
+    acked: false,
+    prev: { hash: state.tokenHash, reply: rotation.reply },
+    held: rotation.tasks,
+    meta: rotation.meta,
+    expiresAt: rotation.nextExpiresAt,
+  };
+}
+
+/** End a session for good: every token of it is refused from now on, held tasks never run. */
+export function revoke(
+  state: SessionState,
+  reason: RevokeReason,
+  now: number,
+  revokedUntil: number,
+): { state: SessionState; effects: Effect[] } {
+  if (state.revoked) return { state, effects: [] };
+  const effects: Effect[] = [];
+  if (state.held.length > 0) effects.push({ type: 'cancel', tasks: state.held });
+  effects.push({ type: 'revoked', reason });
+  return {
+    state: { ...state, revoked: { at: now, reason }, prev: null, held: [], expiresAt: revokedUntil },
+    effects,
+  };
+}
+
+export function releasedTasks(effects: readonly Effect[]): TaskSpec[] {
+  const out: TaskSpec[] = [];
+  for (const effect of effects) if (effect.type === 'release') out.push(...effect.tasks);
+  return out;
+}

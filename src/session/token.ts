@@ -1,0 +1,116 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import protobuf from 'protobufjs';
+import { RotorError } from '../errors.ts';
+import type { RandomSource } from './random.ts';
+
+const proto = protobuf.loadSync(new URL('../../protocol/rotor.proto', import.meta.url).pathname);
+const TokenClaimsType = proto.lookupType('rotor.TokenClaims');
+
+export interface TokenClaims {
+  /** base64url of the 16 session bytes. */
+  session: string;
+  generation: number;
+  /** unix seconds */
+  issued: number;
+  /** whole minutes, -1 = never */
+  ttlMinutes: number;
+  user: string;
+}
+
+export interface MacKey {
+  /** Short id carried in every token so keys can be rotated and retired. */
+  id: string;
+  secret: Buffer;
+}
+
+const KEY_ID = /^[a-z0-9]{1,16}$/;
+const MAC_BYTES = 16;
+const MAX_TOKEN_CHARS = 512;
+
+/**
+ * Signs new tokens with the first key and accepts tokens of any key it holds. To rotate: add
+ * the new key everywhere first, then move it to the front; drop the old one only after the
+ * last token signed with it has expired.
+ */
+export class KeyRing {
+  readonly signing: MacKey;
+  private readonly byId = new Map<string, Buffer>();
+  constructor(keys: MacKey[]) {
+    if (keys.length === 0) throw new Error('a key ring needs at least one key');
+    for (const key of keys) {
+      if (!KEY_ID.test(key.id)) throw new Error(`bad key id ${JSON.stringify(key.id)}`);
+      if (key.secret.length < 32) throw new Error(`key ${key.id} is shorter than 32 bytes`);
+      this.byId.set(key.id, key.secret);
+    }
+    this.signing = keys[0];
+  }
+  secret(id: string): Buffer | undefined {
+    return this.byId.get(id);
+  }
+  static generate(random: RandomSource, id = 'k1'): KeyRing {
+    return new KeyRing([{ id, secret: random(32) }]);
+  }
+}
+
+function mac(secret: Buffer, signed: string): Buffer {
+  return createHmac('sha256', secret).update(signed).digest().subarray(0, MAC_BYTES);
+}
+
+/**
+ * A token: `<key id>.<claims, base64url protobuf>.<MAC, base64url>`. The MAC (HMAC-SHA256,
+ * 128 bits) covers the key id and the claims, so a forged or altered token is refused before
+ * any store lookup.
+ */
+export function mintToken(keys: KeyRing, claims: TokenClaims, random: RandomSource): string {
+  const bytes = TokenClaimsType.encode({
+    session: Buffer.from(claims.session, 'base64url'),
+    generation: claims.generation,
+    issued: claims.issued,
+    ttlMinutes: claims.ttlMinutes,
+    user: claims.user,
+    nonce: random(16),
+  }).finish();
+  const signed = `${keys.signing.id}.${Buffer.from(bytes).toString('base64url')}`;
+  return `${signed}.${mac(keys.signing.secret, signed).toString('base64url')}`;
+}
+
+/** Check a token's form and MAC and decode its claims; throws ROTOR_E_TOKEN_INVALID. */
+export function verifyToken(keys: KeyRing, token: string): TokenClaims {
+  if (token.length > MAX_TOKEN_CHARS) throw new RotorError('ROTOR_E_TOKEN_INVALID');
+  const lastDot = token.lastIndexOf('.');
+  const firstDot = token.indexOf('.');
+  if (firstDot <= 0 || lastDot === firstDot) throw new RotorError('ROTOR_E_TOKEN_INVALID');
+  const secret = keys.secret(token.slice(0, firstDot));
+  if (!secret) throw new RotorError('ROTOR_E_TOKEN_INVALID');
+  const signed = token.slice(0, lastDot);
+  const given = Buffer.from(token.slice(lastDot + 1), 'base64url');
+  const expected = mac(secret, signed);
+  if (given.length !== MAC_BYTES || !timingSafeEqual(given, expected)) throw new RotorError('ROTOR_E_TOKEN_INVALID');
+  try {
+    const decoded = TokenClaimsType.toObject(TokenClaimsType.decode(Buffer.from(signed.slice(firstDot + 1), 'base64url')), {
+      longs: Number,
+      bytes: Buffer,
+      defaults: true,
+    }) as { session: Buffer; generation: number; issued: number; ttlMinutes: number; user: string };
+    if (decoded.session.length !== 16 || decoded.generation < 1) throw new Error('bad claims');
+    return {
+      session: decoded.session.toString('base64url'),
+      generation: decoded.generation,
+      issued: decoded.issued,
+      ttlMinutes: decoded.ttlMinutes,
+      user: decoded.user,
+    };
+  } catch {
+    throw new RotorError('ROTOR_E_TOKEN_INVALID');
+  }
+}
+
+/** When a token's claims say it expires (ms), or null for never. */
+export function claimsExpireAt(claims: Pick<TokenClaims, 'issued' | 'ttlMinutes'>): number | null {
+  return claims.ttlMinutes < 0 ? null : claims.issued * 1000 + claims.ttlMinutes * 60_000;
+}
+
+/** What the store keeps instead of a token: 128 bits of its SHA-256. */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest().subarray(0, 16).toString('base64url');
+}

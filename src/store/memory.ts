@@ -1,0 +1,143 @@
+import { RotorError } from '../errors.ts';
+import type { SessionState } from '../session/types.ts';
+import type { Store, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
+
+/**
+ * Everything in Maps: fast, and gone with the process. For tests, benchmarks and throwaway
+ * servers (`rotor serve --store memory`). Methods resolve at once; no await inside keeps each
+ * one atomic on the event loop.
+ */
+export class MemoryStore implements Store {
+  readonly kind = 'memory';
+  private readonly sessions = new Map<string, SessionState>();
+  private readonly tasks = new Map<string, TaskRecord>();
+  /** Ids of tasks waiting to be claimed, in release order. */
+  private readonly queue = new Set<string>();
+  private readonly users = new Map<string, UserRecord>();
+  private closed = false;
+
+  async createSession(state: SessionState): Promise<void> {
+    this.check();
+    if (this.sessions.has(state.id)) throw new Error(`session ${state.id} exists`);
+    this.sessions.set(state.id, { ...state, rev: 0 });
+  }
+
+  async loadSession(id: string): Promise<SessionState | undefined> {
+    this.check();
+    return this.sessions.get(id);
+  }
+
+  async commitSession(next: SessionState, expectedRev: number, released: readonly TaskRecord[]): Promise<boolean> {
+    this.check();
+    const current = this.sessions.get(next.id);
+    if (!current || current.rev !== expectedRev) return false;
+    this.sessions.set(next.id, { ...next, rev: expectedRev + 1 });
+    for (const task of released) {
+      this.tasks.set(task.id, task);
+      this.queue.add(task.id);
+    }
+    return true;
+  }
+
+  async claimTasks(worker: string, max: number, now: number, leaseMs: number): Promise<TaskRecord[]> {
+    this.check();
+    const claimed: TaskRecord[] = [];
+    for (const id of this.queue) {
+      if (claimed.length >= max) break;
+      const task = this.tasks.get(id);
+      this.queue.delete(id);
+      if (!task) continue;
+      const running: TaskRecord = { ...task, status: 'running', worker, leaseUntil: now + leaseMs };
+      this.tasks.set(id, running);
+      claimed.push(running);
+    }
+    if (claimed.length < max) {
+      for (const task of this.tasks.values()) {
+        if (claimed.length >= max) break;
+        if (task.status === 'running' && (task.leaseUntil ?? 0) < now) {
+          const running: TaskRecord = { ...task, worker, leaseUntil: now + leaseMs };
+          this.tasks.set(task.id, running);
+          claimed.push(running);
+        }
+      }
+    }
+    return claimed;
+  }
+
+  async finishTask(id: string, worker: string, outcome: TaskOutcome, now: number): Promise<boolean> {
+    this.check();
+    const task = this.tasks.get(id);
+    if (!task || task.status !== 'running' || task.worker !== worker) return false;
+    this.tasks.set(id, {
+      ...task,
+      status: outcome.status,
+      result: outcome.result,
+      contentType: outcome.contentType,
+      error: outcome.error,
+      finishedAt: now,
+      expiresAt: outcome.expiresAt,
+      leaseUntil: undefined,
+    });
+    return true;
+  }
+
+  async loadTask(id: string): Promise<TaskRecord | undefined> {
+    this.check();
+    return this.tasks.get(id);
+  }
+
+  async putUser(user: UserRecord): Promise<void> {
+    this.check();
+    this.users.set(user.name, user);
+  }
+
+  async loadUser(name: string): Promise<UserRecord | undefined> {
+    this.check();
+    return this.users.get(name);
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    this.check();
+    return [...this.users.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async removeUser(name: string): Promise<boolean> {
+    this.check();
+    return this.users.delete(name);
+  }
+
+  async acceptTotpStep(name: string, step: number): Promise<boolean> {
+    this.check();
+    const user = this.users.get(name);
+    if (!user || (user.lastTotpStep !== undefined && user.lastTotpStep >= step)) return false;
+    this.users.set(name, { ...user, lastTotpStep: step });
+    return true;
+  }
+
+  async purgeExpired(now: number): Promise<number> {
+    this.check();
+    let purged = 0;
+    for (const [id, session] of this.sessions) {
+      if (session.expiresAt !== null && session.expiresAt <= now) {
+        this.sessions.delete(id);
+        purged++;
+      }
+    }
+    for (const [id, task] of this.tasks) {
+      if (task.expiresAt !== null && task.expiresAt <= now) {
+        this.tasks.delete(id);
+        this.queue.delete(id);
+        purged++;
+      }
+    }
+    return purged;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private check(): void {
+    if (this.closed) throw new RotorError('ROTOR_E_UNAVAILABLE', 'store is closed');
+  }
+}
