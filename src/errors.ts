@@ -46,6 +46,7 @@ export const ERRORS = {
   ROTOR_E_RATE_LIMITED: { status: 429, fatal: false, meaning: 'Too many logins at once; retry after the Wait-for seconds.' },
   ROTOR_E_HANDLER_FAILED: { status: 500, fatal: false, meaning: 'The application handler threw; the exchange still rotated the token.' },
   ROTOR_E_TASK_FAILED: { status: 500, fatal: false, meaning: 'The deferred task ran and failed; its error message is the body.' },
+  ROTOR_E_INTERNAL: { status: 500, fatal: false, meaning: 'rotor itself failed (a bug); nothing was changed, retry with the same token.' },
   ROTOR_E_UNAVAILABLE: { status: 503, fatal: false, meaning: 'The store is unavailable; nothing was changed, retry with the same token.' },
 } as const satisfies Record<string, { status: number; fatal: boolean; meaning: string }>;
 

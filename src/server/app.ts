@@ -1,0 +1,101 @@
+import type { Header } from '../wire/index.ts';
+
+/** What an application handler sees of a request that was admitted with a valid token. */
+export interface AppRequest {
+  readonly verb: string;
+  /** The path without its query string. */
+  readonly path: string;
+  /** The query string without '?', or ''. */
+  readonly query: string;
+  readonly headers: readonly Header[];
+  header(name: string): string | undefined;
+  readonly body: Buffer | undefined;
+  readonly user: string;
+  readonly sessionId: string;
+  readonly meta: Readonly<Record<string, unknown>>;
+}
+
+/** Work to do after the client acknowledges the new token. */
+export interface Deferral {
+  /** Name of a task handler registered in `RotorApp.tasks`. */
+  task: string;
+  /** JSON-able data the task gets. */
+  payload?: unknown;
+  /** The client's hint when to ask for the result (`Wait-for`, seconds). */
+  waitForSeconds?: number;
+}
+
+export interface AppReply {
+  /** Default 200, or 202 when `defer` is set. */
+  status?: number;
+  /** Application headers; rotor's own (Token, Error, Task, Wait-for, BIN-Length, Server) are refused. */
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  contentType?: string;
+  /** Side effects run only after the ack, exactly once; only non-GET requests may defer. */
+  defer?: Deferral | Deferral[];
+  /** Keys merged into the session's metadata. */
+  meta?: Record<string, unknown>;
+}
+
+/**
+ * A handler must not cause side effects itself: it may run and be thrown away when a
+ * concurrent exchange on the same session wins. Anything that changes the world is a task.
+ */
+export type Handler = (request: AppRequest) => AppReply | Promise<AppReply>;
+
+export interface TaskContext {
+  readonly taskId: string;
+  readonly user: string;
+  readonly sessionId: string;
+}
+
+export interface TaskResult {
+  body?: Buffer | string;
+  contentType?: string;
+}
+
+/** Runs once per task after the ack; the task id is an idempotency key across crashes. */
+export type TaskHandler = (payload: unknown, context: TaskContext) => Promise<TaskResult | string | Buffer | void>;
+
+export interface RotorApp {
+  /** Keys are `VERB /path`; a path ending in `/*` matches everything below it. */
+  routes: Record<string, Handler>;
+  tasks: Record<string, TaskHandler>;
+}
+
+export type RouteMatch = { handler: Handler } | { error: 'ROTOR_E_NOT_FOUND' | 'ROTOR_E_METHOD_NOT_ALLOWED' };
+
+/** Exact routes by `VERB /path`, then prefix routes, longest first. */
+export class Router {
+  private readonly exact = new Map<string, Handler>();
+  private readonly exactPaths = new Set<string>();
+  private readonly prefixes: Array<{ verb: string; prefix: string; handler: Handler }> = [];
+
+  constructor(routes: Record<string, Handler>) {
+    for (const [key, handler] of Object.entries(routes)) {
+      const match = /^([A-Z]{1,16}) (\/\S*)$/.exec(key);
+      if (!match) throw new Error(`bad route ${JSON.stringify(key)}: want "VERB /path"`);
+      const [, verb, path] = match;
+      if (path.startsWith('/rotor/') || path === '/rotor') throw new Error(`route ${key}: /rotor/ is reserved`);
+      if (path.endsWith('/*')) this.prefixes.push({ verb, prefix: path.slice(0, -1), handler });
+      else {
+        this.exact.set(`${verb} ${path}`, handler);
+        this.exactPaths.add(path);
+      }
+    }
+    this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
+  }
+
+  match(verb: string, path: string): RouteMatch {
+    const handler = this.exact.get(`${verb} ${path}`);
+    if (handler) return { handler };
+    let pathKnown = this.exactPaths.has(path);
+    for (const route of this.prefixes) {
+      if (!path.startsWith(route.prefix)) continue;
+      if (route.verb === verb) return { handler: route.handler };
+      pathKnown = true;
+    }
+    return { error: pathKnown ? 'ROTOR_E_METHOD_NOT_ALLOWED' : 'ROTOR_E_NOT_FOUND' };
+  }
+}

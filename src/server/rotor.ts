@@ -1,0 +1,405 @@
+import { ERRORS, RotorError, reasonFor, type ErrorCode } from '../errors.ts';
+import type { RotorConfig } from '../config/defaults.ts';
+import type { Logger } from '../log/index.ts';
+import { getHeader, serializeFrame, type Header, type RequestFrame, type Frame } from '../wire/index.ts';
+import { admit, createSession, releasedTasks, revoke, rotate } from '../session/machine.ts';
+import { claimsExpireAt, hashToken, KeyRing, mintToken, verifyToken } from '../session/token.ts';
+import { pooledRandom, type RandomSource } from '../session/random.ts';
+import type { RevokeReason, SessionState, TaskSpec } from '../session/types.ts';
+import type { Store, TaskRecord } from '../store/types.ts';
+import { Router, type AppReply, type AppRequest, type RotorApp } from './app.ts';
+import { HashLimiter, matchTotp, verifyPassword } from './auth.ts';
+import { KeyedSerializer } from './locks.ts';
+import { TaskRunner } from './tasks.ts';
+
+export const SERVER_NAME = 'rotor/0.1.0';
+
+/** What a carrier sends back for one request frame. */
+export interface Reply {
+  bytes: Buffer;
+  /** A protocol error: after these bytes the connection closes. */
+  close: boolean;
+}
+
+export interface RotorDeps {
+  config: RotorConfig;
+  store: Store;
+  app: RotorApp;
+  keys: KeyRing;
+  log: Logger;
+  now?: () => number;
+  random?: RandomSource;
+  nodeId?: string;
+}
+
+/** What an admitted token exchange does once the machine said proceed. */
+type Operation =
+  | { kind: 'ack' }
+  | { kind: 'end'; reason: RevokeReason; status: number }
+  | { kind: 'resume' }
+  | { kind: 'meta'; merge: Record<string, unknown> }
+  | { kind: 'task'; taskId: string }
+  | { kind: 'app'; frame: RequestFrame; path: string; query: string };
+
+/** A processed exchange before its token is attached. */
+interface Outcome {
+  status: number;
+  headers: Header[];
+  body?: Buffer;
+  error?: ErrorCode;
+  tasks: TaskSpec[];
+  meta: Readonly<Record<string, unknown>>;
+}
+
+const RESERVED_HEADERS = new Set(['token', 'error', 'task', 'wait-for', 'bin-length', 'server', 'content-type']);
+const JSON_TYPE = 'application/json';
+
+/**
+ * The one dispatch path every carrier uses: a request frame in, the reply bytes out. It drives
+ * the pure session machine against the store, mints tokens, runs application handlers, and
+ * hands released tasks to the task runner.
+ */
+export class Rotor {
+  readonly config: RotorConfig;
+  readonly store: Store;
+  readonly log: Logger;
+  readonly tasks: TaskRunner;
+  private readonly keys: KeyRing;
+  private readonly router: Router;
+  private readonly now: () => number;
+  private readonly random: RandomSource;
+  private readonly locks = new KeyedSerializer();
+  private readonly hashing: HashLimiter;
+  private readonly taskNames: Set<string>;
+  private purgeTimer: NodeJS.Timeout | undefined;
+
+  constructor(deps: RotorDeps) {
+    this.config = deps.config;
+    this.store = deps.store;
+    this.log = deps.log;
+    this.keys = deps.keys;
+    this.router = new Router(deps.app.routes);
+    this.now = deps.now ?? Date.now;
+    this.random = deps.random ?? pooledRandom();
+    this.hashing = new HashLimiter(deps.config.auth);
+    this.taskNames = new Set(Object.keys(deps.app.tasks));
+    const nodeId = deps.nodeId ?? this.random(6).toString('base64url');
+    this.tasks = new TaskRunner(
+      deps.store,
+      deps.app.tasks,
+      deps.config.tasks,
+      deps.config.session.taskResultTtlMinutes * 60_000,
+      deps.log,
+      this.now,
+      nodeId,
+    );
+  }
+
+  /** Start the background work: the task runner and the purge sweep. */
+  start(): void {
+    this.tasks.start();
+    if (!this.purgeTimer) {
+      this.purgeTimer = setInterval(() => {
+        this.store.purgeExpired(this.now()).catch((err) => this.log.warn({ err }, 'purge failed'));
+      }, this.config.session.purgeIntervalMs);
+      this.purgeTimer.unref();
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.purgeTimer) clearInterval(this.purgeTimer);
+    this.purgeTimer = undefined;
+    await this.tasks.stop();
+  }
+
+  /** Answer one frame. Never rejects: every failure becomes an error reply. */
+  async dispatch(frame: Frame): Promise<Reply> {
+    try {
+      return await this.route(frame);
+    } catch (err) {
+      if (err instanceof RotorError) return errorReply(err.code);
+      this.log.error({ err }, 'internal error');
+      return errorReply('ROTOR_E_INTERNAL');
+    }
+  }
+
+  private route(frame: Frame): Promise<Reply> | Reply {
+    if (frame.kind !== 'request') return errorReply('ROTOR_E_BAD_START_LINE');
+    const queryAt = frame.path.indexOf('?');
+    const path = queryAt === -1 ? frame.path : frame.path.slice(0, queryAt);
+    const query = queryAt === -1 ? '' : frame.path.slice(queryAt + 1);
+    if (!path.startsWith('/rotor/')) return this.exchange(frame, { kind: 'app', frame, path, query });
+    switch (`${frame.verb} ${path}`) {
+      case 'GET /rotor/ping':
+        return plainReply(200, [['Server', SERVER_NAME]]);
+      case 'POST /rotor/login':
+        return this.login(frame);
+      case 'POST /rotor/token':
+        return this.createToken(frame);
+      case 'PUT /rotor/token':
+        return this.exchange(frame, { kind: 'meta', merge: parseMetaBody(frame, this.config.session.maxMetaBytes) });
+      case 'DELETE /rotor/token':
+        return this.exchange(frame, { kind: 'end', reason: 'deleted', status: 202 });
+      case 'POST /rotor/resume':
+        return this.exchange(frame, { kind: 'resume' });
+      case 'POST /rotor/ack':
+        return this.exchange(frame, { kind: 'ack' });
+      case 'POST /rotor/logout':
+        return this.exchange(frame, { kind: 'end', reason: 'logout', status: 200 });
+    }
+    if (frame.verb === 'GET' && path.startsWith('/rotor/tasks/') && path.length > '/rotor/tasks/'.length) {
+      return this.exchange(frame, { kind: 'task', taskId: path.slice('/rotor/tasks/'.length) });
+    }
+    return errorReply('ROTOR_E_NOT_FOUND');
+  }
+
+  // ---- logins: new sessions ------------------------------------------------------------------
+
+  private async login(frame: RequestFrame): Promise<Reply> {
+    const user = getHeader(frame, 'User');
+    const password = getHeader(frame, 'Password');
+    if (!user || password === undefined) throw new RotorError('ROTOR_E_BAD_REQUEST', 'login needs User and Password');
+    const meta = parseMetaBody(frame, this.config.session.maxMetaBytes);
+    const record = await this.store.loadUser(user);
+    const passwordOk = await this.hashing.run(() => verifyPassword(password, record?.passwordHash ?? DUMMY_HASH));
+    if (!record || !passwordOk) throw new RotorError('ROTOR_E_AUTH_FAILED');
+    if (record.totpSecret) {
+      const code = getHeader(frame, 'TOTP');
+      if (!code) throw new RotorError('ROTOR_E_TOTP_REQUIRED');
+      const step = matchTotp(record.totpSecret, code, this.now(), this.config.auth.totpWindow);
+      if (step === undefined || !(await this.store.acceptTotpStep(user, step))) throw new RotorError('ROTOR_E_AUTH_FAILED');
+    }
+    return this.openSession(user, meta);
+  }
+
+  private createToken(frame: RequestFrame): Promise<Reply> {
+    if (!this.config.session.openTokenCreate) throw new RotorError('ROTOR_E_FORBIDDEN', 'token creation without login is disabled');
+    return this.openSession('', parseMetaBody(frame, this.config.session.maxMetaBytes));
+  }
+
+  private async openSession(user: string, meta: Record<string, unknown>): Promise<Reply> {
+    const now = this.now();
+    const id = this.random(16).toString('base64url');
+    const { token, expiresAt } = this.mint(id, 1, user, now);
+    await this.store.createSession(createSession({ id, user, tokenHash: hashToken(token), expiresAt, meta, now }));
+    const headers: Header[] = [['Token', token]];
+    if (user === '') {
+      headers.push(['Content-Type', JSON_TYPE]);
+      return plainReply(200, headers, Buffer.from(JSON.stringify(meta)));
+    }
+    return plainReply(200, headers);
+  }
+
+  private mint(sessionId: string, generation: number, user: string, now: number): { token: string; expiresAt: number | null } {
+    const issued = Math.floor(now / 1000);
+    const ttlMinutes = this.config.session.tokenTtlMinutes;
+    const token = mintToken(this.keys, { session: sessionId, generation, issued, ttlMinutes, user }, this.random);
+    return { token, expiresAt: claimsExpireAt({ issued, ttlMinutes }) };
+  }
+
+  // ---- token exchanges -----------------------------------------------------------------------
+
+  private exchange(frame: RequestFrame, op: Operation): Promise<Reply> {
+    const token = getHeader(frame, 'Token');
+    if (!token) throw new RotorError('ROTOR_E_TOKEN_MISSING');
+    const claims = verifyToken(this.keys, token);
+    const expiresAt = claimsExpireAt(claims);
+    if (expiresAt !== null && this.now() >= expiresAt) throw new RotorError('ROTOR_E_TOKEN_EXPIRED');
+    const presented = { gen: claims.generation, hash: hashToken(token) };
+    // No await before the lock: frames of one session queue in arrival order.
+    return this.locks.run(claims.session, () => this.exchangeLocked(claims.session, presented, op));
+  }
+
+  private async exchangeLocked(sessionId: string, presented: { gen: number; hash: string }, op: Operation): Promise<Reply> {
+    const retentionMs = this.config.session.revokedRetentionMinutes * 60_000;
+    for (let attempt = 0; attempt < this.config.session.maxCommitRetries; attempt++) {
+      const state = await this.store.loadSession(sessionId);
+      if (!state) return errorReply('ROTOR_E_SESSION_UNKNOWN');
+      const now = this.now();
+      const admission = admit(state, presented, now, now + retentionMs);
+      if (admission.verdict === 'replay') return { bytes: admission.reply, close: false };
+      if (admission.verdict === 'reject') {
+        if (admission.state && !(await this.store.commitSession(admission.state, state.rev, []))) continue;
+        if (admission.code === 'ROTOR_E_TOKEN_REUSED') this.log.warn({ session: sessionId, user: state.user }, 'token reuse: session revoked');
+        return errorReply(admission.code);
+      }
+      const released = this.taskRecords(admission.state, releasedTasks(admission.effects), now);
+      const result = await this.perform(state, admission.state, op, released, now, retentionMs);
+      if (!result) continue;
+      if (released.length > 0) this.tasks.notify();
+      return result;
+    }
+    return errorReply('ROTOR_E_CONFLICT');
+  }
+
+  /** Carry out an admitted operation; undefined when the session changed under it (retry). */
+  private async perform(
+    loaded: SessionState,
+    admitted: SessionState,
+    op: Operation,
+    released: TaskRecord[],
+    now: number,
+    retentionMs: number,
+  ): Promise<Reply | undefined> {
+    if (op.kind === 'ack') {
+      if (admitted !== loaded && !(await this.store.commitSession(admitted, loaded.rev, released))) return undefined;
+      return plainReply(200, []);
+    }
+    if (op.kind === 'end') {
+      const ended = revoke(admitted, op.reason, now, now + retentionMs);
+      if (!(await this.store.commitSession(ended.state, loaded.rev, released))) return undefined;
+      return plainReply(op.status, []);
+    }
+    const outcome = await this.produce(admitted, op, released);
+    const { token, expiresAt } = this.mint(admitted.id, admitted.gen + 1, admitted.user, now);
+    const headers: Header[] = [['Token', token], ...outcome.headers];
+    if (outcome.error) headers.push(['Error', outcome.error]);
+    const reply = serializeFrame({ kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body });
+    const rotated = rotate(admitted, {
+      nextHash: hashToken(token),
+      nextExpiresAt: expiresAt,
+      reply,
+      tasks: outcome.tasks,
+      meta: outcome.meta,
+    });
+    if (!(await this.store.commitSession(rotated, loaded.rev, released))) return undefined;
+    return { bytes: reply, close: false };
+  }
+
+  private async produce(state: SessionState, op: Operation, released: readonly TaskRecord[]): Promise<Outcome> {
+    const base = { tasks: [], meta: state.meta };
+    switch (op.kind) {
+      case 'resume':
+        return { ...base, status: 200, headers: [] };
+      case 'meta': {
+        const meta = { ...state.meta, ...op.merge };
+        if (Buffer.byteLength(JSON.stringify(meta)) > this.config.session.maxMetaBytes) {
+          return { ...base, ...errorOutcome('ROTOR_E_BAD_REQUEST') };
+        }
+        return { tasks: [], meta, status: 200, headers: [['Content-Type', JSON_TYPE]], body: Buffer.from(JSON.stringify(meta)) };
+      }
+      case 'task':
+        return { ...base, ...(await this.taskStatus(state, op.taskId, released)) };
+      case 'app':
+        return this.runHandler(state, op);
+      default:
+        throw new Error(`unexpected operation ${op.kind}`);
+    }
+  }
+
+  private async taskStatus(state: SessionState, taskId: string, released: readonly TaskRecord[]): Promise<Omit<Outcome, 'tasks' | 'meta'>> {
+    const task = released.find((t) => t.id === taskId) ?? (await this.store.loadTask(taskId));
+    if (!task || task.sessionId !== state.id) return errorOutcome('ROTOR_E_TASK_UNKNOWN');
+    if (task.status === 'done') {
+      const headers: Header[] = task.contentType ? [['Content-Type', task.contentType]] : [];
+      return { status: 200, headers, body: task.result ?? Buffer.alloc(0) };
+    }
+    if (task.status === 'failed') {
+      return { ...errorOutcome('ROTOR_E_TASK_FAILED'), headers: [['Content-Type', 'text/plain; charset=utf-8']], body: Buffer.from(task.error ?? '') };
+    }
+    return { status: 202, headers: [['Task', task.id], ['Wait-for', String(this.config.session.defaultWaitForSeconds)]] };
+  }
+
+  private async runHandler(state: SessionState, op: Extract<Operation, { kind: 'app' }>): Promise<Outcome> {
+    const failed = (code: ErrorCode): Outcome => ({ ...errorOutcome(code), tasks: [], meta: state.meta });
+    const match = this.router.match(op.frame.verb, op.path);
+    if ('error' in match) return failed(match.error);
+    const frame = op.frame;
+    const request: AppRequest = {
+      verb: frame.verb,
+      path: op.path,
+      query: op.query,
+      headers: frame.headers,
+      header: (name) => getHeader(frame, name),
+      body: frame.body,
+      user: state.user,
+      sessionId: state.id,
+      meta: state.meta,
+    };
+    let reply: AppReply;
+    try {
+      reply = await match.handler(request);
+    } catch (err) {
+      if (err instanceof RotorError && !err.fatal) return failed(err.code);
+      this.log.error({ err, path: op.path }, 'handler failed');
+      return failed('ROTOR_E_HANDLER_FAILED');
+    }
+    try {
+      return this.toOutcome(state, frame.verb, reply);
+    } catch (err) {
+      this.log.error({ err, path: op.path }, 'handler returned a bad reply');
+      return failed('ROTOR_E_HANDLER_FAILED');
+    }
+  }
+
+  /** Check an application's reply and turn it into an outcome; throws on a handler bug. */
+  private toOutcome(state: SessionState, verb: string, reply: AppReply): Outcome {
+    const deferrals = reply.defer === undefined ? [] : Array.isArray(reply.defer) ? reply.defer : [reply.defer];
+    if (deferrals.length > 0 && verb === 'GET') throw new Error('a GET may not defer work');
+    if (deferrals.length > this.config.session.maxTasksPerExchange) throw new Error('too many deferred tasks');
+    const tasks: TaskSpec[] = deferrals.map((d) => {
+      if (!this.taskNames.has(d.task)) throw new Error(`no task handler named ${d.task}`);
+      return { id: this.random(12).toString('base64url'), name: d.task, payload: d.payload ?? null };
+    });
+    const status = reply.status ?? (tasks.length > 0 ? 202 : 200);
+    if (!Number.isInteger(status) || status < 200 || status > 599) throw new Error(`bad status ${status}`);
+    const headers: Header[] = [];
+    if (tasks.length > 0) {
+      const wait = Math.max(...deferrals.map((d) => d.waitForSeconds ?? this.config.session.defaultWaitForSeconds));
+      headers.push(['Task', tasks.map((t) => t.id).join(',')], ['Wait-for', String(wait)]);
+    }
+    if (reply.contentType) headers.push(['Content-Type', reply.contentType]);
+    for (const [name, value] of Object.entries(reply.headers ?? {})) {
+      if (RESERVED_HEADERS.has(name.toLowerCase())) throw new Error(`a handler may not set ${name}`);
+      headers.push([name, value]);
+    }
+    const meta = reply.meta ? { ...state.meta, ...reply.meta } : state.meta;
+    if (reply.meta && Buffer.byteLength(JSON.stringify(meta)) > this.config.session.maxMetaBytes) throw new Error('metadata too large');
+    const body = reply.body === undefined ? undefined : typeof reply.body === 'string' ? Buffer.from(reply.body) : reply.body;
+    if (body && body.length > this.config.wire.maxBodyBytes) throw new Error('reply body over the body limit');
+    return { status, headers, body, tasks, meta };
+  }
+
+  private taskRecords(state: SessionState, specs: readonly TaskSpec[], now: number): TaskRecord[] {
+    return specs.map((spec) => ({ ...spec, sessionId: state.id, user: state.user, status: 'released', releasedAt: now, expiresAt: null }));
+  }
+}
+
+/** A scrypt hash of nothing anyone knows, so an unknown user costs as much as a wrong password. */
+const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+
+function plainReply(status: number, headers: Header[], body?: Buffer): Reply {
+  return { bytes: serializeFrame({ kind: 'response', status, reason: reasonFor(status), headers, body }), close: false };
+}
+
+export function errorReply(code: ErrorCode, extra: Header[] = []): Reply {
+  const { status, fatal } = ERRORS[code];
+  const headers: Header[] = [['Error', code], ...extra];
+  if (code === 'ROTOR_E_RATE_LIMITED') headers.push(['Wait-for', '1']);
+  return { bytes: serializeFrame({ kind: 'response', status, reason: reasonFor(status), headers, body: undefined }), close: fatal };
+}
+
+function errorOutcome(code: ErrorCode): { status: number; headers: Header[]; error: ErrorCode } {
+  return { status: ERRORS[code].status, headers: [], error: code };
+}
+
+/** A request body of JSON metadata: absent or empty means {}, anything but an object is refused. */
+function parseMetaBody(frame: RequestFrame, maxBytes: number): Record<string, unknown> {
+  const body = frame.body;
+  if (!body || body.length === 0) return {};
+  const type = getHeader(frame, 'Content-Type');
+  if (type !== undefined && !type.toLowerCase().startsWith(JSON_TYPE)) {
+    throw new RotorError('ROTOR_E_BAD_REQUEST', 'metadata must be application/json');
+  }
+  if (body.length > maxBytes) throw new RotorError('ROTOR_E_BAD_REQUEST', 'metadata too large');
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new RotorError('ROTOR_E_BAD_REQUEST', 'metadata is not JSON');
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new RotorError('ROTOR_E_BAD_REQUEST', 'metadata must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}

@@ -1,0 +1,200 @@
+import type { Duplex } from 'node:stream';
+import type { ConnectionLimits, WireLimits } from '../config/defaults.ts';
+import type { ErrorCode } from '../errors.ts';
+import type { Logger } from '../log/index.ts';
+import { FrameParser, type Frame } from '../wire/index.ts';
+import { errorReply, type Reply } from '../server/rotor.ts';
+
+/** Anything that answers frames: the Rotor dispatcher, or a bare echo server in the bench. */
+export interface FrameHandler {
+  dispatch(frame: Frame): Promise<Reply>;
+}
+
+interface Slot {
+  reply: Reply | undefined;
+}
+
+/**
+ * One byte-stream connection (TCP or TLS): frames in, replies out in request order.
+ *
+ * - Read backpressure: at most `maxInFlight` frames are worked on at once; past that the
+ *   socket is paused, and so it is while the peer is not reading our replies.
+ * - Write backpressure: a peer that does not drain its replies within `drainTimeoutMs` is dropped.
+ * - Deadlines (checked by the listener's sweep): a header block within `headerTimeoutMs`, a
+ *   whole frame within `frameTimeoutMs`, and nothing at all for `idleTimeoutMs` closes.
+ * - A protocol error is answered with one error frame after the replies already owed, then
+ *   the connection closes; input after it is read and discarded so the peer sees the frame.
+ */
+export class StreamConnection {
+  private readonly parser: FrameParser;
+  private readonly slots: Slot[] = [];
+  private inFlight = 0;
+  private frameStartedAt = 0;
+  private lastActivityAt: number;
+  private drainingSince = 0;
+  private readPaused = false;
+  private closing = false;
+  private closed = false;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private readonly onClosed: Array<() => void> = [];
+
+  constructor(
+    private readonly socket: Duplex,
+    private readonly handler: FrameHandler,
+    private readonly wire: WireLimits,
+    private readonly limits: ConnectionLimits,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.parser = new FrameParser(wire);
+    this.lastActivityAt = now();
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('drain', () => this.onDrain());
+    socket.on('error', (err) => this.log.debug({ err }, 'connection error'));
+    socket.on('close', () => this.onClose());
+  }
+
+  /** Called once when the connection is gone, however it ended. */
+  whenClosed(callback: () => void): void {
+    if (this.closed) callback();
+    else this.onClosed.push(callback);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** The listener's periodic sweep: enforce every deadline of this connection. */
+  sweep(now: number): void {
+    if (this.closed || this.closing) return;
+    if (this.drainingSince !== 0 && now - this.drainingSince > this.limits.drainTimeoutMs) {
+      this.log.debug('peer stopped reading: dropped');
+      this.socket.destroy();
+      return;
+    }
+    if (this.parser.midFrame) {
+      if (this.parser.inHeaders && now - this.frameStartedAt > this.limits.headerTimeoutMs) return this.fail('ROTOR_E_HEADER_TIMEOUT');
+      if (now - this.frameStartedAt > this.limits.frameTimeoutMs) return this.fail('ROTOR_E_FRAME_TIMEOUT');
+    } else if (this.inFlight === 0 && now - this.lastActivityAt > this.limits.idleTimeoutMs) {
+      return this.fail('ROTOR_E_IDLE_TIMEOUT');
+    }
+  }
+
+  /** Graceful end: read no more frames, finish the ones in flight, then close. */
+  shutdown(): void {
+    if (this.closing || this.closed) return;
+    this.closing = true;
+    this.socket.pause();
+    this.flush();
+  }
+
+  /** Drop the connection now (after the shutdown grace ran out). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** Send one error frame (after the replies already owed) and close. */
+  fail(code: ErrorCode): void {
+    if (this.closing || this.closed) return;
+    this.slots.push({ reply: errorReply(code) });
+    this.closing = true;
+    this.flush();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return; // discarding input after an error or during shutdown
+    const now = this.now();
+    this.lastActivityAt = now;
+    const wasMidFrame = this.parser.midFrame;
+    const { frames, error } = this.parser.push(chunk);
+    if (frames.length > 0 || !wasMidFrame) this.frameStartedAt = now;
+    for (const frame of frames) this.start(frame);
+    if (error) {
+      this.log.debug({ code: error.code }, 'protocol error');
+      this.fail(error.code);
+      return;
+    }
+    this.updateReading();
+  }
+
+  private start(frame: Frame): void {
+    const slot: Slot = { reply: undefined };
+    this.slots.push(slot);
+    this.inFlight++;
+    this.handler.dispatch(frame).then(
+      (reply) => this.complete(slot, reply),
+      (err) => {
+        this.log.error({ err }, 'dispatch rejected');
+        this.complete(slot, errorReply('ROTOR_E_INTERNAL'));
+      },
+    );
+  }
+
+  private complete(slot: Slot, reply: Reply): void {
+    slot.reply = reply;
+    this.inFlight--;
+    this.lastActivityAt = this.now();
+    if (reply.close) this.closing = true;
+    this.flush();
+    this.updateReading();
+  }
+
+  /** Write every reply that is ready, in request order. */
+  private flush(): void {
+    if (this.closed) return;
+    while (this.slots.length > 0 && this.slots[0].reply !== undefined) {
+      const { bytes, close } = this.slots.shift()!.reply!;
+      const writable = this.socket.write(bytes);
+      if (!writable && this.drainingSince === 0) this.drainingSince = this.now();
+      if (close) {
+        this.slots.length = 0;
+        this.endSoon();
+        return;
+      }
+    }
+    if (this.closing && this.slots.length === 0) this.endSoon();
+  }
+
+  private endSoon(): void {
+    this.closing = true;
+    if (this.lingerTimer) return;
+    this.socket.end();
+    // Keep reading (and discarding) for a moment so the peer gets our last frame rather than a reset.
+    this.socket.resume();
+    this.lingerTimer = setTimeout(() => this.socket.destroy(), Math.min(this.limits.drainTimeoutMs, 2_000));
+    this.lingerTimer.unref();
+  }
+
+  private onDrain(): void {
+    this.drainingSince = 0;
+    this.updateReading();
+  }
+
+  private updateReading(): void {
+    if (this.closing || this.closed) return;
+    const shouldPause = this.inFlight >= this.limits.maxInFlight || this.drainingSince !== 0;
+    if (shouldPause && !this.readPaused) {
+      this.readPaused = true;
+      this.socket.pause();
+    } else if (!shouldPause && this.readPaused) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  private onEnd(): void {
+    const truncated = this.parser.end();
+    if (truncated) this.log.debug({ code: truncated.code }, 'peer closed mid-frame');
+    // The peer is done sending; answer what it asked, then close.
+    this.closing = true;
+    this.flush();
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    for (const callback of this.onClosed.splice(0)) callback();
+  }
+}

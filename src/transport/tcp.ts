@@ -1,0 +1,84 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import type { RotorConfig } from '../config/defaults.ts';
+import type { Logger } from '../log/index.ts';
+import { errorReply } from '../server/rotor.ts';
+import { StreamConnection, type FrameHandler } from './connection.ts';
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  /** PEM key and certificate: TCP becomes TLS. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
+}
+
+export interface Listener {
+  readonly address: { host: string; port: number };
+  readonly connections: number;
+  /** Stop accepting, let in-flight frames finish, close; destroys what is left after the grace. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serve rotor frames over TCP (or TLS). Any Duplex would do — the connection logic lives in
+ * StreamConnection — this adds the connection cap, the deadline sweep and graceful close.
+ */
+export async function listenStream(handler: FrameHandler, config: RotorConfig, log: Logger, options: ListenOptions): Promise<Listener> {
+  const live = new Set<StreamConnection>();
+  const limits = config.connection;
+  let closing: Promise<void> | undefined;
+
+  const accept = (socket: net.Socket) => {
+    if (closing || live.size >= limits.maxConnections) {
+      socket.on('error', () => {});
+      socket.end(errorReply(closing ? 'ROTOR_E_SHUTTING_DOWN' : 'ROTOR_E_TOO_MANY_CONNECTIONS').bytes);
+      setTimeout(() => socket.destroy(), 1_000).unref();
+      return;
+    }
+    socket.setNoDelay(true);
+    const connection = new StreamConnection(socket, handler, config.wire, limits, log);
+    live.add(connection);
+    connection.whenClosed(() => live.delete(connection));
+  };
+
+  const server = options.tls
+    ? tls.createServer({ key: options.tls.key, cert: options.tls.cert }, accept)
+    : net.createServer(accept);
+  server.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'));
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const connection of live) connection.sweep(now);
+  }, limits.sweepIntervalMs);
+  sweep.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error({ err }, 'listener error'));
+  const bound = server.address() as net.AddressInfo;
+
+  return {
+    address: { host: bound.address, port: bound.port },
+    get connections() {
+      return live.size;
+    },
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const connection of live) connection.shutdown();
+        const grace = new Promise<void>((resolve) => setTimeout(resolve, limits.shutdownGraceMs).unref());
+        const allClosed = Promise.all([...live].map((c) => new Promise<void>((resolve) => c.whenClosed(resolve))));
+        await Promise.race([allClosed, grace]);
+        for (const connection of live) connection.destroy();
+        clearInterval(sweep);
+        await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 100).unref())]);
+      })();
+      return closing;
+    },
+  };
+}
