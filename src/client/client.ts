@@ -1,0 +1,196 @@
+import { getHeader, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
+import { errorFor, SESSION_ENDING, TransportError } from './errors.ts';
+import type { ClientTransport, Connect } from './transport.ts';
+
+export interface RotorResponse {
+  status: number;
+  headers: readonly Header[];
+  header(name: string): string | undefined;
+  body: Buffer;
+  /** Task ids when the exchange deferred work (202). */
+  tasks: string[];
+  /** The server's estimate, in seconds, of when to ask again. */
+  waitFor: number | undefined;
+}
+
+export interface ClientOptions {
+  connect: Connect;
+  /** Times a request is sent again, with the same token, after a lost response. */
+  retries?: number;
+  retryDelayMs?: number;
+  /** Called with every new token, before it is used or acked (persist it here). */
+  onToken?: (token: string | undefined) => void | Promise<void>;
+}
+
+export interface RequestOptions {
+  body?: Buffer | string;
+  contentType?: string;
+  headers?: Record<string, string>;
+}
+
+/**
+ * A rotor client: logs in, always holds the newest token, and survives a lost response by
+ * sending the same request with the same token again (the server answers it from its replay
+ * copy, so nothing is done twice). Reuse, expiry and revocation surface as typed errors and
+ * leave the client without a token.
+ */
+export class RotorClient {
+  private transport: ClientTransport | undefined;
+  private connecting: Promise<ClientTransport> | undefined;
+  private current: string | undefined;
+  private readonly retries: number;
+  private readonly retryDelayMs: number;
+  private busy: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly options: ClientOptions) {
+    this.retries = options.retries ?? 3;
+    this.retryDelayMs = options.retryDelayMs ?? 100;
+  }
+
+  /** The newest token this client holds. */
+  get token(): string | undefined {
+    return this.current;
+  }
+
+  /** Start from a token saved earlier (resume after a restart of the client). */
+  async useToken(token: string | undefined): Promise<void> {
+    await this.setToken(token);
+  }
+
+  login(user: string, password: string, options: { totp?: string; meta?: Record<string, unknown> } = {}): Promise<RotorResponse> {
+    const headers: Header[] = [['User', user], ['Password', password]];
+    if (options.totp) headers.push(['TOTP', options.totp]);
+    return this.serial(() => this.exchange('POST', '/rotor/login', headers, jsonBody(options.meta), false));
+  }
+
+  /** A message to an application path; the reply carries the next token. */
+  request(verb: string, path: string, options: RequestOptions = {}): Promise<RotorResponse> {
+    const headers: Header[] = [];
+    if (options.contentType) headers.push(['Content-Type', options.contentType]);
+    for (const [name, value] of Object.entries(options.headers ?? {})) headers.push([name, value]);
+    const body = typeof options.body === 'string' ? Buffer.from(options.body) : options.body;
+    return this.serial(() => this.exchange(verb, path, headers, body, true));
+  }
+
+  /** Show the server we hold the newest token: releases the work the last exchange deferred. */
+  ack(): Promise<RotorResponse> {
+    return this.serial(() => this.exchange('POST', '/rotor/ack', [], undefined, true));
+  }
+
+  /** Rotate without a message (login with a token, e.g. after reconnecting). */
+  resume(): Promise<RotorResponse> {
+    return this.serial(() => this.exchange('POST', '/rotor/resume', [], undefined, true));
+  }
+
+  /** Merge keys into the session's metadata; the reply body is the whole metadata as JSON. */
+  exchangeMeta(merge: Record<string, unknown> = {}): Promise<RotorResponse> {
+    return this.serial(() => this.exchange('PUT', '/rotor/token', [['Content-Type', 'application/json']], jsonBody(merge), true));
+  }
+
+  /** Fetch a deferred task's result: 200 with the result, 202 while it runs. */
+  task(id: string): Promise<RotorResponse> {
+    return this.serial(() => this.exchange('GET', `/rotor/tasks/${id}`, [], undefined, true));
+  }
+
+  /** Ask for a task's result until it is there (acks first, so the task may start). */
+  async waitForTask(id: string, options: { timeoutMs?: number } = {}): Promise<RotorResponse> {
+    const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+    for (;;) {
+      const response = await this.task(id);
+      if (response.status !== 202) return response;
+      if (Date.now() > deadline) throw new TransportError(`task ${id} not finished in time`);
+      await sleep(Math.min(1000, Math.max(20, (response.waitFor ?? 1) * 100)));
+    }
+  }
+
+  async logout(): Promise<void> {
+    await this.serial(() => this.exchange('POST', '/rotor/logout', [], undefined, true));
+    await this.setToken(undefined);
+  }
+
+  /** Delete the token and its metadata (note 004's DELETE /token). */
+  async deleteToken(): Promise<void> {
+    await this.serial(() => this.exchange('DELETE', '/rotor/token', [], undefined, true));
+    await this.setToken(undefined);
+  }
+
+  close(): void {
+    this.transport?.close();
+    this.transport = undefined;
+  }
+
+  /** One exchange at a time: each request needs the token the previous one returned. */
+  private serial<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(work, work);
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  private async exchange(verb: string, path: string, headers: Header[], body: Buffer | undefined, withToken: boolean): Promise<RotorResponse> {
+    if (withToken) {
+      if (!this.current) throw errorFor('ROTOR_E_TOKEN_MISSING', 401, 'not logged in');
+      headers = [['Token', this.current], ...headers];
+    }
+    const frame: RequestFrame = { kind: 'request', verb, path, headers, body };
+    const response = await this.send(frame);
+    const next = getHeader(response, 'Token');
+    if (next) await this.setToken(next);
+    const code = getHeader(response, 'Error');
+    if (code) {
+      if (SESSION_ENDING.has(code)) await this.setToken(undefined);
+      throw errorFor(code, response.status, response.body?.toString('utf8') || undefined);
+    }
+    return toResponse(response);
+  }
+
+  /** Send, and on a lost response send the identical frame again: the server replays. */
+  private async send(frame: RequestFrame): Promise<ResponseFrame> {
+    let lastError: Error | undefined;
+    for (let attempt = 0; attempt <= this.retries; attempt++) {
+      if (attempt > 0) await sleep(this.retryDelayMs * attempt);
+      try {
+        const transport = await this.connection();
+        return await transport.request(frame);
+      } catch (err) {
+        if (!(err instanceof TransportError)) throw err;
+        lastError = err;
+        this.transport?.close();
+        this.transport = undefined;
+      }
+    }
+    throw lastError ?? new TransportError('request failed');
+  }
+
+  private async connection(): Promise<ClientTransport> {
+    if (this.transport) return this.transport;
+    this.connecting ??= this.options.connect().finally(() => (this.connecting = undefined));
+    this.transport = await this.connecting;
+    return this.transport;
+  }
+
+  private async setToken(token: string | undefined): Promise<void> {
+    this.current = token;
+    await this.options.onToken?.(token);
+  }
+}
+
+function jsonBody(value: Record<string, unknown> | undefined): Buffer | undefined {
+  return value === undefined ? undefined : Buffer.from(JSON.stringify(value));
+}
+
+function toResponse(frame: ResponseFrame): RotorResponse {
+  const task = getHeader(frame, 'Task');
+  const wait = getHeader(frame, 'Wait-for');
+  return {
+    status: frame.status,
+    headers: frame.headers,
+    header: (name) => getHeader(frame, name),
+    body: frame.body ?? Buffer.alloc(0),
+    tasks: task ? task.split(',') : [],
+    waitFor: wait === undefined ? undefined : Number(wait),
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

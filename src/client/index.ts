@@ -1,0 +1,11 @@
+/** rotor's client library: one class, transports per carrier, typed errors. */
+export { RotorClient, type RotorResponse, type ClientOptions, type RequestOptions } from './client.ts';
+export { tcpConnect, StreamTransport, type ClientTransport, type Connect, type TcpOptions } from './transport.ts';
+export {
+  RotorClientError,
+  TokenReusedError,
+  TokenExpiredError,
+  SessionRevokedError,
+  AuthFailedError,
+  TransportError,
+} from './errors.ts';

@@ -1,0 +1,109 @@
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { FrameParser, serializeFrame, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
+import { DEFAULTS, type WireLimits } from '../config/defaults.ts';
+import { TransportError } from './errors.ts';
+
+/** Carries request frames to a server and their responses back, in order. */
+export interface ClientTransport {
+  request(frame: RequestFrame): Promise<ResponseFrame>;
+  close(): void;
+}
+
+export type Connect = () => Promise<ClientTransport>;
+
+interface Waiter {
+  resolve(frame: ResponseFrame): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/** A transport over any byte stream (TCP, TLS): pipelined, answers matched by order. */
+export class StreamTransport implements ClientTransport {
+  private readonly parser: FrameParser;
+  private readonly waiting: Waiter[] = [];
+  private dead: Error | undefined;
+
+  constructor(
+    private readonly socket: Duplex,
+    private readonly timeoutMs: number,
+    limits: WireLimits = DEFAULTS.wire,
+  ) {
+    this.parser = new FrameParser(limits);
+    socket.on('data', (chunk: Buffer) => {
+      const { frames, error } = this.parser.push(chunk);
+      for (const frame of frames) {
+        const waiter = this.waiting.shift();
+        if (!waiter) continue;
+        clearTimeout(waiter.timer);
+        if (frame.kind === 'response') waiter.resolve(frame);
+        else waiter.reject(new TransportError('server sent a request frame'));
+      }
+      if (error) this.kill(new TransportError(`bad frame from server: ${error.code}`));
+    });
+    socket.on('error', (err) => this.kill(new TransportError(err.message)));
+    socket.on('close', () => this.kill(new TransportError('connection closed')));
+  }
+
+  request(frame: RequestFrame): Promise<ResponseFrame> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.kill(new TransportError(`no response within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer.unref();
+      this.waiting.push({ resolve, reject, timer });
+      this.socket.write(serializeFrame(frame));
+    });
+  }
+
+  close(): void {
+    this.kill(new TransportError('closed'));
+  }
+
+  get closed(): boolean {
+    return this.dead !== undefined;
+  }
+
+  private kill(err: Error): void {
+    if (!this.dead) this.dead = err;
+    for (const waiter of this.waiting.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(err);
+    }
+    this.socket.destroy();
+  }
+}
+
+export interface TcpOptions {
+  host?: string;
+  port?: number;
+  /** Connect with TLS; `ca` for a private certificate, `rejectUnauthorized: false` only in tests. */
+  tls?: tls.ConnectionOptions;
+  timeoutMs?: number;
+}
+
+export function tcpConnect(options: TcpOptions = {}): Connect {
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? DEFAULTS.port;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  return () =>
+    new Promise((resolve, reject) => {
+      const socket: net.Socket = options.tls
+        ? tls.connect({ host, port, servername: host, ...options.tls }, () => ready())
+        : net.connect({ host, port }, () => ready());
+      const timer = setTimeout(() => fail(new TransportError(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
+      timer.unref();
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(err instanceof TransportError ? err : new TransportError(err.message));
+      };
+      const ready = () => {
+        clearTimeout(timer);
+        socket.off('error', fail);
+        socket.setNoDelay(true);
+        resolve(new StreamTransport(socket, timeoutMs));
+      };
+      socket.once('error', fail);
+    });
+}
