@@ -1,0 +1,245 @@
+/**
+ * The `rotor` command: serve, manage users, and act as a client for scripts.
+ * Every subcommand has --help.
+ */
+import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { resolveConfig, DEFAULTS } from '../config/defaults.ts';
+import { createLogger } from '../log/index.ts';
+import { serve, hashPassword, newTotpSecret, totpFor } from '../server/index.ts';
+import { exampleApp } from '../app/example.ts';
+import { pooledRandom } from '../session/random.ts';
+import { KeyRing } from '../session/token.ts';
+import { openStore } from '../store/index.ts';
+import { RotorClient, tcpConnect, RotorClientError, type RotorResponse } from '../client/index.ts';
+import { loadOrCreateKeys } from './keys.ts';
+
+const storeOptions = (y: Argv) =>
+  y
+    .option('store', { type: 'string', default: 'lmdb', describe: 'memory | lmdb (embedded, durable) | redis://host:port/db' })
+    .option('data', { type: 'string', default: './rotor-data', describe: 'directory of the embedded store and the key file' })
+    .option('fsync', { type: 'boolean', default: false, describe: 'embedded store: fsync every commit (safe against power loss, slower)' });
+
+const clientOptions = (y: Argv) =>
+  y
+    .option('host', { type: 'string', default: DEFAULTS.host })
+    .option('port', { type: 'number', default: DEFAULTS.port })
+    .option('token-file', { type: 'string', describe: 'where the newest token is kept between calls' })
+    .option('user', { type: 'string', describe: 'log in as this user (when there is no token file yet)' })
+    .option('password', { type: 'string', describe: 'password (or env ROTOR_PASSWORD)' })
+    .option('totp', { type: 'string', describe: 'TOTP code, for users that have one' })
+    .option('timeout', { type: 'number', default: 10_000, describe: 'ms to wait for each response' });
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName('rotor')
+    .usage('$0 <command>\n\nA rotating-token session server. See README.md and spec.md.')
+    .command(
+      'serve',
+      'run a rotor server (the example application, the embedded durable store)',
+      (y) =>
+        storeOptions(y)
+          .option('host', { type: 'string', default: DEFAULTS.host, describe: 'address to listen on' })
+          .option('port', { type: 'number', default: DEFAULTS.port, describe: 'TCP port for rotor frames' })
+          .option('token-ttl', { type: 'number', default: DEFAULTS.session.tokenTtlMinutes, describe: 'token lifetime in minutes (-1 = never, needs --allow-never-expiring)' })
+          .option('allow-never-expiring', { type: 'boolean', default: false })
+          .option('token-api', { type: 'boolean', default: false, describe: 'allow POST /rotor/token: tokens with metadata, no login (trusted networks only)' })
+          .option('key-file', { type: 'string', describe: 'MAC keys (JSON); default <data>/keys.json' })
+          .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve TLS' })
+          .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
+          .option('log-level', { type: 'string', default: 'info' }),
+      async (args) => {
+        const config = resolveConfig({
+          host: args.host,
+          port: args.port,
+          logLevel: args['log-level'],
+          session: { tokenTtlMinutes: args['token-ttl'], allowNeverExpiring: args['allow-never-expiring'], openTokenCreate: args['token-api'] },
+        });
+        const log = createLogger({ level: config.logLevel });
+        const random = pooledRandom();
+        if (Boolean(args['tls-cert']) !== Boolean(args['tls-key'])) throw new Error('--tls-cert and --tls-key go together');
+        const tls = args['tls-cert'] ? { cert: readFileSync(args['tls-cert']), key: readFileSync(args['tls-key']!) } : undefined;
+        const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
+        // A memory store forgets every session on exit, so a throwaway key is enough there.
+        const keys = args.store === 'memory' && !args['key-file'] ? KeyRing.generate(random) : loadOrCreateKeys(args['key-file'] ?? join(args.data, 'keys.json'), random);
+        const server = await serve({ config, store, app: exampleApp(), keys, log, tls, random });
+        const users = await store.listUsers();
+        log.info({ address: server.tcp.address, store: store.kind, tls: Boolean(tls), users: users.length }, 'rotor is listening');
+        if (users.length === 0) log.warn('no users yet: add one with `npm run rotor -- user add <name>`');
+        const stop = async (signal: string) => {
+          log.info({ signal }, 'shutting down');
+          await server.close();
+          await store.close();
+          process.exit(0);
+        };
+        process.once('SIGTERM', () => void stop('SIGTERM'));
+        process.once('SIGINT', () => void stop('SIGINT'));
+      },
+    )
+    .command('user', 'manage users (add | list | remove)', (y) =>
+      storeOptions(y)
+        .command(
+          'add <name>',
+          'add a user, or replace its password',
+          (yy) =>
+            yy
+              .positional('name', { type: 'string', demandOption: true })
+              .option('password', { type: 'string', describe: 'the password (or env ROTOR_PASSWORD, or one line on stdin)' })
+              .option('totp', { type: 'boolean', default: false, describe: 'also require a TOTP code; prints the otpauth URI' }),
+          async (args) => {
+            const password = args.password ?? process.env.ROTOR_PASSWORD ?? (await readLine());
+            if (!password) throw new Error('no password given (--password, ROTOR_PASSWORD, or stdin)');
+            await withStore(args, async (store) => {
+              const totpSecret = args.totp ? newTotpSecret() : undefined;
+              const passwordHash = await hashPassword(password, DEFAULTS.auth, pooledRandom());
+              await store.putUser({ name: args.name, passwordHash, totpSecret, createdAt: Date.now() });
+              console.log(`user ${args.name} saved`);
+              if (totpSecret) console.log(totpFor(totpSecret, args.name).toString());
+            });
+          },
+        )
+        .command('list', 'list users', {}, async (args) => {
+          await withStore(args as unknown as StoreArgs, async (store) => {
+            for (const user of await store.listUsers()) console.log(`${user.name}${user.totpSecret ? ' (totp)' : ''}`);
+          });
+        })
+        .command(
+          'remove <name>',
+          'remove a user (their sessions run out on their own)',
+          (yy) => yy.positional('name', { type: 'string', demandOption: true }),
+          async (args) => {
+            await withStore(args, async (store) => {
+              if (!(await store.removeUser(args.name))) throw new Error(`no user ${args.name}`);
+              console.log(`user ${args.name} removed`);
+            });
+          },
+        )
+        .demandCommand(1),
+    )
+    .command(
+      'login',
+      'log in and keep the token in --token-file',
+      (y) => clientOptions(y).demandOption(['token-file', 'user']),
+      async (args) => {
+        const client = makeClient(args);
+        await client.login(args.user!, passwordOf(args), { totp: args.totp });
+        client.close();
+      },
+    )
+    .command(
+      'call <verb> <path>',
+      'one request as a logged-in client (for scripts); prints the reply body',
+      (y) =>
+        clientOptions(y)
+          .positional('verb', { type: 'string', demandOption: true })
+          .positional('path', { type: 'string', demandOption: true })
+          .option('data', { type: 'string', describe: 'request body' })
+          .option('data-file', { type: 'string', describe: 'request body from a file' })
+          .option('content-type', { type: 'string' })
+          .option('wait', { type: 'boolean', default: false, describe: 'if work was deferred, ack and wait for its result' })
+          .option('include', { alias: 'i', type: 'boolean', default: false, describe: 'print the status line and headers to stderr' }),
+      async (args) => {
+        const client = makeClient(args);
+        const saved = args['token-file'] && existsSync(args['token-file']) ? readFileSync(args['token-file'], 'utf8').trim() : '';
+        if (saved) await client.useToken(saved);
+        else if (args.user) await client.login(args.user, passwordOf(args), { totp: args.totp });
+        else throw new Error('no token: give --token-file with a token in it, or --user');
+        const body = args['data-file'] ? readFileSync(args['data-file']) : args.data;
+        let response = await client.request(args.verb.toUpperCase(), args.path, { body, contentType: args['content-type'] });
+        if (args.wait && response.tasks.length > 0) {
+          for (const id of response.tasks) response = await client.waitForTask(id);
+        }
+        if (args.include) printHead(response);
+        process.stdout.write(response.body);
+        // The token file now holds the newest token; acking tells the server we have it, which
+        // lets deferred work start. Without a token file the session ends here.
+        if (args['token-file']) await client.ack();
+        else await client.logout();
+        client.close();
+      },
+    )
+    .command(
+      'logout',
+      'end the session in --token-file',
+      (y) => clientOptions(y).demandOption('token-file'),
+      async (args) => {
+        const client = makeClient(args);
+        await client.useToken(readFileSync(args['token-file']!, 'utf8').trim());
+        await client.logout();
+        client.close();
+      },
+    )
+    .demandCommand(1)
+    .strict()
+    .help()
+    .fail((message, err, y) => {
+      if (err) {
+        const code = err instanceof RotorClientError ? ` (${err.code})` : '';
+        console.error(`rotor: ${err.message}${code}`);
+      } else {
+        console.error(y.help().toString());
+        console.error(`\nrotor: ${message}`);
+      }
+      process.exit(1);
+    })
+    .parseAsync();
+}
+
+type StoreArgs = { store: string; data: string; fsync: boolean };
+
+async function withStore(args: StoreArgs, work: (store: Awaited<ReturnType<typeof openStore>>) => Promise<void>): Promise<void> {
+  if (args.store === 'memory') throw new Error('users of a memory store live only inside its server; use the default embedded store or redis');
+  const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
+  try {
+    await work(store);
+  } finally {
+    await store.close();
+  }
+}
+
+type ClientArgs = { host: string; port: number; 'token-file'?: string; timeout: number; password?: string };
+
+function makeClient(args: ClientArgs): RotorClient {
+  const file = args['token-file'];
+  return new RotorClient({
+    connect: tcpConnect({ host: args.host, port: args.port, timeoutMs: args.timeout }),
+    // Written atomically before the token is ever used or acked: a crash leaves the old or the new token, never half of one.
+    onToken: file
+      ? (token) => {
+          writeFileSync(`${file}.tmp`, token ? `${token}\n` : '', { mode: 0o600 });
+          renameSync(`${file}.tmp`, file);
+        }
+      : undefined,
+  });
+}
+
+function passwordOf(args: ClientArgs): string {
+  const password = args.password ?? process.env.ROTOR_PASSWORD;
+  if (password === undefined) throw new Error('no password: give --password or set ROTOR_PASSWORD');
+  return password;
+}
+
+function printHead(response: RotorResponse): void {
+  const lines = [`${response.status}`, ...response.headers.filter(([name]) => name.toLowerCase() !== 'token').map(([n, v]) => `${n}: ${v}`)];
+  process.stderr.write(lines.join('\n') + '\n\n');
+}
+
+function readLine(): Promise<string> {
+  return new Promise((resolve) => {
+    if (process.stdin.isTTY) process.stderr.write('password: ');
+    let text = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk) => {
+      text += chunk;
+      if (text.includes('\n')) {
+        process.stdin.pause();
+        resolve(text.split('\n')[0].replace(/\r$/, ''));
+      }
+    });
+    process.stdin.on('end', () => resolve(text.trim()));
+  });
+}
+
+await main();
