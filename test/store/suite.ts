@@ -1,0 +1,499 @@
+/**
+ * The abstract store suite: every backend runs it (test/store/*.test.ts). It checks the
+ * Store contract of src/store/types.ts, method by method, and — for backends that keep data
+ * across a restart — that everything comes back after one.
+ */
+import type tap from 'tap';
+import { randomBytes } from 'node:crypto';
+import { isRotorError } from '../../src/errors.ts';
+import type { SessionState, TaskSpec } from '../../src/session/types.ts';
+import type { Store, TaskRecord, UserRecord } from '../../src/store/types.ts';
+
+export type TapTest = Parameters<Parameters<typeof tap.test>[0]>[0];
+
+export interface StoreFactory {
+  /** A store with no data in it. */
+  open(): Promise<Store>;
+  /** A new store instance on the data of the store opened last (closed first): a restart. */
+  reopen?(): Promise<Store>;
+  cleanup?(): Promise<void>;
+  /**
+   * The backend forgets expired records by itself (Redis TTLs), so purgeExpired may find
+   * nothing left to count. What is expired must be gone all the same.
+   */
+  expiresByItself?: boolean;
+}
+
+const HOUR = 3_600_000;
+let counter = 0;
+/** Ids unique across runs, so backends that share a server never see each other's data. */
+export const uid = (kind: string): string => `${kind}-${process.pid}-${++counter}-${randomBytes(4).toString('hex')}`;
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export function session(over: Partial<SessionState> = {}): SessionState {
+  const now = Date.now();
+  return {
+    id: uid('s'),
+    user: 'alice',
+    rev: 0,
+    gen: 1,
+    tokenHash: 'hash-1',
+    acked: false,
+    prev: null,
+    held: [],
+    meta: {},
+    createdAt: now,
+    expiresAt: now + HOUR,
+    revoked: null,
+    ...over,
+  };
+}
+
+/** `state` after one more exchange: a new newest token, its reply kept for replay. */
+export function rotated(state: SessionState, reply: Buffer = Buffer.from(`reply to gen ${state.gen}`), held: TaskSpec[] = []): SessionState {
+  return {
+    ...state,
+    gen: state.gen + 1,
+    tokenHash: `hash-${state.gen + 1}`,
+    acked: false,
+    prev: { hash: state.tokenHash, reply },
+    held,
+    expiresAt: Date.now() + HOUR,
+  };
+}
+
+export function task(sessionId: string, over: Partial<TaskRecord> = {}): TaskRecord {
+  return {
+    id: uid('t'),
+    name: 'mail',
+    payload: { to: 'bob@example.com', n: 1 },
+    sessionId,
+    user: 'alice',
+    status: 'released',
+    releasedAt: Date.now(),
+    expiresAt: null,
+    ...over,
+  };
+}
+
+function user(name: string, over: Partial<UserRecord> = {}): UserRecord {
+  return { name, passwordHash: `scrypt$16384$8$1$c2FsdA==$${name}`, createdAt: Date.now(), ...over };
+}
+
+/** Records without their undefined fields: a backend need not keep a key whose value is undefined. */
+export function plain<T extends object>(value: T | undefined): Partial<T> | undefined {
+  if (value === undefined) return undefined;
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Every byte value, some random bytes and a long run: what a stored reply must give back. */
+export function awkwardBytes(size = 70_000): Buffer {
+  const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  return Buffer.concat([all, randomBytes(size), Buffer.alloc(300, 0), all]);
+}
+
+export const awkwardMeta = {
+  name: 'Zoë 🚀 «quoted» "and" \\ back\nslash',
+  empty: '',
+  n: 42,
+  neg: -7,
+  float: 3.25,
+  big: Number.MAX_SAFE_INTEGER,
+  time: 1_767_225_600_000,
+  yes: true,
+  no: false,
+  nothing: null,
+  list: [1, 'two', { three: 3 }, [], {}],
+  nested: { a: { b: { c: ['deep'] } } },
+  emptyObject: {},
+  emptyList: [],
+};
+
+async function rejectsUnavailable(t: TapTest, promise: Promise<unknown>, what: string): Promise<void> {
+  try {
+    await promise;
+    t.fail(`${what} resolved on a closed store`);
+  } catch (err) {
+    t.ok(isRotorError(err) && err.code === 'ROTOR_E_UNAVAILABLE', `${what} rejects with ROTOR_E_UNAVAILABLE`, { err });
+  }
+}
+
+/** Every store claims (3 at a time) at once with the others until the queue is drained; returns each one's claims. */
+async function drainConcurrently(stores: Store[], now: number): Promise<TaskRecord[][]> {
+  return Promise.all(
+    stores.map(async (store, i) => {
+      const mine: TaskRecord[] = [];
+      for (;;) {
+        const got = await store.claimTasks(`worker-${i}`, 3, now, 60_000);
+        if (got.length === 0) return mine;
+        mine.push(...got);
+      }
+    }),
+  );
+}
+
+export function storeSuite(t: TapTest, name: string, factory: StoreFactory): void {
+  /** A fresh store for one subtest, closed when it ends. */
+  const fresh = async (tt: TapTest): Promise<Store> => {
+    const store = await factory.open();
+    tt.teardown(() => store.close());
+    return store;
+  };
+  if (factory.cleanup) t.teardown(factory.cleanup);
+
+  t.test(`${name}: createSession and loadSession`, async (t) => {
+    const store = await fresh(t);
+    t.type(store.kind, 'string');
+    const s = session({ rev: 3, meta: { plan: 'pro' } });
+    await store.createSession(s);
+    t.strictSame(await store.loadSession(s.id), { ...s, rev: 0 }, 'stored as given, at rev 0');
+    t.equal(await store.loadSession(uid('nope')), undefined, 'an unknown id loads as undefined');
+  });
+
+  t.test(`${name}: createSession of an existing id rejects and changes nothing`, async (t) => {
+    const store = await fresh(t);
+    const s = session();
+    await store.createSession(s);
+    await t.rejects(store.createSession({ ...s, user: 'mallory', tokenHash: 'other' }), 'second create rejects');
+    t.strictSame(await store.loadSession(s.id), s, 'the first one is kept');
+    const committed = rotated(s);
+    t.equal(await store.commitSession(committed, 0, []), true);
+    await t.rejects(store.createSession(session({ id: s.id })), 'rejects after commits too');
+    t.equal((await store.loadSession(s.id))?.rev, 1, 'rev untouched');
+  });
+
+  t.test(`${name}: commitSession is a compare-and-set on rev`, async (t) => {
+    const store = await fresh(t);
+    const s = session();
+    await store.createSession(s);
+    const next = rotated(s);
+    const stray = task(s.id);
+    t.equal(await store.commitSession(next, 1, [stray]), false, 'a rev from the future loses');
+    t.equal(await store.commitSession(next, -1, [stray]), false, 'a rev from the past loses');
+    t.strictSame(await store.loadSession(s.id), s, 'a lost commit changes nothing');
+    t.equal(await store.loadTask(stray.id), undefined, 'a lost commit enqueues nothing');
+    t.strictSame(await store.claimTasks('w', 10, Date.now(), 1000), [], 'nothing to claim');
+
+    t.equal(await store.commitSession(next, 0, []), true, 'the right rev wins');
+    t.strictSame(await store.loadSession(s.id), { ...next, rev: 1 }, 'stored at rev + 1');
+    t.equal(await store.commitSession(rotated(next), 0, []), false, 'the same rev cannot win twice');
+    const third = rotated(next);
+    t.equal(await store.commitSession({ ...third, rev: 99 }, 1, []), true, 'the rev inside `next` is ignored');
+    t.strictSame(await store.loadSession(s.id), { ...third, rev: 2 });
+    t.equal(await store.commitSession(session(), 0, []), false, 'an unknown session cannot be committed');
+  });
+
+  t.test(`${name}: released tasks are enqueued with the commit`, async (t) => {
+    const store = await fresh(t);
+    const s = session();
+    await store.createSession(s);
+    const released = [task(s.id, { payload: { list: [1, 2], deep: { x: 'y' } } }), task(s.id, { name: 'sms', payload: 'text' })];
+    t.equal(await store.commitSession({ ...s, acked: true }, 0, released), true);
+    for (const r of released) t.strictSame(plain(await store.loadTask(r.id)), plain(r), `${r.name} stored as released`);
+    const now = Date.now();
+    const claimed = await store.claimTasks('w1', 10, now, 5_000);
+    t.strictSame(claimed.map((c) => c.id).sort(), released.map((r) => r.id).sort(), 'both claimable');
+    for (const c of claimed) {
+      const original = released.find((r) => r.id === c.id)!;
+      t.strictSame(plain(c), plain({ ...original, status: 'running', worker: 'w1', leaseUntil: now + 5_000 }));
+    }
+  });
+
+  t.test(`${name}: concurrent commits of one rev: exactly one wins, with its tasks only`, async (t) => {
+    const store = await fresh(t);
+    const s = session();
+    await store.createSession(s);
+    const attempts = Array.from({ length: 8 }, (_, i) => ({
+      next: { ...rotated(s), tokenHash: `contender-${i}` },
+      tasks: [task(s.id, { payload: { contender: i } })],
+    }));
+    const results = await Promise.all(attempts.map((a) => store.commitSession(a.next, 0, a.tasks)));
+    t.equal(results.filter(Boolean).length, 1, 'one winner');
+    const winner = attempts[results.indexOf(true)];
+    t.strictSame(await store.loadSession(s.id), { ...winner.next, rev: 1 }, 'the winner is stored');
+    const claimed = await store.claimTasks('w', 100, Date.now(), 1000);
+    t.strictSame(claimed.map((c) => c.id), [winner.tasks[0].id], "only the winner's task was enqueued");
+  });
+
+  t.test(`${name}: prev.reply bytes, held tasks and meta round-trip exactly`, async (t) => {
+    const store = await fresh(t);
+    const s = session({ meta: awkwardMeta });
+    await store.createSession(s);
+    t.strictSame(await store.loadSession(s.id), s, 'meta round-trips through create');
+    const reply = awkwardBytes();
+    const held: TaskSpec[] = [
+      { id: uid('t'), name: 'mail', payload: awkwardMeta },
+      { id: uid('t'), name: 'noop', payload: null },
+    ];
+    const next = rotated({ ...s, acked: true }, reply, held);
+    t.equal(await store.commitSession(next, 0, []), true);
+    const loaded = await store.loadSession(s.id);
+    t.ok(loaded?.prev && Buffer.isBuffer(loaded.prev.reply), 'reply comes back as a Buffer');
+    t.ok(loaded?.prev?.reply.equals(reply), 'byte for byte');
+    t.strictSame(loaded, { ...next, rev: 1 }, 'the whole state round-trips');
+
+    const empty = rotated({ ...next, acked: true }, Buffer.alloc(0));
+    t.equal(await store.commitSession(empty, 1, []), true);
+    const reloaded = await store.loadSession(s.id);
+    t.ok(Buffer.isBuffer(reloaded?.prev?.reply) && reloaded?.prev?.reply.length === 0, 'an empty reply stays an empty Buffer');
+
+    const acked = { ...empty, acked: true, prev: null, held: [] };
+    t.equal(await store.commitSession(acked, 2, []), true);
+    t.strictSame(await store.loadSession(s.id), { ...acked, rev: 3 }, 'prev goes back to null');
+  });
+
+  t.test(`${name}: expiresAt null is kept and never purged`, async (t) => {
+    const store = await fresh(t);
+    const s = session({ expiresAt: null });
+    await store.createSession(s);
+    t.equal((await store.loadSession(s.id))?.expiresAt, null);
+    const next = { ...rotated(s), expiresAt: null };
+    t.equal(await store.commitSession(next, 0, []), true);
+    t.equal((await store.loadSession(s.id))?.expiresAt, null, 'after a commit too');
+    await store.purgeExpired(Date.now() + 1000 * HOUR);
+    t.strictSame(await store.loadSession(s.id), { ...next, rev: 1 }, 'a purge far in the future keeps it');
+
+    const timed = session();
+    await store.createSession(timed);
+    const forever = { ...rotated(timed), expiresAt: null };
+    t.equal(await store.commitSession(forever, 0, []), true);
+    await sleep(5);
+    await store.purgeExpired(Date.now() + 2 * HOUR);
+    t.ok(await store.loadSession(timed.id), 'a session made never-expiring by a commit is not purged');
+  });
+
+  t.test(`${name}: claimTasks claims each task once, even with concurrent claimers`, async (t) => {
+    const store = await fresh(t);
+    const s = session();
+    await store.createSession(s);
+    let rev = 0;
+    const all: TaskRecord[] = [];
+    for (let i = 0; i < 5; i++) {
+      const batch = Array.from({ length: 5 }, (_, j) => task(s.id, { payload: { i, j } }));
+      all.push(...batch);
+      t.equal(await store.commitSession({ ...s, gen: s.gen + i }, rev++, batch), true);
+    }
+    const limited = await store.claimTasks('solo', 2, Date.now(), 60_000);
+    t.equal(limited.length, 2, 'max is respected');
+    const claims = await drainConcurrently([store, store, store, store], Date.now());
+    const ids = [...limited, ...claims.flat()].map((c) => c.id);
+    t.equal(ids.length, all.length, 'no task claimed twice');
+    t.strictSame(new Set(ids), new Set(all.map((a) => a.id)), 'every task claimed');
+    for (const [i, mine] of claims.entries()) {
+      for (const c of mine) t.equal(c.worker, `worker-${i}`, 'marked with its claimer');
+    }
+    t.strictSame(await store.claimTasks('late', 10, Date.now(), 60_000), [], 'nothing left while leases hold');
+    const reloaded = await store.loadTask(limited[0].id);
+    t.equal(reloaded?.status, 'running');
+    t.equal(reloaded?.worker, 'solo');
+  });
+
+  t.test(`${name}: a running task whose lease ran out is claimable again`, async (t) => {
+    const store = await fresh(t);
+    const s = session();
+    await store.createSession(s);
+    const r = task(s.id);
+    await store.commitSession({ ...s, acked: true }, 0, [r]);
+    const t0 = Date.now();
+    const [first] = await store.claimTasks('dead-node', 5, t0, 1_000);
+    t.equal(first?.id, r.id);
+    t.strictSame(await store.claimTasks('other', 5, t0 + 999, 1_000), [], 'not while the lease holds');
+    const [again] = await store.claimTasks('other', 5, t0 + 1_001, 1_000);
+    t.equal(again?.id, r.id, 'claimable once the lease ran out');
+    t.equal(again?.status, 'running');
+    t.equal(again?.worker, 'other');
+    t.equal(again?.leaseUntil, t0 + 2_001, 'with a new lease');
+    t.strictSame(await store.claimTasks('third', 5, t0 + 1_500, 1_000), [], 'the new lease holds');
+    const outcome = { status: 'done' as const, result: Buffer.from('ok'), expiresAt: t0 + HOUR };
+    t.equal(await store.finishTask(r.id, 'dead-node', outcome, t0 + 1_600), false, 'the old claimer cannot finish it');
+    t.equal(await store.finishTask(r.id, 'other', outcome, t0 + 1_600), true, 'the new one can');
+    t.strictSame(await store.claimTasks('fourth', 5, t0 + 10 * HOUR, 1_000), [], 'a finished task is never claimed');
+  });
+
+  t.test(`${name}: finishTask and loadTask`, async (t) => {
+    const store = await fresh(t);
+    const s = session();
+    await store.createSession(s);
+    const [a, b, c] = [task(s.id), task(s.id, { name: 'fails' }), task(s.id)];
+    await store.commitSession({ ...s, acked: true }, 0, [a, b]);
+    const now = Date.now();
+    const result = awkwardBytes(1000);
+    const done = { status: 'done' as const, result, contentType: 'application/octet-stream', expiresAt: now + HOUR };
+    t.equal(await store.finishTask(a.id, 'w', done, now), false, 'a released (unclaimed) task cannot be finished');
+    t.equal(await store.finishTask(uid('t'), 'w', done, now), false, 'an unknown task cannot be finished');
+    await store.claimTasks('w', 10, now, 60_000);
+    t.equal(await store.finishTask(a.id, 'intruder', done, now + 1), false, 'wrong worker');
+    t.equal((await store.loadTask(a.id))?.status, 'running', 'wrong worker changed nothing');
+    t.equal(await store.finishTask(a.id, 'w', done, now + 1), true, 'its claimer finishes it');
+    const loaded = await store.loadTask(a.id);
+    t.match(loaded, { id: a.id, sessionId: s.id, user: 'alice', name: 'mail', status: 'done', finishedAt: now + 1, contentType: 'application/octet-stream', expiresAt: now + HOUR });
+    t.strictSame(loaded?.payload, a.payload);
+    t.ok(Buffer.isBuffer(loaded?.result) && loaded.result.equals(result), 'result bytes round-trip');
+    t.equal(loaded?.leaseUntil, undefined, 'a finished task holds no lease');
+    t.equal(await store.finishTask(a.id, 'w', done, now + 2), false, 'a finished task cannot be finished again');
+    t.equal((await store.loadTask(a.id))?.finishedAt, now + 1, 'and stays as it was');
+
+    t.equal(await store.finishTask(b.id, 'w', { status: 'failed', error: 'boom: ünïcode', expiresAt: now + HOUR }, now + 3), true);
+    t.match(await store.loadTask(b.id), { status: 'failed', error: 'boom: ünïcode', finishedAt: now + 3 });
+    t.equal((await store.loadTask(b.id))?.result, undefined, 'a failed task has no result');
+
+    await store.commitSession({ ...s, acked: true, gen: 2 }, 1, [c]);
+    await store.claimTasks('w', 10, now, 60_000);
+    t.equal(await store.finishTask(c.id, 'w', { status: 'done', result: Buffer.alloc(0), expiresAt: now + HOUR }, now), true);
+    const empty = await store.loadTask(c.id);
+    t.ok(Buffer.isBuffer(empty?.result) && empty.result.length === 0, 'an empty result stays an empty Buffer');
+    t.equal(await store.loadTask(uid('t')), undefined, 'an unknown task loads as undefined');
+  });
+
+  t.test(`${name}: users`, async (t) => {
+    const store = await fresh(t);
+    t.strictSame(await store.listUsers(), [], 'none at first');
+    const names = ['mallory', 'alice', 'Bob', 'carol.o@example.com', 'zoë'];
+    for (const n of names) await store.putUser(user(n));
+    const alice = user('alice', { totpSecret: 'JBSWY3DPEHPK3PXP', lastTotpStep: 57_000_000 });
+    await store.putUser(alice);
+    t.strictSame(plain(await store.loadUser('alice')), plain(alice), 'putUser replaces a user, all fields round-trip');
+    t.equal(await store.loadUser('nobody'), undefined);
+    const listed = await store.listUsers();
+    t.strictSame(listed.map((u) => u.name), [...names].sort((a, b) => a.localeCompare(b)), 'listed once each, sorted by name');
+    t.strictSame(plain(listed.find((u) => u.name === 'alice')), plain(alice));
+    t.equal(await store.removeUser('mallory'), true, 'remove says it removed');
+    t.equal(await store.removeUser('mallory'), false, 'and not twice');
+    t.equal(await store.loadUser('mallory'), undefined);
+    t.equal((await store.listUsers()).length, names.length - 1);
+  });
+
+  t.test(`${name}: acceptTotpStep accepts only strictly newer steps, atomically`, async (t) => {
+    const store = await fresh(t);
+    t.equal(await store.acceptTotpStep('nobody', 1), false, 'unknown user');
+    await store.putUser(user('alice', { totpSecret: 'JBSWY3DPEHPK3PXP' }));
+    t.equal(await store.acceptTotpStep('alice', 100), true, 'the first step');
+    t.equal(await store.acceptTotpStep('alice', 100), false, 'the same step again');
+    t.equal(await store.acceptTotpStep('alice', 99), false, 'an older step');
+    t.equal(await store.acceptTotpStep('alice', 101), true, 'a newer step');
+    t.equal((await store.loadUser('alice'))?.lastTotpStep, 101, 'remembered on the user');
+    t.equal((await store.loadUser('alice'))?.totpSecret, 'JBSWY3DPEHPK3PXP', 'the rest of the user kept');
+
+    const same = await Promise.all(Array.from({ length: 16 }, () => store.acceptTotpStep('alice', 200)));
+    t.equal(same.filter(Boolean).length, 1, 'one code presented 16 times at once is accepted once');
+    const mixed = await Promise.all([203, 201, 202, 201, 203].map((step) => store.acceptTotpStep('alice', step)));
+    t.ok(mixed.filter(Boolean).length >= 1, 'some newer step accepted');
+    t.equal(mixed.filter((ok, i) => ok && [203, 201, 202, 201, 203][i] === 203).length, 1, '203 accepted exactly once');
+    t.equal((await store.loadUser('alice'))?.lastTotpStep, 203, 'the newest step wins');
+    await store.putUser(user('bob'));
+    t.equal(await store.acceptTotpStep('bob', 5), true, 'a user without a previous step');
+  });
+
+  t.test(`${name}: purgeExpired forgets expired sessions and finished tasks only`, async (t) => {
+    const store = await fresh(t);
+    const soon = Date.now() + 150;
+    const expired = session({ expiresAt: soon });
+    const live = session();
+    const forever = session({ expiresAt: null });
+    for (const s of [expired, live, forever]) await store.createSession(s);
+    const [finishedOld, finishedNew, running, released] = [task(live.id), task(live.id), task(live.id), task(live.id)];
+    await store.commitSession({ ...live, acked: true }, 0, [finishedOld, finishedNew, running]);
+    const now = Date.now();
+    t.equal((await store.claimTasks('w', 3, now, 1_000)).length, 3);
+    await store.finishTask(finishedOld.id, 'w', { status: 'done', result: Buffer.from('x'), expiresAt: soon }, now);
+    await store.finishTask(finishedNew.id, 'w', { status: 'failed', error: 'e', expiresAt: now + HOUR }, now);
+    await store.commitSession({ ...live, acked: true, gen: 2 }, 1, [released]);
+
+    t.equal(await store.purgeExpired(Date.now()), 0, 'nothing has expired yet');
+    t.ok(await store.loadSession(expired.id), 'not before its time');
+    await sleep(soon - Date.now() + 30);
+    const purged = await store.purgeExpired(Date.now());
+    if (factory.expiresByItself) t.ok(purged >= 0 && purged <= 2, 'counts at most what expired');
+    else t.equal(purged, 2, 'one session and one task');
+    t.equal(await store.loadSession(expired.id), undefined, 'the expired session is gone');
+    t.equal(await store.loadTask(finishedOld.id), undefined, 'the expired result is gone');
+    t.ok(await store.loadSession(live.id), 'a live session stays');
+    t.ok(await store.loadSession(forever.id), 'a never-expiring session stays');
+    t.equal((await store.loadTask(finishedNew.id))?.status, 'failed', 'a result still within its time stays');
+    t.equal((await store.loadTask(running.id))?.status, 'running', 'a running task stays');
+    t.equal((await store.loadTask(released.id))?.status, 'released', 'a released task stays');
+    const late = await store.claimTasks('w2', 10, now + 2_000, 1_000);
+    t.strictSame(late.map((c) => c.id).sort(), [running.id, released.id].sort(), 'both still claimable after the purge');
+    t.equal(await store.purgeExpired(Date.now()), 0, 'a second purge finds nothing');
+  });
+
+  t.test(`${name}: close`, async (t) => {
+    const store = await factory.open();
+    const s = session();
+    await store.createSession(s);
+    await store.close();
+    await store.close();
+    t.pass('close twice is fine');
+    await rejectsUnavailable(t, store.loadSession(s.id), 'loadSession');
+    await rejectsUnavailable(t, store.createSession(session()), 'createSession');
+    await rejectsUnavailable(t, store.commitSession(rotated(s), 0, []), 'commitSession');
+    await rejectsUnavailable(t, store.claimTasks('w', 1, Date.now(), 1000), 'claimTasks');
+    await rejectsUnavailable(t, store.listUsers(), 'listUsers');
+  });
+
+  if (factory.reopen) {
+    const reopen = factory.reopen.bind(factory);
+    t.test(`${name}: everything survives a restart`, async (t) => {
+      const store = await fresh(t);
+      const now = Date.now();
+      // A session waiting for its ack: the reply kept for replay, tasks held.
+      const pending = session({ meta: awkwardMeta });
+      await store.createSession(pending);
+      const pendingNext = rotated({ ...pending, acked: true }, awkwardBytes(), [{ id: uid('t'), name: 'mail', payload: { held: true } }]);
+      await store.commitSession(pendingNext, 0, []);
+      // A session rotated a few times, its acks released tasks in every state.
+      const busy = session({ expiresAt: null });
+      await store.createSession(busy);
+      const [done, failed, running, released] = [task(busy.id), task(busy.id), task(busy.id), task(busy.id)];
+      await store.commitSession({ ...busy, acked: true }, 0, [done, failed, running]);
+      await store.claimTasks('node-1', 3, now, 60_000);
+      const doneResult = awkwardBytes(500);
+      await store.finishTask(done.id, 'node-1', { status: 'done', result: doneResult, contentType: 'text/x', expiresAt: now + HOUR }, now);
+      await store.finishTask(failed.id, 'node-1', { status: 'failed', error: 'nope', expiresAt: now + HOUR }, now);
+      const busyLast = { ...rotated({ ...busy, acked: true, gen: 5 }), expiresAt: null };
+      await store.commitSession(busyLast, 1, [released]);
+      const revoked = session();
+      await store.createSession(revoked);
+      const revokedState = { ...revoked, revoked: { at: now, reason: 'reuse' as const }, expiresAt: now + HOUR };
+      await store.commitSession(revokedState, 0, []);
+      const alice = user('alice', { totpSecret: 'JBSWY3DPEHPK3PXP' });
+      await store.putUser(alice);
+      await store.putUser(user('bob'));
+      await store.acceptTotpStep('alice', 777);
+      const before = {
+        sessions: await Promise.all([pending, busy, revoked].map((s) => store.loadSession(s.id))),
+        tasks: await Promise.all([done, failed, running, released].map(async (r) => plain(await store.loadTask(r.id)))),
+        users: (await store.listUsers()).map((u) => plain(u)),
+      };
+      await store.close();
+
+      const again = await reopen();
+      t.teardown(() => again.close());
+      t.strictSame(await again.loadSession(pending.id), { ...pendingNext, rev: 1 }, 'a session with a pending reply');
+      t.ok((await again.loadSession(pending.id))?.prev?.reply.equals(pendingNext.prev!.reply), 'its reply byte for byte');
+      t.strictSame(await again.loadSession(busy.id), { ...busyLast, rev: 2 }, 'a rotated, never-expiring session');
+      t.strictSame(await again.loadSession(revoked.id), { ...revokedState, rev: 1 }, 'a revoked session');
+      t.strictSame(
+        await Promise.all([pending, busy, revoked].map((s) => again.loadSession(s.id))),
+        before.sessions,
+        'sessions as they were',
+      );
+      t.strictSame(
+        await Promise.all([done, failed, running, released].map(async (r) => plain(await again.loadTask(r.id)))),
+        before.tasks,
+        'tasks as they were',
+      );
+      t.ok((await again.loadTask(done.id))?.result?.equals(doneResult), 'a result byte for byte');
+      t.strictSame((await again.listUsers()).map((u) => plain(u)), before.users, 'users as they were');
+      t.equal((await again.loadUser('alice'))?.lastTotpStep, 777, 'the last TOTP step too');
+      t.equal(await again.acceptTotpStep('alice', 777), false, 'so a used code stays used');
+
+      const claimed = await again.claimTasks('node-2', 10, now, 60_000);
+      t.strictSame(claimed.map((c) => c.id), [released.id], 'the released task is still queued, the running one still leased');
+      const reclaimed = await again.claimTasks('node-2', 10, now + 61_000, 60_000);
+      t.strictSame(reclaimed.map((c) => c.id), [running.id], "the dead node's task is claimable after its lease");
+      t.equal(await again.finishTask(running.id, 'node-2', { status: 'done', expiresAt: now + HOUR }, now + 61_001), true);
+      t.equal(await again.commitSession(rotated({ ...pendingNext, acked: true }), 1, []), true, 'commits continue from the stored rev');
+    });
+  }
+}
