@@ -1,0 +1,76 @@
+import t from 'tap';
+import { getHeader } from '../../src/wire/index.ts';
+import { resolveConfig } from '../../src/config/defaults.ts';
+import { hashPassword, verifyPassword, HashLimiter, newTotpSecret, totpFor, TOTP_PERIOD_SECONDS } from '../../src/server/auth.ts';
+import { seededRandom } from '../../src/session/random.ts';
+import { exampleApp } from '../../src/app/example.ts';
+import { harness } from './harness.ts';
+
+const settings = resolveConfig({ auth: { scryptN: 1024 } }).auth;
+
+t.test('scrypt hashes verify only the right password and never store it', async (t) => {
+  const hash = await hashPassword('correct horse', settings, seededRandom(9));
+  t.match(hash, /^scrypt\$1024\$8\$1\$[\w-]+\$[\w-]+$/);
+  t.notMatch(hash, 'correct');
+  t.equal(await verifyPassword('correct horse', hash), true);
+  t.equal(await verifyPassword('correct horsE', hash), false);
+  t.equal(await verifyPassword('x', 'not-a-hash'), false);
+});
+
+t.test('login: unknown user and wrong password look the same', async (t) => {
+  const h = await harness(exampleApp());
+  for (const [user, password] of [['mallory', 'pw'], ['alice', 'wrong']]) {
+    const { frame } = await h.send('POST', '/rotor/login', [['User', user], ['Password', password]]);
+    t.equal(frame.status, 401);
+    t.equal(getHeader(frame, 'Error'), 'ROTOR_E_AUTH_FAILED', `${user}/${password}`);
+  }
+});
+
+t.test('TOTP: required, checked within one step, never accepted twice', async (t) => {
+  const h = await harness(exampleApp());
+  const secret = newTotpSecret();
+  const user = await h.store.loadUser('alice');
+  await h.store.putUser({ ...user!, totpSecret: secret });
+  const login = (code?: string) =>
+    h.send('POST', '/rotor/login', [['User', 'alice'], ['Password', 'pw'], ...(code ? [['TOTP', code] as [string, string]] : [])]);
+  const codeAt = (ms: number) => totpFor(secret, 'alice').generate({ timestamp: ms });
+
+  t.equal(getHeader((await login()).frame, 'Error'), 'ROTOR_E_TOTP_REQUIRED', 'no code');
+  t.equal(getHeader((await login('12345x')).frame, 'Error'), 'ROTOR_E_AUTH_FAILED', 'malformed code');
+  const stepMs = TOTP_PERIOD_SECONDS * 1000;
+  t.equal(getHeader((await login(codeAt(h.clock.now - 3 * stepMs))).frame, 'Error'), 'ROTOR_E_AUTH_FAILED', 'three steps old');
+  const first = await login(codeAt(h.clock.now));
+  t.ok(getHeader(first.frame, 'Token'), 'the current code logs in');
+  t.equal(getHeader((await login(codeAt(h.clock.now))).frame, 'Error'), 'ROTOR_E_AUTH_FAILED', 'the same code again is refused');
+  t.equal(getHeader((await login(codeAt(h.clock.now - stepMs))).frame, 'Error'), 'ROTOR_E_AUTH_FAILED', 'an older step after a newer one is refused');
+  h.clock.now += stepMs;
+  t.ok(getHeader((await login(codeAt(h.clock.now))).frame, 'Token'), 'the next step’s code works');
+});
+
+t.test('a login storm is bounded: past the queue, ROTOR_E_RATE_LIMITED with Wait-for', async (t) => {
+  const h = await harness(exampleApp(), { auth: { maxConcurrentHashes: 1, maxQueuedLogins: 2 } });
+  const replies = await Promise.all(Array.from({ length: 8 }, () => h.send('POST', '/rotor/login', [['User', 'alice'], ['Password', 'pw']])));
+  const limited = replies.filter((r) => getHeader(r.frame, 'Error') === 'ROTOR_E_RATE_LIMITED');
+  const ok = replies.filter((r) => getHeader(r.frame, 'Token'));
+  t.equal(ok.length, 3, 'one running and two queued get through');
+  t.equal(limited.length, 5, 'the rest are refused at once');
+  t.equal(getHeader(limited[0].frame, 'Wait-for'), '1');
+  t.equal(limited[0].frame.status, 429);
+});
+
+t.test('HashLimiter never runs more than its limit at once', async (t) => {
+  const limiter = new HashLimiter({ maxConcurrentHashes: 2, maxQueuedLogins: 100 });
+  let running = 0;
+  let peak = 0;
+  await Promise.all(
+    Array.from({ length: 20 }, () =>
+      limiter.run(async () => {
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        running--;
+      }),
+    ),
+  );
+  t.equal(peak, 2);
+});
