@@ -139,22 +139,36 @@ export function verifyToken(keys: KeyRing, token: string): TokenClaims {
   const expected = mac(secret, signed);
   if (given.length !== MAC_BYTES || !timingSafeEqual(given, expected)) throw new RotorError('ROTOR_E_TOKEN_INVALID');
   try {
-    const decoded = TokenClaimsType.toObject(TokenClaimsType.decode(Buffer.from(signed.slice(firstDot + 1), 'base64url')), {
-      longs: Number,
-      bytes: Buffer,
-      defaults: true,
-    }) as { session: Buffer; generation: number; issued: number; ttlMinutes: number; user: string };
-    if (decoded.session.length !== 16 || decoded.generation < 1) throw new Error('bad claims');
+    // decode alone, no toObject: absent fields read their defaults from the message prototype,
+    // and the uint64s are converted as toObject({longs: Number}) would.
+    const decoded = TokenClaimsType.decode(Buffer.from(signed.slice(firstDot + 1), 'base64url')) as unknown as DecodedClaims;
+    const session = decoded.session;
+    const generation = toNumber(decoded.generation);
+    if (session.length !== 16 || generation < 1) throw new Error('bad claims');
     return {
-      session: decoded.session.toString('base64url'),
-      generation: decoded.generation,
-      issued: decoded.issued,
+      session: Buffer.from(session.buffer, session.byteOffset, session.length).toString('base64url'),
+      generation,
+      issued: toNumber(decoded.issued),
       ttlMinutes: decoded.ttlMinutes,
       user: decoded.user,
     };
   } catch {
     throw new RotorError('ROTOR_E_TOKEN_INVALID');
   }
+}
+
+/** What TokenClaimsType.decode returns: uint64s as Long (or number), bytes as Uint8Array or Buffer. */
+interface DecodedClaims {
+  session: Uint8Array;
+  generation: number | protobuf.Long;
+  issued: number | protobuf.Long;
+  ttlMinutes: number;
+  user: string;
+}
+
+/** An unsigned 64-bit value as a number, exactly as toObject's `longs: Number` converts it. */
+function toNumber(value: number | protobuf.Long): number {
+  return typeof value === 'number' ? value : new protobuf.util.LongBits(value.low >>> 0, value.high >>> 0).toNumber(true);
 }
 
 /** When a token's claims say it expires (ms), or null for never. */
