@@ -117,6 +117,9 @@ export class FrameParser {
         if (lineLength > this.limits.maxLineBytes) this.fail('ROTOR_E_LINE_TOO_LONG');
         this.headerBytes += lineLength + 2;
         if (this.headerBytes > this.limits.maxHeaderBytes) this.fail('ROTOR_E_HEADERS_TOO_LARGE');
+        // A bare CR anywhere in a complete line is a line-ending error too, as it is for a partial line.
+        const cr = buf.indexOf(CR, pos);
+        if (cr !== -1 && cr < lineEnd) this.fail('ROTOR_E_BAD_LINE_ENDING');
         const lineStart = pos;
         pos = lf + 1;
         if (this.state === State.StartLine) {

@@ -4,6 +4,8 @@ const NAME = /^[A-Za-z0-9-]{1,64}$/;
 // Values may hold any character but the controls (HT aside) and must not start or end in blanks,
 // which the parser would trim: what is serialized must parse back to the same frame.
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$/;
+// A lone surrogate would be written as U+FFFD and so parse back to a different string.
+const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /**
  * The canonical byte form of a frame: start line, headers in order, `BIN-Length` last when the
@@ -42,7 +44,7 @@ function serializeHeaders(headers: readonly Header[]): string {
     if (lower === 'bin-length') throw new TypeError('BIN-Length is derived from the body, not set as a header');
     if (seen.has(lower)) throw new TypeError(`duplicate header ${name}`);
     seen.add(lower);
-    if (BAD_VALUE.test(value)) throw new TypeError(`bad value for header ${name}`);
+    if (BAD_VALUE.test(value) || LONE_SURROGATE.test(value)) throw new TypeError(`bad value for header ${name}`);
     text += `${name}: ${value}\r\n`;
   }
   return text;
