@@ -32,6 +32,28 @@ export interface ConnectionLimits {
   shutdownGraceMs: number;
 }
 
+/**
+ * Limits of the HTTP and WebSocket carriers that the TCP limits above do not already give.
+ * The rest is derived, so every carrier keeps the same promises: node:http's headersTimeout is
+ * connection.headerTimeoutMs, requestTimeout is connection.frameTimeoutMs, keepAliveTimeout is
+ * connection.idleTimeoutMs, the largest HTTP body is wire.maxBodyBytes, and a WebSocket
+ * message may be at most wire.maxHeaderBytes + wire.maxBodyBytes.
+ */
+export interface CarrierLimits {
+  /**
+   * Header bytes node:http may read beyond wire.maxHeaderBytes, for HTTP's own lines that never
+   * reach the frame (Host, Content-Length, Connection, User-Agent…); the frame built from the
+   * rest is then held to the wire limits exactly, with the same error codes as on TCP.
+   */
+  httpHeaderSlackBytes: number;
+  /** Requests one HTTP keep-alive socket may carry before the server closes it; 0 = no cap (as on TCP). */
+  httpMaxRequestsPerSocket: number;
+  /** Every WebSocket is pinged this often; a peer that has not answered the previous ping is dropped. */
+  wsPingIntervalMs: number;
+  /** Reply bytes queued for a WebSocket peer past which rotor reads no more of its messages. */
+  wsMaxBufferedBytes: number;
+}
+
 export interface SessionSettings {
   /** Lifetime of each token in whole minutes; -1 means never expires (needs allowNeverExpiring). */
   tokenTtlMinutes: number;
@@ -80,6 +102,7 @@ export interface RotorConfig {
   port: number;
   wire: WireLimits;
   connection: ConnectionLimits;
+  carriers: CarrierLimits;
   session: SessionSettings;
   auth: AuthSettings;
   tasks: TaskSettings;
@@ -104,6 +127,12 @@ export const DEFAULTS: RotorConfig = Object.freeze({
     drainTimeoutMs: 30_000,
     sweepIntervalMs: 1_000,
     shutdownGraceMs: 10_000,
+  }),
+  carriers: Object.freeze({
+    httpHeaderSlackBytes: 4 * 1024,
+    httpMaxRequestsPerSocket: 0,
+    wsPingIntervalMs: 30_000,
+    wsMaxBufferedBytes: 1024 * 1024,
   }),
   session: Object.freeze({
     tokenTtlMinutes: 120,
@@ -159,6 +188,7 @@ export function resolveConfig(override: DeepPartial<RotorConfig> = {}): RotorCon
     port: override.port ?? DEFAULTS.port,
     wire: mergeSection(DEFAULTS.wire, override.wire),
     connection: mergeSection(DEFAULTS.connection, override.connection),
+    carriers: mergeSection(DEFAULTS.carriers, override.carriers),
     session: mergeSection(DEFAULTS.session, override.session),
     auth: mergeSection(DEFAULTS.auth, override.auth),
     tasks: mergeSection(DEFAULTS.tasks, override.tasks),
@@ -166,7 +196,7 @@ export function resolveConfig(override: DeepPartial<RotorConfig> = {}): RotorCon
   };
   if (typeof config.host !== 'string' || config.host === '') throw new ConfigError('host must be a non-empty string');
   checkInt('port', config.port, 0, 65535);
-  const { wire, connection, session, auth, tasks } = config;
+  const { wire, connection, carriers, session, auth, tasks } = config;
   checkInt('wire.maxLineBytes', wire.maxLineBytes, 64, 1 << 20);
   checkInt('wire.maxHeaderBytes', wire.maxHeaderBytes, wire.maxLineBytes, 1 << 24);
   checkInt('wire.maxHeaders', wire.maxHeaders, 1, 10_000);
@@ -179,6 +209,10 @@ export function resolveConfig(override: DeepPartial<RotorConfig> = {}): RotorCon
   if (connection.frameTimeoutMs < connection.headerTimeoutMs) {
     throw new ConfigError('connection.frameTimeoutMs must not be shorter than connection.headerTimeoutMs');
   }
+  checkInt('carriers.httpHeaderSlackBytes', carriers.httpHeaderSlackBytes, 0, 1 << 20);
+  checkInt('carriers.httpMaxRequestsPerSocket', carriers.httpMaxRequestsPerSocket, 0);
+  checkInt('carriers.wsPingIntervalMs', carriers.wsPingIntervalMs, 100);
+  checkInt('carriers.wsMaxBufferedBytes', carriers.wsMaxBufferedBytes, 1024, 1 << 30);
   checkInt('session.tokenTtlMinutes', session.tokenTtlMinutes, -1, 100 * 365 * 24 * 60);
   if (session.tokenTtlMinutes === 0) throw new ConfigError('session.tokenTtlMinutes must not be 0');
   if (session.tokenTtlMinutes === -1 && !session.allowNeverExpiring) {

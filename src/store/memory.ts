@@ -114,6 +114,12 @@ export class MemoryStore implements Store {
     return true;
   }
 
+  async *listSessions(): AsyncIterable<SessionState> {
+    this.check();
+    // A snapshot: sessions are immutable values, so the walk cannot see one half-written.
+    for (const session of [...this.sessions.values()]) yield session;
+  }
+
   async purgeExpired(now: number): Promise<number> {
     this.check();
     let purged = 0;

@@ -75,6 +75,13 @@ export interface Store {
   /** Atomically accept TOTP time step `step` for `name` if it is newer than the last one accepted. */
   acceptTotpStep(name: string, step: number): Promise<boolean>;
 
+  /**
+   * OPTIONAL. Every session the store holds (live, expired but not yet purged, revoked), in no
+   * particular order; what changes during the walk may or may not be seen. Only the token API's
+   * `HEAD /dump` uses it; a store that cannot walk its sessions leaves it out and the dump says so.
+   */
+  listSessions?(): AsyncIterable<SessionState>;
+
   /** Forget sessions and finished tasks whose expiresAt has passed; returns how many. */
   purgeExpired(now: number): Promise<number>;
   close(): Promise<void>;
