@@ -1,0 +1,98 @@
+import type { Logger } from '../log/index.ts';
+import type { Frame } from '../wire/index.ts';
+import { errorReply, type Reply } from '../server/rotor.ts';
+import type { FrameHandler } from './connection.ts';
+
+/** Dispatch a frame; a handler that rejects (rotor never does) is answered ROTOR_E_INTERNAL. */
+export function dispatchSafely(handler: FrameHandler, frame: Frame, log: Logger): Promise<Reply> {
+  return handler.dispatch(frame).catch((err: unknown) => {
+    log.error({ err }, 'dispatch rejected');
+    return errorReply('ROTOR_E_INTERNAL');
+  });
+}
+
+/**
+ * The in-flight cap of one connection, shared by the HTTP and WebSocket carriers: work starts
+ * in arrival order, at most `max` at once. A carrier's parser may hand over more requests than
+ * that in one go (node:http and `ws` emit every request a chunk holds, paused or not); those
+ * wait here, bounded by the chunk, while the carrier pauses its socket.
+ */
+export class InFlightGate {
+  /** Waiting work, oldest from `head` on (an index, not shift(): a chunk can hold thousands). */
+  private line: Array<{ run: (() => Promise<void>) | undefined }> = [];
+  private head = 0;
+  private running = 0;
+
+  /** `changed` runs after every start and finish, for the carrier to pause or resume reading. */
+  constructor(
+    private readonly max: number,
+    private readonly changed: () => void,
+  ) {}
+
+  get inFlight(): number {
+    return this.running;
+  }
+
+  /** At the cap: more input would only wait. */
+  get full(): boolean {
+    return this.running >= this.max;
+  }
+
+  /** Take a place in line now; the work starts, in line order, once it is handed over and a slot is free. */
+  enter(): (run: () => Promise<void>) => void {
+    const place: { run: (() => Promise<void>) | undefined } = { run: undefined };
+    this.line.push(place);
+    return (run) => {
+      place.run = run;
+      this.pump();
+    };
+  }
+
+  /** Drop everything still waiting (the connection failed or is closing). */
+  clear(): void {
+    this.line = [];
+    this.head = 0;
+  }
+
+  private pump(): void {
+    while (this.head < this.line.length && this.line[this.head].run !== undefined && this.running < this.max) {
+      const run = this.line[this.head++].run!;
+      if (this.head === this.line.length) this.clear();
+      this.running++;
+      let work: Promise<void>;
+      try {
+        work = run();
+      } catch (err) {
+        work = Promise.reject(err);
+      }
+      work
+        .catch(() => undefined)
+        .finally(() => {
+          this.running--;
+          this.pump();
+        });
+    }
+    this.changed();
+  }
+}
+
+/** Pauses and resumes a source only when the wanted state changes (a carrier's read switch). */
+export class ReadSwitch {
+  private paused = false;
+
+  constructor(
+    private readonly pause: () => void,
+    private readonly resume: () => void,
+  ) {}
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  set(shouldPause: boolean): void {
+    if (shouldPause === this.paused) return;
+    this.paused = shouldPause;
+    if (shouldPause) this.pause();
+    else this.resume();
+  }
+}
