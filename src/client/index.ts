@@ -1,6 +1,9 @@
 /** rotor's client library: one class, transports per carrier, typed errors. */
 export { RotorClient, type RotorResponse, type ClientOptions, type RequestOptions } from './client.ts';
 export { tcpConnect, StreamTransport, type ClientTransport, type Connect, type TcpOptions } from './transport.ts';
+export { httpConnect, type HttpOptions } from './http.ts';
+export { wsConnect, type WsOptions } from './ws.ts';
+export { parseEnvelope, EnvelopeError } from './html.ts';
 export {
   RotorClientError,
   TokenReusedError,
