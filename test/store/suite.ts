@@ -137,7 +137,7 @@ async function rejectsUnavailable(t: TapTest, promise: Promise<unknown>, what: s
 }
 
 /** Every store claims (3 at a time) at once with the others until the queue is drained; returns each one's claims. */
-async function drainConcurrently(stores: Store[], now: number): Promise<TaskRecord[][]> {
+export async function drainConcurrently(stores: Store[], now: number): Promise<TaskRecord[][]> {
   return Promise.all(
     stores.map(async (store, i) => {
       const mine: TaskRecord[] = [];

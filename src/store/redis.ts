@@ -1,0 +1,424 @@
+/**
+ * The shared store: Redis through ioredis, for several rotor nodes behind one name.
+ *
+ * Keys (Redis-Cluster compatible: every script and transaction touches one hash slot):
+ *   <p>:{<sid>}:s          hash  r = rev, d = the session as JSON (prev as its hash only),
+ *                                b = the reply bytes kept for replay; PEXPIREAT = expiresAt
+ *   <p>:{<sid>}:o          hash  the session's outbox: task id → task JSON, released by a commit
+ *                                and not yet in the task stream
+ *   <p>:{tasks}:q          stream of released task ids, consumer group `rotor`
+ *   <p>:{tasks}:t:<tid>    hash  d = the task as released (JSON), st status, w worker,
+ *                                l leaseUntil, f finishedAt, x expiresAt, res result bytes,
+ *                                ct contentType, err error, e its stream entry; PEXPIREAT once finished
+ *   <p>:{tasks}:leases     zset  running task id by leaseUntil
+ *   <p>:{tasks}:pending    zset  "<rev>:<sid>" of commits whose outbox may not be relayed yet
+ *   <p>:{users}:u          hash  name → user JSON (without lastTotpStep)
+ *   <p>:{users}:totp       hash  name → last accepted TOTP step
+ *
+ * commitSession is one Lua script on the session's slot: the rev compare, the write, its TTL
+ * and the released tasks into the session's outbox, all or nothing. The outbox is then relayed
+ * into the task stream (a script on the tasks slot that adds each task once, however often it
+ * runs). A node that dies between the two leaves its commit in `pending`, noted before the
+ * commit; any node's claimTasks relays such leftovers once they are older than
+ * RELAY_GRACE_MS. So a released task is never lost and never queued twice, and no script
+ * spans two slots — which one script writing the session and the stream would.
+ *
+ * Claims are one script on the tasks slot: XREADGROUP for new tasks, then tasks whose lease
+ * (the `leases` zset, by the `now` the caller passes) ran out, moved to the new worker's
+ * pending list with XCLAIM. A task stays in the stream's pending list until finishTask acks and
+ * deletes it, so a node that dies mid-task only delays it.
+ *
+ * Availability: no offline queue, no retries, a timeout on every command: while Redis is away
+ * every call rejects with ROTOR_E_UNAVAILABLE at once (or after commandTimeoutMs if it hangs),
+ * and ioredis reconnects by itself in the background.
+ */
+import { Redis } from 'ioredis';
+import { RotorError } from '../errors.ts';
+import type { SessionState } from '../session/types.ts';
+import { unavailable } from './records.ts';
+import type { Store, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
+
+export interface RedisStoreOptions {
+  /** First part of every key (default `rotor`): several deployments can share one Redis. */
+  prefix?: string;
+  /** A command without an answer for this long fails with ROTOR_E_UNAVAILABLE. Default 1000. */
+  commandTimeoutMs?: number;
+  /** Connecting (at open and on every reconnect) gives up after this long. Default 1000. */
+  connectTimeoutMs?: number;
+}
+
+const GROUP = 'rotor';
+/** A commit's outbox left unrelayed this long is relayed by whichever node claims next. */
+export const RELAY_GRACE_MS = 5_000;
+/** Leftover outboxes relayed per claim, at most. */
+const RELAY_BATCH = 32;
+/** A consumer (a node's worker id) holding nothing and idle this long is dropped by purgeExpired. */
+const CONSUMER_IDLE_MS = 3_600_000;
+
+/** KEYS: session, outbox. ARGV: expected rev ('' = must not exist), new rev, JSON, has reply, reply, expiresAt ('' = none), then task id / task JSON pairs. */
+const COMMIT = `
+local cur = redis.call('HGET', KEYS[1], 'r')
+if ARGV[1] == '' then
+  if cur then return 0 end
+elseif cur ~= ARGV[1] then
+  return 0
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'r', ARGV[2], 'd', ARGV[3], 'b', ARGV[5])
+else
+  redis.call('HSET', KEYS[1], 'r', ARGV[2], 'd', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'b')
+end
+if ARGV[6] == '' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[6])
+end
+for i = 7, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return 1`;
+
+/** KEYS: stream, then one task record per task. ARGV: task id / task JSON pairs. Adds each task not yet known. */
+const RELAY = `
+local added = 0
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local tid = ARGV[2 * i - 3]
+    local entry = redis.call('XADD', KEYS[1], '*', 't', tid)
+    redis.call('HSET', KEYS[i], 'd', ARGV[2 * i - 2], 'st', 'released', 'e', entry)
+    added = added + 1
+  end
+end
+return added`;
+
+/**
+ * KEYS: stream, leases, pending. ARGV: group, worker, max, now, leaseUntil, task key prefix,
+ * relay-before. Returns the claimed records (HGETALL each) and leftover commits to relay.
+ */
+const CLAIM = `
+local group, worker, max, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[6]
+redis.pcall('XGROUP', 'CREATE', KEYS[1], group, '0', 'MKSTREAM')
+local claimed = {}
+local function take(tid)
+  local key = prefix .. tid
+  redis.call('HSET', key, 'st', 'running', 'w', worker, 'l', ARGV[5])
+  redis.call('ZADD', KEYS[2], ARGV[5], tid)
+  claimed[#claimed + 1] = redis.call('HGETALL', key)
+end
+if max > 0 then
+  local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', max, 'STREAMS', KEYS[1], '>')
+  if read then
+    for _, entry in ipairs(read[1][2]) do
+      local tid = entry[2][2]
+      if redis.call('HGET', prefix .. tid, 'st') == 'released' then
+        take(tid)
+      else
+        redis.call('XACK', KEYS[1], group, entry[1])
+        redis.call('XDEL', KEYS[1], entry[1])
+      end
+    end
+  end
+end
+if #claimed < max then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4], 'LIMIT', 0, max - #claimed)
+  for _, tid in ipairs(expired) do
+    local key = prefix .. tid
+    local entry = redis.call('HGET', key, 'e')
+    if entry and redis.call('HGET', key, 'st') == 'running' then
+      redis.call('XCLAIM', KEYS[1], group, worker, 0, entry, 'JUSTID')
+      take(tid)
+    else
+      redis.call('ZREM', KEYS[2], tid)
+    end
+  end
+end
+return {claimed, redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[7], 'LIMIT', 0, ${RELAY_BATCH})}`;
+
+/** KEYS: stream, leases, task. ARGV: group, task id, worker, status, finishedAt, expiresAt, then field / value pairs. */
+const FINISH = `
+if redis.call('HGET', KEYS[3], 'st') ~= 'running' or redis.call('HGET', KEYS[3], 'w') ~= ARGV[3] then return 0 end
+local entry = redis.call('HGET', KEYS[3], 'e')
+redis.call('HDEL', KEYS[3], 'l', 'res', 'ct', 'err')
+redis.call('HSET', KEYS[3], 'st', ARGV[4], 'f', ARGV[5], 'x', ARGV[6])
+for i = 7, #ARGV, 2 do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIREAT', KEYS[3], ARGV[6])
+redis.call('ZREM', KEYS[2], ARGV[2])
+if entry then
+  redis.pcall('XACK', KEYS[1], ARGV[1], entry)
+  redis.call('XDEL', KEYS[1], entry)
+end
+return 1`;
+
+/** KEYS: users, totp steps. ARGV: name, step. */
+const TOTP = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local last = redis.call('HGET', KEYS[2], ARGV[1])
+if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1`;
+
+type Arg = string | Buffer | number;
+interface Scripts {
+  rotorCommit(...args: Arg[]): Promise<number>;
+  rotorRelay(...args: Arg[]): Promise<number>;
+  rotorClaimBuffer(...args: Arg[]): Promise<[Buffer[][], Buffer[]]>;
+  rotorFinish(...args: Arg[]): Promise<number>;
+  rotorTotp(...args: Arg[]): Promise<number>;
+}
+type Client = Redis & Scripts;
+
+export class RedisStore implements Store {
+  readonly kind = 'redis';
+  private closed = false;
+  private readonly keys: {
+    session: (sid: string) => string;
+    outbox: (sid: string) => string;
+    task: (tid: string) => string;
+    taskPrefix: string;
+    stream: string;
+    leases: string;
+    pending: string;
+    users: string;
+    totp: string;
+  };
+
+  private constructor(
+    private readonly redis: Client,
+    prefix: string,
+  ) {
+    const taskPrefix = `${prefix}:{tasks}:t:`;
+    this.keys = {
+      session: (sid) => `${prefix}:{${sid}}:s`,
+      outbox: (sid) => `${prefix}:{${sid}}:o`,
+      task: (tid) => taskPrefix + tid,
+      taskPrefix,
+      stream: `${prefix}:{tasks}:q`,
+      leases: `${prefix}:{tasks}:leases`,
+      pending: `${prefix}:{tasks}:pending`,
+      users: `${prefix}:{users}:u`,
+      totp: `${prefix}:{users}:totp`,
+    };
+  }
+
+  /** Connect to `url` (redis://host:port/db); rejects with ROTOR_E_UNAVAILABLE if Redis cannot be reached. */
+  static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      commandTimeout: options.commandTimeoutMs ?? 1_000,
+      connectTimeout: options.connectTimeoutMs ?? 1_000,
+      retryStrategy: (times) => Math.min(times * 100, 1_000),
+      scripts: {
+        rotorCommit: { lua: COMMIT, numberOfKeys: 2 },
+        rotorRelay: { lua: RELAY },
+        rotorClaim: { lua: CLAIM, numberOfKeys: 3 },
+        rotorFinish: { lua: FINISH, numberOfKeys: 3 },
+        rotorTotp: { lua: TOTP, numberOfKeys: 2 },
+      },
+    }) as Client;
+    // Connection errors surface as rejected calls; the event would only be noise (or a crash).
+    redis.on('error', () => {});
+    try {
+      await redis.connect();
+    } catch (err) {
+      redis.disconnect();
+      throw unavailable(err, `redis ${url}`);
+    }
+    return new RedisStore(redis, options.prefix ?? 'rotor');
+  }
+
+  async createSession(state: SessionState): Promise<void> {
+    if (!(await this.call(() => this.write(state, '', 0, [])))) throw new Error(`session ${state.id} exists`);
+  }
+
+  loadSession(id: string): Promise<SessionState | undefined> {
+    return this.call(async () => decodeSession(await this.redis.hgetallBuffer(this.keys.session(id))));
+  }
+
+  async commitSession(next: SessionState, expectedRev: number, released: readonly TaskRecord[]): Promise<boolean> {
+    if (released.length === 0) return this.call(() => this.write(next, String(expectedRev), expectedRev + 1, []));
+    const member = `${expectedRev}:${next.id}`;
+    // Noted before the commit: if this node dies after it, another relays the outbox.
+    await this.call(() => this.redis.zadd(this.keys.pending, Date.now(), member));
+    const committed = await this.call(() => this.write(next, String(expectedRev), expectedRev + 1, released));
+    // The commit stands either way; a relay that fails here is done later by some claimTasks.
+    if (committed) await this.relay(next.id, member, released).catch(() => {});
+    else await this.redis.zrem(this.keys.pending, member).catch(() => {});
+    return committed;
+  }
+
+  claimTasks(worker: string, max: number, now: number, leaseMs: number): Promise<TaskRecord[]> {
+    return this.call(async () => {
+      const { stream, leases, pending, taskPrefix } = this.keys;
+      const [claimed, leftovers] = await this.redis.rotorClaimBuffer(
+        stream, leases, pending, GROUP, worker, max, now, now + leaseMs, taskPrefix, now - RELAY_GRACE_MS,
+      );
+      // The claims stand whatever happens to the relays: a failed one is retried by a later claim.
+      for (const member of leftovers) await this.relayLeftover(member.toString()).catch(() => {});
+      return claimed.map((fields) => decodeTask(pairs(fields))!);
+    });
+  }
+
+  finishTask(id: string, worker: string, outcome: TaskOutcome, now: number): Promise<boolean> {
+    return this.call(async () => {
+      const extra: Arg[] = [];
+      if (outcome.result !== undefined) extra.push('res', outcome.result);
+      if (outcome.contentType !== undefined) extra.push('ct', outcome.contentType);
+      if (outcome.error !== undefined) extra.push('err', outcome.error);
+      const { stream, leases } = this.keys;
+      const args = [stream, leases, this.keys.task(id), GROUP, id, worker, outcome.status, now, Math.ceil(outcome.expiresAt), ...extra];
+      return (await this.redis.rotorFinish(...args)) === 1;
+    });
+  }
+
+  loadTask(id: string): Promise<TaskRecord | undefined> {
+    return this.call(async () => decodeTask(await this.redis.hgetallBuffer(this.keys.task(id))));
+  }
+
+  putUser(user: UserRecord): Promise<void> {
+    return this.call(async () => {
+      const { lastTotpStep, ...rest } = user;
+      const multi = this.redis.multi().hset(this.keys.users, user.name, JSON.stringify(rest));
+      if (lastTotpStep === undefined) multi.hdel(this.keys.totp, user.name);
+      else multi.hset(this.keys.totp, user.name, lastTotpStep);
+      await exec(multi);
+    });
+  }
+
+  loadUser(name: string): Promise<UserRecord | undefined> {
+    return this.call(async () => {
+      const [json, step] = (await exec(this.redis.multi().hget(this.keys.users, name).hget(this.keys.totp, name))) as (string | null)[];
+      return json === null ? undefined : decodeUser(json, step ?? undefined);
+    });
+  }
+
+  listUsers(): Promise<UserRecord[]> {
+    return this.call(async () => {
+      const [users, steps] = (await exec(this.redis.multi().hgetall(this.keys.users).hgetall(this.keys.totp))) as Record<string, string>[];
+      return Object.entries(users)
+        .map(([name, json]) => decodeUser(json, steps[name]))
+        .sort((a, b) => a.name.localeCompare(b.name));
+    });
+  }
+
+  removeUser(name: string): Promise<boolean> {
+    return this.call(async () => {
+      const [removed] = (await exec(this.redis.multi().hdel(this.keys.users, name).hdel(this.keys.totp, name))) as number[];
+      return removed === 1;
+    });
+  }
+
+  acceptTotpStep(name: string, step: number): Promise<boolean> {
+    return this.call(async () => (await this.redis.rotorTotp(this.keys.users, this.keys.totp, name, step)) === 1);
+  }
+
+  /**
+   * Sessions and finished tasks expire by their Redis TTLs, so there is nothing to count here.
+   * What it does: forget consumers of the task stream (worker ids of nodes long gone) that
+   * hold no task, so restarts do not grow the consumer group forever.
+   */
+  purgeExpired(_now: number): Promise<number> {
+    return this.call(async () => {
+      // No stream or no group yet (nothing was ever claimed) is a Redis reply error: nothing to do.
+      const consumers = (await this.redis.xinfo('CONSUMERS', this.keys.stream, GROUP).catch((err: Error) => {
+        if (err.name === 'ReplyError') return [];
+        throw err;
+      })) as unknown[][];
+      for (const consumer of consumers) {
+        const info = pairs(consumer as (string | number)[]);
+        if (Number(info.pending) === 0 && Number(info.idle) > CONSUMER_IDLE_MS) {
+          await this.redis.xgroup('DELCONSUMER', this.keys.stream, GROUP, String(info.name));
+        }
+      }
+      return 0;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  /** The commit script, for createSession (expected '') and commitSession. */
+  private async write(state: SessionState, expected: string, rev: number, released: readonly TaskRecord[]): Promise<boolean> {
+    const { rev: _rev, prev, ...rest } = state;
+    const json = JSON.stringify({ ...rest, prev: prev?.hash ?? null });
+    const tasks = released.flatMap((task) => [task.id, JSON.stringify(task)]);
+    const result = await this.redis.rotorCommit(
+      this.keys.session(state.id), this.keys.outbox(state.id),
+      expected, rev, json, prev ? '1' : '0', prev?.reply ?? '', state.expiresAt === null ? '' : Math.ceil(state.expiresAt), ...tasks,
+    );
+    return result === 1;
+  }
+
+  /** Put a committed outbox into the task stream, then forget it and its pending note. */
+  private async relay(sid: string, member: string, tasks: readonly TaskRecord[]): Promise<void> {
+    if (tasks.length > 0) {
+      const args = tasks.flatMap(({ status: _status, result: _result, ...spec }) => [spec.id, JSON.stringify(spec)]);
+      await this.redis.rotorRelay(1 + tasks.length, this.keys.stream, ...tasks.map((task) => this.keys.task(task.id)), ...args);
+      await this.redis.hdel(this.keys.outbox(sid), ...tasks.map((task) => task.id));
+    }
+    await this.redis.zrem(this.keys.pending, member);
+  }
+
+  /** Relay what a commit noted in `pending` left in its session's outbox (nothing, if it was relayed). */
+  private async relayLeftover(member: string): Promise<void> {
+    const sid = member.slice(member.indexOf(':') + 1);
+    const outbox = await this.redis.hgetall(this.keys.outbox(sid));
+    await this.relay(sid, member, Object.values(outbox).map((json) => JSON.parse(json) as TaskRecord));
+  }
+
+  /** Every call: refused once closed, and any Redis failure reported as the store being unavailable. */
+  private async call<T>(work: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new RotorError('ROTOR_E_UNAVAILABLE', 'store is closed');
+    try {
+      return await work();
+    } catch (err) {
+      throw unavailable(err, 'redis');
+    }
+  }
+}
+
+async function exec(multi: ReturnType<Redis['multi']>): Promise<unknown[]> {
+  const results = (await multi.exec()) ?? [];
+  for (const [err] of results) if (err) throw err;
+  return results.map(([, value]) => value);
+}
+
+/** [k1, v1, k2, v2, …] → { k1: v1, … } with string keys. */
+function pairs<V>(flat: V[]): Record<string, V> {
+  const out: Record<string, V> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
+  return out;
+}
+
+function decodeSession(fields: Record<string, Buffer>): SessionState | undefined {
+  if (!fields.r || !fields.d) return undefined;
+  const { prev, ...rest } = JSON.parse(fields.d.toString()) as Omit<SessionState, 'prev'> & { prev: string | null };
+  return { ...rest, rev: Number(fields.r), prev: prev === null ? null : { hash: prev, reply: fields.b ?? Buffer.alloc(0) } };
+}
+
+function decodeTask(fields: Record<string, Buffer>): TaskRecord | undefined {
+  if (!fields.d || !fields.st) return undefined;
+  const task: { -readonly [K in keyof TaskRecord]: TaskRecord[K] } = JSON.parse(fields.d.toString());
+  task.status = fields.st.toString() as TaskStatus;
+  if (fields.w) task.worker = fields.w.toString();
+  if (fields.l) task.leaseUntil = Number(fields.l);
+  if (fields.f) task.finishedAt = Number(fields.f);
+  if (fields.x) task.expiresAt = Number(fields.x);
+  if (fields.res) task.result = fields.res;
+  if (fields.ct) task.contentType = fields.ct.toString();
+  if (fields.err) task.error = fields.err.toString();
+  return task;
+}
+
+function decodeUser(json: string, step: string | undefined): UserRecord {
+  const user = JSON.parse(json) as UserRecord;
+  return step === undefined ? user : { ...user, lastTotpStep: Number(step) };
+}
