@@ -1,0 +1,164 @@
+/**
+ * Redis for the benchmark: a throwaway redis-server on loopback, and the baseline a Redis
+ * store is measured against — Redis doing the rotation alone (check the presented hash, store
+ * the next one and the reply copy) as one Lua script by EVALSHA, at the same concurrency.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
+import { LatencyRecorder } from './histogram.ts';
+import { hasTaskset } from './spawn.ts';
+
+export interface RedisServer {
+  port: number;
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export function redisServerPath(): string | undefined {
+  const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  return found.status === 0 ? found.stdout.trim() : undefined;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** redis-server on 127.0.0.1, no persistence, pinned to `cpu` when taskset is there. */
+export async function startRedisServer(options: { cpu?: number } = {}): Promise<RedisServer> {
+  const binary = redisServerPath();
+  if (!binary) throw new Error('redis-server is not installed (apt-get install -y redis-server)');
+  const port = await freePort();
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'];
+  const child =
+    options.cpu !== undefined && hasTaskset()
+      ? spawn('taskset', ['-c', String(options.cpu), binary, ...args], { stdio: ['ignore', 'ignore', 'inherit'] })
+      : spawn(binary, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (up) break;
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error('redis-server did not start');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}/0`,
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/** Same check-and-set as a rotation: refuse a stale hash, else store the next hash and the reply copy. */
+const ROTATE_LUA = `
+local current = redis.call('HGET', KEYS[1], 'h')
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'h', ARGV[2], 'r', ARGV[3], 'g', ARGV[4])
+return 1
+`;
+
+export interface RedisRotateOptions {
+  port: number;
+  connections: number;
+  pipeline: number;
+  warmupMs: number;
+  durationMs: number;
+}
+
+export interface RedisRotateResult {
+  ok: number;
+  errors: Record<string, number>;
+  durationMs: number;
+  latency: LatencyRecorder;
+  loadCpu: number;
+}
+
+type RotatingRedis = Redis & { rotate(key: string, current: string, next: string, reply: string, gen: number): Promise<number> };
+
+/** C ioredis connections × P lanes, each lane one key rotating as fast as Redis answers. */
+export async function redisRotate(options: RedisRotateOptions): Promise<RedisRotateResult> {
+  const clients: RotatingRedis[] = [];
+  for (let c = 0; c < options.connections; c++) {
+    const client = new Redis({ host: '127.0.0.1', port: options.port, lazyConnect: true, maxRetriesPerRequest: 1, commandTimeout: 10_000 }) as RotatingRedis;
+    client.defineCommand('rotate', { numberOfKeys: 1, lua: ROTATE_LUA });
+    await client.connect();
+    clients.push(client);
+  }
+  // A reply copy of the size rotor keeps (a /hello answer with its token).
+  const reply = 'x'.repeat(160);
+  const latency = new LatencyRecorder();
+  const errors: Record<string, number> = {};
+  let ok = 0;
+  const start = performance.now();
+  const measureStart = start + options.warmupMs;
+  const measureEnd = measureStart + options.durationMs;
+  let cpuStart: NodeJS.CpuUsage | undefined;
+  let cpuMicros = 0;
+  const lanes: Promise<void>[] = [];
+  for (let c = 0; c < options.connections; c++) {
+    for (let p = 0; p < options.pipeline; p++) {
+      const client = clients[c];
+      const key = `bench:s:${c}:${p}`;
+      lanes.push(
+        (async () => {
+          let gen = 1;
+          let current = `h${key}:${gen}`;
+          await client.hset(key, 'h', current, 'r', reply, 'g', String(gen));
+          for (;;) {
+            const sent = performance.now();
+            if (sent >= measureEnd) return;
+            const next = `h${key}:${gen + 1}`;
+            let done: number;
+            try {
+              done = await client.rotate(key, current, next, reply, gen + 1);
+            } catch (err) {
+              if (sent >= measureStart) errors.REDIS_ERROR = (errors.REDIS_ERROR ?? 0) + 1;
+              if (/closed|timeout/i.test((err as Error).message)) return;
+              continue;
+            }
+            if (done === 1) {
+              gen++;
+              current = next;
+            }
+            if (sent >= measureStart) {
+              cpuStart ??= process.cpuUsage();
+              latency.record((performance.now() - sent) * 1000);
+              if (done === 1) ok++;
+              else errors.STALE = (errors.STALE ?? 0) + 1;
+            }
+          }
+        })(),
+      );
+    }
+  }
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, measureEnd - performance.now())));
+  const usage = process.cpuUsage(cpuStart);
+  cpuMicros = usage.user + usage.system;
+  await Promise.all(lanes);
+  for (const client of clients) client.disconnect();
+  return { ok, errors, durationMs: options.durationMs, latency, loadCpu: cpuMicros / 1000 / options.durationMs };
+}

@@ -1,0 +1,162 @@
+/**
+ * The servers a benchmark drives: rotor itself (with any store), and the ceiling — a bare
+ * server on the very same framing code (listenStream + StreamConnection + FrameParser) that
+ * answers every request with pre-built bytes of the size rotor's answer has, doing no token work.
+ */
+import { existsSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { exampleApp } from '../app/example.ts';
+import { DEFAULTS, resolveConfig, type DeepPartial, type RotorConfig } from '../config/defaults.ts';
+import { silentLogger } from '../log/index.ts';
+import { hashPassword, serve, SERVER_NAME } from '../server/index.ts';
+import { reasonFor } from '../errors.ts';
+import { createSession } from '../session/machine.ts';
+import { pooledRandom } from '../session/random.ts';
+import { KeyRing, mintToken } from '../session/token.ts';
+import { MemoryStore } from '../store/memory.ts';
+import type { Store } from '../store/types.ts';
+import { listenStream } from '../transport/tcp.ts';
+import type { FrameHandler } from '../transport/connection.ts';
+import { serializeFrame, type Frame, type Header } from '../wire/index.ts';
+
+export interface BenchServer {
+  port: number;
+  /** What the server is: 'echo', or 'rotor/<store kind>'. */
+  label: string;
+  close(): Promise<void>;
+}
+
+export interface RotorServerOptions {
+  store?: string;
+  dataDir?: string;
+  preload?: number;
+  user: string;
+  password: string;
+  config?: DeepPartial<RotorConfig>;
+}
+
+/** Bench config: loopback, any free port, quiet, room for 32+ frames in flight per connection. */
+export function benchConfig(extra: DeepPartial<RotorConfig> = {}): RotorConfig {
+  return resolveConfig({
+    ...extra,
+    host: '127.0.0.1',
+    port: 0,
+    logLevel: 'error',
+    connection: { maxInFlight: 256, ...extra.connection },
+  });
+}
+
+/** Open a store by spec: memory here; anything else through src/store/index.ts once it exists. */
+export async function openBenchStore(spec: string, dataDir: string): Promise<Store> {
+  if (spec === 'memory') return new MemoryStore();
+  const index = new URL('../store/index.ts', import.meta.url);
+  if (!existsSync(fileURLToPath(index))) throw new StoreUnavailable(`store ${spec}: src/store/index.ts not built yet`);
+  const mod = (await import(index.href)) as { openStore?: (spec: string, options: { dataDir: string }) => Promise<Store> };
+  if (typeof mod.openStore !== 'function') throw new StoreUnavailable('src/store/index.ts has no openStore yet');
+  try {
+    return await mod.openStore(spec, { dataDir });
+  } catch (err) {
+    throw new StoreUnavailable(`store ${spec}: ${(err as Error).message}`);
+  }
+}
+
+export class StoreUnavailable extends Error {
+  override name = 'StoreUnavailable';
+}
+
+/**
+ * Put `count` idle sessions into a store, as logins would leave them (a token hash, no
+ * replay copy, no metadata), a window of writes in flight so a durable store can group them.
+ */
+export async function preloadSessions(store: Store, count: number, user: string, keepIds = false): Promise<string[]> {
+  const ids: string[] = [];
+  const random = pooledRandom();
+  const now = Date.now();
+  const expiresAt = now + DEFAULTS.session.tokenTtlMinutes * 60_000;
+  const window = store.kind === 'memory' ? 1 : 2_000;
+  let done = 0;
+  while (done < count) {
+    const batch = Math.min(window, count - done);
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < batch; i++) {
+      const id = random(16).toString('base64url');
+      if (keepIds) ids.push(id);
+      writes.push(store.createSession(createSession({ id, user, tokenHash: random(16).toString('base64url'), expiresAt, meta: {}, now })));
+    }
+    await Promise.all(writes);
+    done += batch;
+  }
+  return ids;
+}
+
+/** A cheap password hash for the bench user: the login storm measures rotor, not scrypt's N. */
+export function benchPasswordHash(password: string): Promise<string> {
+  return hashPassword(password, { ...DEFAULTS.auth, scryptN: 16, scryptR: 1, scryptP: 1 }, pooledRandom());
+}
+
+export async function startRotorServer(options: RotorServerOptions): Promise<BenchServer> {
+  const spec = options.store ?? 'memory';
+  const ownDir = spec === 'memory' || options.dataDir ? undefined : mkdtempSync(join(tmpdir(), 'rotor-bench-'));
+  const store = await openBenchStore(spec, options.dataDir ?? ownDir ?? '');
+  try {
+    await store.putUser({ name: options.user, passwordHash: await benchPasswordHash(options.password), createdAt: Date.now() });
+    if (options.preload) await preloadSessions(store, options.preload, options.user);
+    const server = await serve({ store, app: exampleApp(), config: benchConfig(options.config), log: silentLogger() });
+    return {
+      port: server.tcp.address.port,
+      label: `rotor/${store.kind}`,
+      async close() {
+        await server.close();
+        await store.close();
+        if (ownDir) rmSync(ownDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    if (ownDir) rmSync(ownDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Replies of the sizes rotor sends, made once with a real minted token: login, GET /hello,
+ * PUT /rotor/token, ping. Anything else gets the /hello answer.
+ */
+export function echoReplies(user: string): Map<string, Buffer> {
+  const random = pooledRandom();
+  const keys = KeyRing.generate(random);
+  const now = Math.floor(Date.now() / 1000);
+  // A generation in the thousands: a few varint bytes, as a session some minutes into a run has.
+  const token = mintToken(keys, { session: random(16).toString('base64url'), generation: 5_000, issued: now, ttlMinutes: 120, user }, random);
+  const reply = (status: number, headers: Header[], body?: string) =>
+    serializeFrame({ kind: 'response', status, reason: reasonFor(status), headers, body: body === undefined ? undefined : Buffer.from(body) });
+  return new Map([
+    ['POST /rotor/login', reply(200, [['Token', token]])],
+    ['GET /hello', reply(200, [['Token', token], ['Content-Type', 'text/plain; charset=utf-8']], `hello, ${user}`)],
+    ['PUT /rotor/token', reply(200, [['Token', token], ['Content-Type', 'application/json']], JSON.stringify({ k0: 'v'.repeat(8), k1: 'v'.repeat(9) }))],
+    ['GET /rotor/ping', reply(200, [['Server', SERVER_NAME]])],
+  ]);
+}
+
+/** The ceiling's handler: look the answer up, resolve. No parsing of tokens, no store, no crypto. */
+export function echoHandler(user: string): FrameHandler {
+  const replies = echoReplies(user);
+  const fallback = { bytes: replies.get('GET /hello')!, close: false };
+  const byKey = new Map([...replies].map(([key, bytes]) => [key, Promise.resolve({ bytes, close: false })]));
+  const fallbackPromise = Promise.resolve(fallback);
+  return {
+    dispatch(frame: Frame) {
+      if (frame.kind !== 'request') return fallbackPromise;
+      return byKey.get(`${frame.verb} ${frame.path}`) ?? fallbackPromise;
+    },
+  };
+}
+
+export async function startEchoServer(user: string): Promise<BenchServer> {
+  const config = benchConfig();
+  const listener = await listenStream(echoHandler(user), config, silentLogger(), { host: config.host, port: 0 });
+  return { port: listener.address.port, label: 'echo', close: () => listener.close() };
+}
