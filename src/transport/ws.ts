@@ -157,12 +157,13 @@ class WsConnection {
     }
   }
 
-  /** Read no more frames, answer those in flight, then close (1001). Frames still waiting for a slot are dropped, as on TCP. */
+  /** Take no more frames, answer those in flight, then close (1001). Frames still waiting for a slot are dropped, as on TCP. */
   shutdown(): void {
     if (this.closing || this.closed) return;
     this.closing = true;
     this.gate.clear();
-    this.ws.pause();
+    // Keep reading: new frames are dropped (closing), but the peer's close frame must get through.
+    this.reading.set(false);
     this.flush();
   }
 
@@ -199,6 +200,7 @@ class WsConnection {
     this.gate.clear();
     this.slots.push({ reply: errorReply(code) });
     this.closing = true;
+    this.reading.set(false);
     this.flush();
   }
 
@@ -216,6 +218,8 @@ class WsConnection {
         this.slots.length = 0;
         const code = errorCodeOf(bytes);
         this.closing = true;
+        this.gate.clear();
+        this.reading.set(false);
         this.ws.close(closeCodeFor(code), code);
         return;
       }
