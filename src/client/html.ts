@@ -34,7 +34,8 @@ export function parseEnvelope(html: string): ResponseFrame {
       } else if (name === 'rotor-header') {
         const colon = content.indexOf(':');
         if (colon <= 0) throw new EnvelopeError(`bad rotor-header ${JSON.stringify(content)}`);
-        headers.push([content.slice(0, colon), content.slice(colon + 1).trim()]);
+        // Only blanks, as the frame parser trims: a value may end in any other (Unicode) space.
+        headers.push([content.slice(0, colon), content.slice(colon + 1).replace(/^[ \t]+/, '')]);
       }
     } else if (attributes.get('id') === 'rotor-body') {
       const start = match.index! + match[0].length;
