@@ -135,9 +135,14 @@ export function verifyToken(keys: KeyRing, token: string): TokenClaims {
   const secret = keys.secret(token.slice(0, firstDot));
   if (!secret) throw new RotorError('ROTOR_E_TOKEN_INVALID');
   const signed = token.slice(0, lastDot);
-  const given = Buffer.from(token.slice(lastDot + 1), 'base64url');
+  const macText = token.slice(lastDot + 1);
+  const given = Buffer.from(macText, 'base64url');
   const expected = mac(secret, signed);
-  if (given.length !== MAC_BYTES || !timingSafeEqual(given, expected)) throw new RotorError('ROTOR_E_TOKEN_INVALID');
+  // Node's base64url decoder skips foreign characters and the last character's unused bits, so
+  // many strings decode to one MAC: accept only its canonical spelling (one token, one string).
+  if (given.length !== MAC_BYTES || given.toString('base64url') !== macText || !timingSafeEqual(given, expected)) {
+    throw new RotorError('ROTOR_E_TOKEN_INVALID');
+  }
   try {
     // decode alone, no toObject: absent fields read their defaults from the message prototype,
     // and the uint64s are converted as toObject({longs: Number}) would.
