@@ -63,7 +63,7 @@ export function throwawayCertificate(): Promise<Certificate> {
   return certificate;
 }
 
-/** The example application plus a few routes that let tests see what a carrier delivered. */
+/** The example application plus routes that let tests see what a carrier delivered (echo) and fill its buffers (big). */
 export function testApp(): RotorApp {
   const base = exampleApp();
   const echo = (request: Parameters<RotorApp['routes'][string]>[0]) => ({
@@ -75,7 +75,7 @@ export function testApp(): RotorApp {
     }),
   });
   return {
-    routes: { ...base.routes, 'GET /echo': echo, 'POST /echo': echo, 'FETCH /echo': echo },
+    routes: { ...base.routes, 'GET /echo': echo, 'POST /echo': echo, 'FETCH /echo': echo, 'GET /big': () => ({ body: Buffer.alloc(60_000, 0x62) }) },
     tasks: base.tasks,
   };
 }

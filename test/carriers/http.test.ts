@@ -190,3 +190,20 @@ t.test('the connection cap and graceful close', async (t) => {
   const [answer] = parseHttpResponses(Buffer.concat(chunks));
   t.same([answer?.status, answer?.body.toString(), answer?.header('connection')], [200, 'done', 'close'], 'the request in flight was answered, then the socket closed');
 });
+
+t.test('a peer that does not read its responses is dropped after drainTimeoutMs', async (t) => {
+  const server = await startServer({ config: { connection: { drainTimeoutMs: 300, sweepIntervalMs: 50 } } });
+  t.teardown(() => server.close());
+  const token = await loginToken(server);
+  const socket = await openStream(server.httpPort);
+  t.teardown(() => socket.destroy());
+  socket.pause();
+  socket.on('error', () => {});
+  // The same request over and over: the first rotates, the rest are replays, each reply 60 KB.
+  socket.write(`GET /big HTTP/1.1\r\nHost: x\r\nToken: ${token}\r\n\r\n`.repeat(400));
+  await until(() => server.server.http!.connections === 1);
+  const start = Date.now();
+  // Seen from the server: a paused client socket never reads the close.
+  await until(() => server.server.http!.connections === 0, 5_000);
+  t.ok(Date.now() - start >= 300, `dropped, not before the drain timeout (${Date.now() - start} ms)`);
+});

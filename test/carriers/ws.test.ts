@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { RotorClient, TransportError, wsConnect } from '../../src/client/index.ts';
 import { closeCodeFor } from '../../src/transport/ws.ts';
 import { getHeader } from '../../src/wire/index.ts';
-import { heldApp, loginToken, MAX_BODY, parseFrames, PASSWORD, slowApp, startServer, USER, wsExchangeRaw, type TestServer } from './helpers.ts';
+import { heldApp, loginToken, until, MAX_BODY, parseFrames, PASSWORD, slowApp, startServer, USER, wsExchangeRaw, type TestServer } from './helpers.ts';
 
 const PING = Buffer.from('GET /rotor/ping ROTOR/1\r\n\r\n');
 const url = (server: TestServer, path = '/rotor/ws') => `ws://127.0.0.1:${server.httpPort}${path}`;
@@ -112,4 +112,23 @@ t.test('keepalive, idle timeout and graceful close', async (t) => {
   await closing;
   const result = await pending;
   t.same(summary(result), { replies: [[200, null]], close: [1001, 'ROTOR_E_SHUTTING_DOWN'] }, 'on close: the frame in flight is answered, then 1001');
+});
+
+t.test('a peer that does not read its replies is dropped after drainTimeoutMs', async (t) => {
+  const server = await startServer({ config: { connection: { drainTimeoutMs: 300, sweepIntervalMs: 50 } } });
+  t.teardown(() => server.close());
+  const token = await loginToken(server);
+  const socket = new WebSocket(url(server), { perMessageDeflate: false });
+  t.teardown(() => socket.terminate());
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.once('open', resolve));
+  socket.pause();
+  // The same frame over and over: the first rotates, the rest are replays, each reply 60 KB.
+  const frame = Buffer.from(`GET /big ROTOR/1\r\nToken: ${token}\r\n\r\n`);
+  for (let i = 0; i < 400; i++) socket.send(frame);
+  await until(() => server.server.http!.webSockets === 1);
+  const start = Date.now();
+  // Seen from the server: a paused client never reads the close.
+  await until(() => server.server.http!.webSockets === 0, 5_000);
+  t.ok(Date.now() - start >= 300, `dropped, not before the drain timeout (${Date.now() - start} ms)`);
 });
