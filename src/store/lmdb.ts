@@ -46,6 +46,8 @@ const TASK = 1;
 /** Expiry entries handled per purge transaction, so a big purge never holds the write lock long. */
 const PURGE_CHUNK = 1000;
 const STRUCTURES = Symbol.for('rotor.structures');
+/** Sessions listSessions reads per read. */
+const LIST_BATCH = 1000;
 
 export class LmdbStore implements Store {
   readonly kind = 'lmdb';
@@ -196,6 +198,21 @@ export class LmdbStore implements Store {
         return true;
       }),
     );
+  }
+
+  /** In batches read at once, so no read transaction stays open across the consumer's awaits. */
+  async *listSessions(): AsyncIterable<SessionState> {
+    let after: string | undefined;
+    for (;;) {
+      // (An explicit `start: undefined` would begin at the shared-structures entry, a symbol key.)
+      const range = after === undefined ? { limit: LIST_BATCH } : { start: after, limit: LIST_BATCH + 1 };
+      const read = await this.run(() => Array.from(this.sessions.getRange(range)));
+      // `start` is inclusive: drop the entry the last batch ended on (unless it is gone meanwhile).
+      const batch = after !== undefined && read[0]?.key === after ? read.slice(1) : read.slice(0, LIST_BATCH);
+      for (const { value } of batch) yield withBufferReply(value)!;
+      if (batch.length < LIST_BATCH) return;
+      after = batch[batch.length - 1].key;
+    }
   }
 
   purgeExpired(now: number): Promise<number> {

@@ -41,9 +41,9 @@ import type { Store, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './t
 export interface RedisStoreOptions {
   /** First part of every key (default `rotor`): several deployments can share one Redis. */
   prefix?: string;
-  /** A command without an answer for this long fails with ROTOR_E_UNAVAILABLE. Default 1000. */
+  /** A command without an answer for this long fails with ROTOR_E_UNAVAILABLE. Default 2000. */
   commandTimeoutMs?: number;
-  /** Connecting (at open and on every reconnect) gives up after this long. Default 1000. */
+  /** Connecting (at open and on every reconnect) gives up after this long. Default 2000. */
   connectTimeoutMs?: number;
 }
 
@@ -52,6 +52,8 @@ const GROUP = 'rotor';
 export const RELAY_GRACE_MS = 5_000;
 /** Leftover outboxes relayed per claim, at most. */
 const RELAY_BATCH = 32;
+/** Keys listSessions asks SCAN for per step. */
+const LIST_BATCH = 1000;
 /** A consumer (a node's worker id) holding nothing and idle this long is dropped by purgeExpired. */
 const CONSUMER_IDLE_MS = 3_600_000;
 
@@ -175,6 +177,8 @@ export class RedisStore implements Store {
   private closed = false;
   private readonly keys: {
     session: (sid: string) => string;
+    /** SCAN pattern of every session key. */
+    sessions: string;
     outbox: (sid: string) => string;
     task: (tid: string) => string;
     taskPrefix: string;
@@ -192,6 +196,7 @@ export class RedisStore implements Store {
     const taskPrefix = `${prefix}:{tasks}:t:`;
     this.keys = {
       session: (sid) => `${prefix}:{${sid}}:s`,
+      sessions: `${prefix.replace(/[*?[\]\\]/g, '\\$&')}:{*}:s`,
       outbox: (sid) => `${prefix}:{${sid}}:o`,
       task: (tid) => taskPrefix + tid,
       taskPrefix,
@@ -210,8 +215,8 @@ export class RedisStore implements Store {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      commandTimeout: options.commandTimeoutMs ?? 1_000,
-      connectTimeout: options.connectTimeoutMs ?? 1_000,
+      commandTimeout: options.commandTimeoutMs ?? 2_000,
+      connectTimeout: options.connectTimeoutMs ?? 2_000,
       retryStrategy: (times) => Math.min(times * 100, 1_000),
       scripts: {
         rotorCommit: { lua: COMMIT, numberOfKeys: 2 },
@@ -317,6 +322,17 @@ export class RedisStore implements Store {
     return this.call(async () => (await this.redis.rotorTotp(this.keys.users, this.keys.totp, name, step)) === 1);
   }
 
+  /** SCAN over the session keys (on one server; a Cluster would need it on every master). */
+  async *listSessions(): AsyncIterable<SessionState> {
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.call(() => this.redis.scan(cursor, 'MATCH', this.keys.sessions, 'COUNT', LIST_BATCH, 'TYPE', 'hash'));
+      cursor = next;
+      const fields = await this.call(() => exec(keys.reduce((pipe, key) => pipe.hgetallBuffer(key), this.redis.pipeline())));
+      for (const state of fields.map((f) => decodeSession(f as Record<string, Buffer>))) if (state) yield state;
+    } while (cursor !== '0');
+  }
+
   /**
    * Sessions and finished tasks expire by their Redis TTLs, so there is nothing to count here.
    * What it does: forget consumers of the task stream (worker ids of nodes long gone) that
@@ -385,7 +401,7 @@ export class RedisStore implements Store {
   }
 }
 
-async function exec(multi: ReturnType<Redis['multi']>): Promise<unknown[]> {
+async function exec(multi: ReturnType<Redis['multi' | 'pipeline']>): Promise<unknown[]> {
   const results = (await multi.exec()) ?? [];
   for (const [err] of results) if (err) throw err;
   return results.map(([, value]) => value);

@@ -435,6 +435,32 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
     t.equal(await store.purgeExpired(Date.now()), 0, 'a second purge finds nothing');
   });
 
+  t.test(`${name}: listSessions (optional) walks every session once, as stored`, async (t) => {
+    const store = await fresh(t);
+    if (!store.listSessions) {
+      t.pass('this store does not list its sessions (the method is optional)');
+      return;
+    }
+    const created = Array.from({ length: 2_345 }, (_, i) => session({ meta: { i } }));
+    for (let i = 0; i < created.length; i += 250) await Promise.all(created.slice(i, i + 250).map((s) => store.createSession(s)));
+    const changed = rotated(created[7], awkwardBytes(100));
+    await store.commitSession(changed, 0, []);
+    const revoked = { ...created[8], revoked: { at: Date.now(), reason: 'logout' as const } };
+    await store.commitSession(revoked, 0, []);
+    const seen = new Map<string, SessionState>();
+    let visits = 0;
+    for await (const s of store.listSessions()) {
+      visits++;
+      seen.set(s.id, s);
+      if (visits % 500 === 0) await sleep(1); // a slow consumer: the walk must survive awaits
+    }
+    t.equal(visits, created.length, 'each session once');
+    same(t, [...seen.keys()].sort(), created.map((s) => s.id).sort(), 'every session');
+    same(t, seen.get(changed.id), { ...changed, rev: 1 }, 'as last committed, reply bytes included');
+    same(t, seen.get(revoked.id), { ...revoked, rev: 1 }, 'revoked ones too');
+    same(t, seen.get(created[0].id), created[0]);
+  });
+
   t.test(`${name}: close`, async (t) => {
     const store = await factory.open();
     const s = session();
