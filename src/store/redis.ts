@@ -45,6 +45,8 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** Connecting (at open and on every reconnect) gives up after this long. Default 2000. */
   connectTimeoutMs?: number;
+  /** purgeExpired drops task-stream consumers (worker ids) idle this long and holding nothing. Default 1 h. */
+  consumerIdleMs?: number;
 }
 
 const GROUP = 'rotor';
@@ -54,8 +56,6 @@ export const RELAY_GRACE_MS = 5_000;
 const RELAY_BATCH = 32;
 /** Keys listSessions asks SCAN for per step. */
 const LIST_BATCH = 1000;
-/** A consumer (a node's worker id) holding nothing and idle this long is dropped by purgeExpired. */
-const CONSUMER_IDLE_MS = 3_600_000;
 
 /** KEYS: session, outbox. ARGV: expected rev ('' = must not exist), new rev, JSON, has reply, reply, expiresAt ('' = none), then task id / task JSON pairs. */
 const COMMIT = `
@@ -192,6 +192,7 @@ export class RedisStore implements Store {
   private constructor(
     private readonly redis: Client,
     prefix: string,
+    private readonly consumerIdleMs: number,
   ) {
     const taskPrefix = `${prefix}:{tasks}:t:`;
     this.keys = {
@@ -234,7 +235,7 @@ export class RedisStore implements Store {
       redis.disconnect();
       throw unavailable(err, `redis ${url}`);
     }
-    return new RedisStore(redis, options.prefix ?? 'rotor');
+    return new RedisStore(redis, options.prefix ?? 'rotor', options.consumerIdleMs ?? 3_600_000);
   }
 
   async createSession(state: SessionState): Promise<void> {
@@ -347,7 +348,7 @@ export class RedisStore implements Store {
       })) as unknown[][];
       for (const consumer of consumers) {
         const info = pairs(consumer as (string | number)[]);
-        if (Number(info.pending) === 0 && Number(info.idle) > CONSUMER_IDLE_MS) {
+        if (Number(info.pending) === 0 && Number(info.idle) > this.consumerIdleMs) {
           await this.redis.xgroup('DELCONSUMER', this.keys.stream, GROUP, String(info.name));
         }
       }

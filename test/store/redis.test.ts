@@ -213,3 +213,30 @@ t.test('redis: key layout and expiry', async (t) => {
   t.equal(await raw.hget(`${prefix}:{users}:totp`, 'alice'), '3', 'their TOTP steps beside it');
   t.equal(await raw.pttl(`${prefix}:{users}:u`), -1, 'users do not expire');
 });
+
+t.test('redis: purgeExpired drops stream consumers of nodes long gone, not busy ones', async (t) => {
+  const prefix = uid('rotor');
+  const store = await RedisStore.open(server.url, { prefix, consumerIdleMs: 100 });
+  const raw = new Redis(server.url);
+  t.teardown(async () => {
+    await store.close();
+    raw.disconnect();
+  });
+  const s = session();
+  await store.createSession(s);
+  const [done, busy] = [task(s.id), task(s.id)];
+  await store.commitSession({ ...s, acked: true }, 0, [done]);
+  const now = Date.now();
+  await store.claimTasks('gone', 1, now, 60_000);
+  await store.finishTask(done.id, 'gone', { status: 'done', expiresAt: now + 60_000 }, now);
+  await store.commitSession({ ...s, acked: true, gen: 2 }, 1, [busy]);
+  await store.claimTasks('busy', 1, now, 60_000);
+  const consumers = async () => ((await raw.xinfo('CONSUMERS', `${prefix}:{tasks}:q`, 'rotor')) as string[][]).map((c) => c[1]).sort();
+  t.strictSame(await consumers(), ['busy', 'gone']);
+  await store.purgeExpired(Date.now());
+  t.strictSame(await consumers(), ['busy', 'gone'], 'not while they were recently active');
+  await sleep(150);
+  t.equal(await store.purgeExpired(Date.now()), 0, 'consumers are not counted as purged records');
+  t.strictSame(await consumers(), ['busy'], 'the idle one holding nothing is dropped, the one holding a task kept');
+  t.equal(await store.finishTask(busy.id, 'busy', { status: 'done', expiresAt: now + 60_000 }, now), true, 'and can still finish it');
+});
