@@ -12,6 +12,8 @@ export class TaskRunner {
   private running = 0;
   private active = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
+  /** The claim loop under way, if any: stop() waits for it so nothing claimed is left behind. */
+  private loop: Promise<void> | undefined;
   private claiming = false;
   private again = false;
   private stopped = false;
@@ -41,8 +43,9 @@ export class TaskRunner {
       return;
     }
     this.claiming = true;
-    void this.claimLoop().finally(() => {
+    this.loop = this.claimLoop().finally(() => {
       this.claiming = false;
+      this.loop = undefined;
       if (this.again && !this.stopped) {
         this.again = false;
         this.notify();
@@ -55,6 +58,8 @@ export class TaskRunner {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    // A claim in flight may still hand us tasks; they are ours now, so they run before we return.
+    await this.loop;
     await Promise.allSettled([...this.active]);
   }
 
