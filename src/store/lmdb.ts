@@ -30,9 +30,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { RotorError } from '../errors.ts';
 import type { SessionState } from '../session/types.ts';
-import { claimedTask, finishedTask, unavailable } from './records.ts';
+import { claimedTask, finishedTask, storeCall, unavailable } from './records.ts';
 import type { Store, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
 
 export interface LmdbStoreOptions {
@@ -253,14 +252,8 @@ export class LmdbStore implements Store {
     if (after !== null) this.expiry.put([after, kind, id], true);
   }
 
-  /** Every call: refused once closed, and any LMDB failure reported as the store being unavailable. */
-  private async run<T>(work: () => T | Promise<T>): Promise<T> {
-    if (this.closed) throw new RotorError('ROTOR_E_UNAVAILABLE', 'store is closed');
-    try {
-      return await work();
-    } catch (err) {
-      throw unavailable(err, 'lmdb');
-    }
+  private run<T>(work: () => T | Promise<T>): Promise<T> {
+    return storeCall(this.closed, 'lmdb', work);
   }
 }
 

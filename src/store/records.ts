@@ -1,4 +1,4 @@
-/** How a task record changes when it is claimed and when it finishes: one definition for the durable stores. */
+/** What the durable stores share: how a task record changes when claimed and finished, and how failures are reported. */
 import { RotorError } from '../errors.ts';
 import type { TaskOutcome, TaskRecord } from './types.ts';
 
@@ -15,6 +15,16 @@ export function finishedTask(task: TaskRecord, outcome: TaskOutcome, now: number
   if (outcome.contentType !== undefined) finished.contentType = outcome.contentType;
   if (outcome.error !== undefined) finished.error = outcome.error;
   return finished;
+}
+
+/** One store call: refused once the store is closed, and any failure of the backend reported as unavailability. */
+export async function storeCall<T>(closed: boolean, backend: string, work: () => T | Promise<T>): Promise<T> {
+  if (closed) throw new RotorError('ROTOR_E_UNAVAILABLE', 'store is closed');
+  try {
+    return await work();
+  } catch (err) {
+    throw unavailable(err, backend);
+  }
 }
 
 /** Any failure of the backend itself, as the error callers retry on. */

@@ -33,9 +33,8 @@
  * and ioredis reconnects by itself in the background.
  */
 import { Redis } from 'ioredis';
-import { RotorError } from '../errors.ts';
 import type { SessionState } from '../session/types.ts';
-import { unavailable } from './records.ts';
+import { storeCall, unavailable } from './records.ts';
 import type { Store, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
 
 export interface RedisStoreOptions {
@@ -391,14 +390,8 @@ export class RedisStore implements Store {
     await this.relay(sid, member, Object.values(outbox).map((json) => JSON.parse(json) as TaskRecord));
   }
 
-  /** Every call: refused once closed, and any Redis failure reported as the store being unavailable. */
-  private async call<T>(work: () => Promise<T>): Promise<T> {
-    if (this.closed) throw new RotorError('ROTOR_E_UNAVAILABLE', 'store is closed');
-    try {
-      return await work();
-    } catch (err) {
-      throw unavailable(err, 'redis');
-    }
+  private call<T>(work: () => Promise<T>): Promise<T> {
+    return storeCall(this.closed, 'redis', work);
   }
 }
 

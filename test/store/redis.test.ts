@@ -2,10 +2,10 @@ import t from 'tap';
 import { Redis } from 'ioredis';
 import { isRotorError } from '../../src/errors.ts';
 import { openStore } from '../../src/store/index.ts';
-import { RELAY_GRACE_MS, RedisStore } from '../../src/store/redis.ts';
+import { RELAY_GRACE_MS, RedisStore, type RedisStoreOptions } from '../../src/store/redis.ts';
 import type { Store } from '../../src/store/types.ts';
 import { startRedis } from '../helpers/redis.ts';
-import { drainConcurrently, rotated, session, sleep, storeSuite, task, uid, type TapTest } from './suite.ts';
+import { drainConcurrently, rejectsUnavailable, rotated, session, sleep, storeSuite, task, uid, type TapTest } from './suite.ts';
 
 // Fails the file, loudly, when redis-server cannot be started: CI must have it.
 const server = await startRedis();
@@ -19,24 +19,24 @@ storeSuite(t, 'redis', {
   expiresByItself: true,
 });
 
-/** `promise` rejects with ROTOR_E_UNAVAILABLE; returns how long that took (ms). */
-async function unavailableWithin(t: TapTest, promise: Promise<unknown>, what: string): Promise<number> {
-  const started = performance.now();
-  try {
-    await promise;
-    t.fail(`${what} resolved while Redis was away`);
-  } catch (err) {
-    t.ok(isRotorError(err) && err.code === 'ROTOR_E_UNAVAILABLE', `${what} rejects with ROTOR_E_UNAVAILABLE`, { err });
-  }
-  return performance.now() - started;
-}
-
 /** Two stores (two nodes) on one Redis and one prefix, closed at the end of `t`. */
 async function twoNodes(t: TapTest): Promise<[RedisStore, RedisStore]> {
   const shared = uid('rotor');
   const nodes = await Promise.all([RedisStore.open(server.url, { prefix: shared }), RedisStore.open(server.url, { prefix: shared })]);
   t.teardown(() => Promise.all(nodes.map((node) => node.close())));
   return nodes;
+}
+
+/** A store on a fresh prefix and a plain client to look at its keys, both closed at the end of `t`. */
+async function withRawClient(t: TapTest, options: RedisStoreOptions = {}): Promise<{ store: RedisStore; raw: Redis; prefix: string }> {
+  const prefix = uid('rotor');
+  const store = await RedisStore.open(server.url, { ...options, prefix });
+  const raw = new Redis(server.url);
+  t.teardown(async () => {
+    await store.close();
+    raw.disconnect();
+  });
+  return { store, raw, prefix };
 }
 
 /** Every call the store has, each rejecting within `boundMs`; none hangs. */
@@ -57,7 +57,7 @@ async function everyCallUnavailable(t: TapTest, store: Store, boundMs: number): 
     ['acceptTotpStep', () => store.acceptTotpStep('u', 1)],
     ['purgeExpired', () => store.purgeExpired(Date.now())],
   ];
-  const elapsed = await Promise.all(calls.map(([what, call]) => unavailableWithin(t, call(), what)));
+  const elapsed = await Promise.all(calls.map(([what, call]) => rejectsUnavailable(t, call(), what)));
   t.ok(Math.max(...elapsed) < boundMs, `all ${calls.length} calls rejected within ${boundMs} ms (slowest ${Math.round(Math.max(...elapsed))} ms)`);
 }
 
@@ -180,13 +180,7 @@ t.test('redis: a node dying between its commit and the relay loses no task', asy
 });
 
 t.test('redis: key layout and expiry', async (t) => {
-  const prefix = uid('rotor');
-  const store = await RedisStore.open(server.url, { prefix });
-  const raw = new Redis(server.url);
-  t.teardown(async () => {
-    await store.close();
-    raw.disconnect();
-  });
+  const { store, raw, prefix } = await withRawClient(t);
   const now = Date.now();
   const s = session({ expiresAt: now + 60_000 });
   await store.createSession(s);
@@ -215,13 +209,7 @@ t.test('redis: key layout and expiry', async (t) => {
 });
 
 t.test('redis: purgeExpired drops stream consumers of nodes long gone, not busy ones', async (t) => {
-  const prefix = uid('rotor');
-  const store = await RedisStore.open(server.url, { prefix, consumerIdleMs: 100 });
-  const raw = new Redis(server.url);
-  t.teardown(async () => {
-    await store.close();
-    raw.disconnect();
-  });
+  const { store, raw, prefix } = await withRawClient(t, { consumerIdleMs: 100 });
   const s = session();
   await store.createSession(s);
   const [done, busy] = [task(s.id), task(s.id)];
