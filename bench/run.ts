@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { CarrierUnavailable, getCarrier } from '../src/bench/carriers.ts';
+import { CarrierUnavailable } from '../src/bench/carriers.ts';
 import { formatMicros } from '../src/bench/index.ts';
 import type { MemoryProbeResult } from '../src/bench/memory.ts';
 import { redisServerPath, startRedisServer, type RedisServer } from '../src/bench/redis.ts';
@@ -242,14 +242,47 @@ await guarded('4', `rotor on Redis vs Redis alone (${C}×${P})`, '≥ 80 %', asy
 });
 await redis?.stop();
 
-await guarded('6', `HTTP fallback vs a bare node:http server answering the same bytes`, '≥ 80 %', async () => {
-  await getCarrier('http');
-  throw new Error('not available: the HTTP comparison is not wired into bench/run.ts yet');
+await guarded('6', `HTTP fallback vs a bare node:http server answering the same bytes (${C}×${P} pipelined)`, '≥ 80 %', async () => {
+  const [bare, rotor] = await pair(
+    ['bare node:http', 'rotor http'],
+    [
+      { ...big, carrier: 'http', scenario: 'rotate', spawn: { server: 'http-echo' } },
+      { ...big, carrier: 'http', scenario: 'rotate', spawn: { server: 'rotor', store: 'memory' } },
+    ],
+    throughputOf,
+    true,
+  );
+  rows.push({ id: '6a', what: `bare node:http answering rotor's HTTP bytes, ${C}×${P} pipelined`, figure: describe(bare), baseline: '', ratio: undefined, target: '' });
+  rows.push({
+    id: '6',
+    what: `rotor rotate over HTTP/1.1, memory store, ${C}×${P} pipelined`,
+    figure: describe(rotor),
+    baseline: perSec(bare.throughput),
+    ratio: rotor.throughput / bare.throughput,
+    target: '≥ 80 %',
+    meets: (r) => r >= 0.8,
+  });
 });
 
-await guarded('7', `WebSocket vs TCP`, '≥ 70 %', async () => {
-  await getCarrier('ws');
-  throw new Error('not available: the WebSocket comparison is not wired into bench/run.ts yet');
+await guarded('7', `WebSocket vs TCP, the same rotor (memory store, ${C}×${P})`, '≥ 70 %', async () => {
+  const [tcp, ws] = await pair(
+    ['rotor tcp (http listener on)', 'rotor ws'],
+    [
+      { ...big, carrier: 'tcp', scenario: 'rotate', spawn: { server: 'rotor', store: 'memory', http: true } },
+      { ...big, carrier: 'ws', scenario: 'rotate', spawn: { server: 'rotor', store: 'memory', http: true } },
+    ],
+    throughputOf,
+    true,
+  );
+  rows.push({
+    id: '7',
+    what: `rotor rotate over WebSocket, memory store, ${C}×${P}`,
+    figure: describe(ws),
+    baseline: `TCP ${perSec(tcp.throughput)}`,
+    ratio: ws.throughput / tcp.throughput,
+    target: '≥ 70 %',
+    meets: (r) => r >= 0.7,
+  });
 });
 
 for (const count of [100_000, 1_000_000]) {
@@ -326,7 +359,7 @@ mkdirSync(resultsDir, { recursive: true });
 const verdict = (row: Row) => (row.ratio === undefined || !row.meets ? (row.figure.startsWith('not available') ? 'n/a' : '') : row.meets(row.ratio) ? 'PASS' : 'MISS');
 const ratioText = (row: Row) => (row.ratio === undefined || !row.meets ? '' : row.target.includes('B') ? `${Math.round(row.ratio)} B` : row.target.includes('×') ? `${row.ratio.toFixed(2)} ×` : pct(row.ratio));
 
-const order = ['1', '2', '3', '4', '5', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'login', 'ping'];
+const order = ['1', '2', '3', '4', '5', '6a', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'login', 'ping'];
 rows.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
 const table = [
   '| # | what | figure | baseline | ratio | target | verdict |',

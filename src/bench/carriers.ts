@@ -4,10 +4,9 @@
  * load generator knows nothing else about the carrier, so a new one (HTTP, WebSocket) is one
  * `registerCarrier` call away.
  */
-import { existsSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
 import { FrameParser, type ResponseFrame } from '../wire/index.ts';
 
 export interface CarrierTarget {
@@ -103,22 +102,144 @@ registerCarrier('tls', (target, events) =>
   connectStream(() => tls.connect({ host: target.host, port: target.port, servername: 'localhost', rejectUnauthorized: false }), events),
 );
 
-/** Carriers other engineers are building: available once their module exists. */
-function pending(name: string, modules: string[], load: () => Promise<Carrier>): void {
-  registerCarrier(
-    name,
-    async () => {
-      const missing = modules.filter((m) => !existsSync(fileURLToPath(new URL(m, import.meta.url))));
-      if (missing.length > 0) throw new CarrierUnavailable(`${missing.map((m) => m.replace('../', 'src/')).join(', ')} not built yet`);
-      return load();
-    },
-    true,
-  );
+// ---- HTTP/1.1: the same frames as requests and responses, pipelined on keep-alive sockets -------
+
+/**
+ * A rotor request frame (as the templates make it) as an HTTP/1.1 request: the start line's
+ * version becomes HTTP's, a Host header is added, BIN-Length becomes Content-Length. Rotor's
+ * HTTP carrier maps it straight back (src/transport/http.ts).
+ */
+export function frameToHttp(frame: string): string {
+  const lineEnd = frame.indexOf('\r\n');
+  const start = frame.slice(0, lineEnd - ' ROTOR/1'.length);
+  let rest = frame.slice(lineEnd);
+  const length = rest.indexOf('\r\nBIN-Length: ');
+  if (length !== -1) rest = `${rest.slice(0, length)}\r\nContent-Length: ${rest.slice(length + '\r\nBIN-Length: '.length)}`;
+  return `${start} HTTP/1.1\r\nHost: 127.0.0.1${rest}`;
 }
 
-pending('http', ['../transport/http.ts', '../client/http.ts'], async () => {
-  throw new CarrierUnavailable('the HTTP carrier has no load-generator adapter yet');
-});
-pending('ws', ['../transport/ws.ts', '../client/ws.ts'], async () => {
-  throw new CarrierUnavailable('the WebSocket carrier has no load-generator adapter yet');
-});
+const HEAD_END = Buffer.from('\r\n\r\n');
+
+/**
+ * Just enough of an HTTP/1.1 response reader for a benchmark: status line, headers,
+ * Content-Length bodies (what rotor and the bare server send). Anything else is an error.
+ */
+export class HttpResponseReader {
+  private pending: Buffer | undefined;
+
+  push(chunk: Buffer): { frames: ResponseFrame[]; error?: string } {
+    const buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = undefined;
+    const frames: ResponseFrame[] = [];
+    let pos = 0;
+    while (pos < buf.length) {
+      const end = buf.indexOf(HEAD_END, pos);
+      if (end === -1) break;
+      const lines = buf.toString('latin1', pos, end).split('\r\n');
+      const status = /^HTTP\/1\.[01] ([1-5][0-9][0-9]) ?(.*)$/.exec(lines[0]);
+      if (!status) return { frames, error: `bad HTTP status line ${JSON.stringify(lines[0].slice(0, 40))}` };
+      const headers: Array<[string, string]> = [];
+      let length = 0;
+      for (let i = 1; i < lines.length; i++) {
+        const colon = lines[i].indexOf(':');
+        if (colon <= 0) return { frames, error: 'bad HTTP header line' };
+        const name = lines[i].slice(0, colon);
+        const value = lines[i].slice(colon + 1).trim();
+        const lower = name.toLowerCase();
+        if (lower === 'content-length') length = Number(value);
+        else if (lower === 'transfer-encoding') return { frames, error: 'chunked HTTP responses are not read by the benchmark' };
+        else headers.push([name, value]);
+      }
+      const bodyStart = end + HEAD_END.length;
+      if (bodyStart + length > buf.length) break;
+      frames.push({ kind: 'response', status: Number(status[1]), reason: status[2], headers, body: length > 0 ? buf.subarray(bodyStart, bodyStart + length) : undefined });
+      pos = bodyStart + length;
+    }
+    if (pos < buf.length) this.pending = Buffer.from(buf.subarray(pos));
+    return { frames };
+  }
+}
+
+registerCarrier(
+  'http',
+  (target, events) =>
+    new Promise((resolve, reject) => {
+      const socket = net.connect({ host: target.host, port: target.port });
+      socket.once('error', reject);
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        socket.setNoDelay(true);
+        const reader = new HttpResponseReader();
+        let reason: string | undefined;
+        socket.on('data', (chunk: Buffer) => {
+          const { frames, error } = reader.push(chunk);
+          if (frames.length > 0) events.frames(frames);
+          if (error) {
+            reason = error;
+            socket.destroy();
+          }
+        });
+        socket.on('error', (err) => (reason ??= err.message));
+        socket.on('close', () => events.closed(reason));
+        resolve({
+          send(frames) {
+            let text = '';
+            for (const frame of frames) text += frameToHttp(frame);
+            socket.write(text, 'latin1');
+          },
+          close: () => socket.destroy(),
+        });
+      });
+    }),
+);
+
+// ---- WebSocket: one frame per binary message ---------------------------------------------------------
+
+export const WS_PATH = '/rotor/ws';
+
+registerCarrier(
+  'ws',
+  (target, events) =>
+    new Promise((resolve, reject) => {
+      const host = target.host.includes(':') && !target.host.startsWith('[') ? `[${target.host}]` : target.host;
+      const socket = new WebSocket(`ws://${host}:${target.port}${WS_PATH}`, { perMessageDeflate: false });
+      socket.binaryType = 'nodebuffer';
+      socket.once('error', reject);
+      socket.once('unexpected-response', (_request, response) => reject(new Error(`WebSocket upgrade refused: HTTP ${response.statusCode}`)));
+      socket.once('open', () => {
+        socket.off('error', reject);
+        const parser = new FrameParser();
+        let reason: string | undefined;
+        // Messages of one read arrive one by one; hand them over together, as a stream read would.
+        let batch: ResponseFrame[] = [];
+        const deliver = () => {
+          const frames = batch;
+          batch = [];
+          events.frames(frames);
+        };
+        socket.on('message', (data: Buffer) => {
+          const { frames, error } = parser.push(data);
+          if (frames.length > 0) {
+            if (batch.length === 0) process.nextTick(deliver);
+            for (const frame of frames) batch.push(frame as ResponseFrame);
+          }
+          if (error) {
+            reason = `bad frame from server: ${error.code}`;
+            socket.terminate();
+          }
+        });
+        socket.on('error', (err) => (reason ??= err.message));
+        socket.on('close', () => events.closed(reason));
+        const raw = (socket as unknown as { _socket?: net.Socket })._socket;
+        resolve({
+          send(frames) {
+            // One write for the lot: ws corks per message, this corks around them all.
+            raw?.cork();
+            for (const frame of frames) socket.send(Buffer.from(frame, 'latin1'), { binary: true });
+            raw?.uncork();
+          },
+          close: () => socket.terminate(),
+        });
+      });
+    }),
+);

@@ -44,9 +44,14 @@ async function main(): Promise<void> {
   const payload = JSON.parse(json ?? '{}');
   switch (role) {
     case 'server': {
-      const { startEchoServer, startRotorServer } = await import('./servers.ts');
-      const server = payload.server === 'echo' ? await startEchoServer(payload.user) : await startRotorServer(payload);
-      send({ type: 'ready', port: server.port, label: server.label });
+      const { startEchoServer, startHttpEchoServer, startRotorServer } = await import('./servers.ts');
+      const server =
+        payload.server === 'echo'
+          ? await startEchoServer(payload.user)
+          : payload.server === 'http-echo'
+            ? await startHttpEchoServer(payload.user)
+            : await startRotorServer(payload);
+      send({ type: 'ready', port: server.port, httpPort: server.httpPort, label: server.label });
       serveUntilStopped(() => server.close());
       return;
     }

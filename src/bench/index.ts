@@ -16,7 +16,7 @@ export type { BenchOptions, BenchResult, Scenario, SpawnOptions, CarrierName, La
 export { SCENARIOS } from './types.ts';
 export { registerCarrier, carrierNames, CarrierUnavailable, type Carrier, type FramePipe, type PipeEvents } from './carriers.ts';
 export { isLoopback } from './loopback.ts';
-export { startEchoServer, startRotorServer, echoHandler, type BenchServer } from './servers.ts';
+export { startEchoServer, startHttpEchoServer, startRotorServer, echoHandler, type BenchServer } from './servers.ts';
 
 export const BENCH_DEFAULTS = {
   scenario: 'rotate' as Scenario,
@@ -49,16 +49,18 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   positiveInt('warmupMs', o.warmupMs, 0);
   positiveInt('timeoutMs', o.timeoutMs);
   if (o.count !== undefined) positiveInt('count', o.count);
-  if (o.spawn && o.carrier !== 'tcp') throw new RangeError(`a spawned server serves tcp only so far (asked for ${o.carrier})`);
   const carrier = await getCarrier(o.carrier);
   if (o.cpu !== undefined) pinProcess(process.pid, o.cpu);
 
   let port = o.port;
-  let server: Awaited<ReturnType<typeof startChild<{ port: number }>>> | undefined;
+  let server: Awaited<ReturnType<typeof startChild<{ port: number; httpPort?: number }>>> | undefined;
   if (o.spawn) {
     const { cpu, nodeFlags, ...payload } = o.spawn;
-    server = await startChild<{ port: number }>('server', { ...payload, user: o.user, password: o.password }, { cpu, nodeFlags });
-    port = server.ready.port;
+    if (o.carrier === 'tls') throw new RangeError('a spawned server has no certificate: start a TLS rotor yourself and give its port');
+    const overHttp = o.carrier === 'http' || o.carrier === 'ws';
+    if (overHttp && (payload.server ?? 'rotor') === 'rotor') payload.http = true;
+    server = await startChild<{ port: number; httpPort?: number }>('server', { ...payload, user: o.user, password: o.password }, { cpu, nodeFlags });
+    port = overHttp ? server.ready.httpPort ?? server.ready.port : server.ready.port;
   }
   const progress = o.progress ?? process.stderr.isTTY === true;
   const label = `${scenario} ${o.carrier} ${o.connections}×${o.pipeline}`;

@@ -3,15 +3,15 @@
  * server on the very same framing code (listenStream + StreamConnection + FrameParser) that
  * answers every request with pre-built bytes of the size rotor's answer has, doing no token work.
  */
-import { existsSync } from 'node:fs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exampleApp } from '../app/example.ts';
 import { DEFAULTS, resolveConfig, type DeepPartial, type RotorConfig } from '../config/defaults.ts';
 import { silentLogger } from '../log/index.ts';
-import { hashPassword, serve, SERVER_NAME } from '../server/index.ts';
+import { hashPassword, serve, SERVER_NAME, type RunningServer, type ServeOptions } from '../server/index.ts';
 import { reasonFor } from '../errors.ts';
 import { createSession } from '../session/machine.ts';
 import { pooledRandom } from '../session/random.ts';
@@ -20,10 +20,13 @@ import { MemoryStore } from '../store/memory.ts';
 import type { Store } from '../store/types.ts';
 import { listenStream } from '../transport/tcp.ts';
 import type { FrameHandler } from '../transport/connection.ts';
-import { serializeFrame, type Frame, type Header } from '../wire/index.ts';
+import { FrameParser, serializeFrame, type Frame, type Header, type ResponseFrame } from '../wire/index.ts';
 
 export interface BenchServer {
+  /** The TCP port for rotor frames. */
   port: number;
+  /** The HTTP port (HTTP fallback and WebSocket upgrades), when the server has one. */
+  httpPort?: number;
   /** What the server is: 'echo', or 'rotor/<store kind>'. */
   label: string;
   close(): Promise<void>;
@@ -36,6 +39,8 @@ export interface RotorServerOptions {
   user: string;
   password: string;
   config?: DeepPartial<RotorConfig>;
+  /** Also listen for HTTP and WebSocket (src/transport/http.ts), on a port of its own. */
+  http?: boolean;
 }
 
 /** Bench config: loopback, any free port, quiet, room for 32+ frames in flight per connection. */
@@ -104,9 +109,16 @@ export async function startRotorServer(options: RotorServerOptions): Promise<Ben
   try {
     await store.putUser({ name: options.user, passwordHash: await benchPasswordHash(options.password), createdAt: Date.now() });
     if (options.preload) await preloadSessions(store, options.preload, options.user);
-    const server = await serve({ store, app: exampleApp(), config: benchConfig(options.config), log: silentLogger() });
+    const serveOptions: ServeOptions & { http?: { port: number; ws: boolean } } = { store, app: exampleApp(), config: benchConfig(options.config), log: silentLogger() };
+    if (options.http) {
+      if (!existsSync(fileURLToPath(new URL('../transport/http.ts', import.meta.url)))) throw new StoreUnavailable('not available: src/transport/http.ts not built yet');
+      serveOptions.http = { port: 0, ws: true };
+    }
+    const server = (await serve(serveOptions)) as RunningServer & { http?: { address: { port: number } } };
+    if (options.http && !server.http) throw new StoreUnavailable('not available: serve() does not start an HTTP listener yet');
     return {
       port: server.tcp.address.port,
+      httpPort: server.http?.address.port,
       label: `rotor/${store.kind}`,
       async close() {
         await server.close();
@@ -159,4 +171,48 @@ export async function startEchoServer(user: string): Promise<BenchServer> {
   const config = benchConfig();
   const listener = await listenStream(echoHandler(user), config, silentLogger(), { host: config.host, port: 0 });
   return { port: listener.address.port, label: 'echo', close: () => listener.close() };
+}
+
+/**
+ * The HTTP ceiling: a bare node:http server answering every request with the bytes rotor's HTTP
+ * carrier sends for it (status, Token, Content-Type, Cache-Control: no-store, Content-Length,
+ * no Date), after reading the request body, doing nothing else.
+ */
+export async function startHttpEchoServer(user: string): Promise<BenchServer> {
+  const answers = new Map<string, { status: number; reason: string; headers: string[]; body: Buffer }>();
+  for (const [key, bytes] of echoReplies(user)) {
+    const frame = parseReply(bytes);
+    const flat: string[] = [];
+    for (const [name, value] of frame.headers) flat.push(name, value);
+    const body = frame.body ?? Buffer.alloc(0);
+    flat.push('Cache-Control', 'no-store', 'Content-Length', String(body.length));
+    answers.set(key, { status: frame.status, reason: frame.reason, headers: flat, body });
+  }
+  const fallback = answers.get('GET /hello')!;
+  const server = http.createServer({ keepAliveTimeout: 120_000 }, (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const answer = answers.get(`${req.method} ${req.url}`) ?? fallback;
+      res.sendDate = false;
+      res.writeHead(answer.status, answer.reason, answer.headers);
+      res.end(answer.body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    port,
+    httpPort: port,
+    label: 'http-echo',
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function parseReply(bytes: Buffer): ResponseFrame {
+  const { frames } = new FrameParser().push(bytes);
+  return frames[0] as ResponseFrame;
 }

@@ -20,8 +20,13 @@ export type CarrierName = 'tcp' | 'tls' | 'http' | 'ws' | (string & {});
 
 /** Start a server for the run in a child process instead of driving one that is already running. */
 export interface SpawnOptions {
-  /** What to start: rotor itself, or the bare echo server that answers the same bytes (the ceiling). */
-  server?: 'rotor' | 'echo';
+  /**
+   * What to start: rotor itself, or a ceiling answering the same bytes with no token work —
+   * `echo` (rotor's own framing code, TCP) or `http-echo` (a bare node:http server).
+   */
+  server?: 'rotor' | 'echo' | 'http-echo';
+  /** rotor: also listen for HTTP and WebSocket (needed for the http and ws carriers). */
+  http?: boolean;
   /** memory | lmdb | redis://127.0.0.1:port/db (anything src/store/index.ts's openStore takes). */
   store?: string;
   /** Directory for an embedded store; a fresh temporary one when not given. */

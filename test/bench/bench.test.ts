@@ -3,8 +3,9 @@
  * that survives JSON. No timing thresholds here — how fast is bench/run.ts's business.
  */
 import t from 'tap';
-import { runBench, startEchoServer, startRotorServer, formatResult, isLoopback, type BenchResult } from '../../src/bench/index.ts';
-import { echoReplies } from '../../src/bench/servers.ts';
+import { runBench, startEchoServer, startRotorServer, formatResult, isLoopback, type BenchResult, type BenchServer } from '../../src/bench/index.ts';
+import { echoReplies, startHttpEchoServer, StoreUnavailable } from '../../src/bench/servers.ts';
+import { frameToHttp, HttpResponseReader } from '../../src/bench/carriers.ts';
 import { serializeFrame } from '../../src/wire/index.ts';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -69,4 +70,47 @@ t.test('a server that is not there is a clear error, not a hang', async (t) => {
   const port = server.port;
   await server.close();
   await t.rejects(runBench({ port, durationMs: 100, warmupMs: 0, progress: false }), /cannot connect/);
+});
+
+t.test('over HTTP and WebSocket too, when rotor has those carriers', async (t) => {
+  let server: BenchServer;
+  try {
+    server = await startRotorServer({ user: 'bench', password: 'bench', http: true });
+  } catch (err) {
+    if (err instanceof StoreUnavailable) {
+      t.pass(`skipped: ${err.message}`);
+      return;
+    }
+    throw err;
+  }
+  t.teardown(() => server.close());
+  for (const carrier of ['http', 'ws'] as const) {
+    const result = await runBench({ carrier, port: server.httpPort!, connections: 2, pipeline: 4, warmupMs: 0, durationMs: 5_000, count: 200, progress: false });
+    t.same(result.errors, {}, `${carrier}: no errors`);
+    t.ok(result.ok >= 200, `${carrier}: the counted requests were answered`);
+  }
+});
+
+t.test('the bare node:http ceiling answers the HTTP load generator', async (t) => {
+  const server = await startHttpEchoServer('bench');
+  t.teardown(() => server.close());
+  const result = await runBench({ carrier: 'http', port: server.port, connections: 1, pipeline: 4, warmupMs: 0, durationMs: 5_000, count: 100, progress: false });
+  t.same(result.errors, {});
+  t.ok(result.ok >= 100);
+});
+
+t.test('HTTP mapping: frames become requests, responses become frames, split anywhere', async (t) => {
+  t.equal(frameToHttp('GET /hello ROTOR/1\r\nToken: a.b.c\r\n\r\n'), 'GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nToken: a.b.c\r\n\r\n');
+  t.equal(
+    frameToHttp('PUT /rotor/token ROTOR/1\r\nToken: t\r\nBIN-Length: 2\r\n\r\n{}'),
+    'PUT /rotor/token HTTP/1.1\r\nHost: 127.0.0.1\r\nToken: t\r\nContent-Length: 2\r\n\r\n{}',
+  );
+  const bytes = Buffer.from('HTTP/1.1 200 OK\r\nToken: x\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 401 Unauthorized\r\nError: ROTOR_E_TOKEN_REUSED\r\nContent-Length: 0\r\n\r\n');
+  for (let split = 0; split <= bytes.length; split++) {
+    const reader = new HttpResponseReader();
+    const frames = [...reader.push(bytes.subarray(0, split)).frames, ...reader.push(bytes.subarray(split)).frames];
+    t.equal(frames.length, 2, `split at ${split}: two responses`);
+    t.equal(frames[0].body?.toString(), 'hello');
+    t.same(frames[1].headers, [['Error', 'ROTOR_E_TOKEN_REUSED']]);
+  }
 });
