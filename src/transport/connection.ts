@@ -14,11 +14,18 @@ interface Slot {
   reply: Reply | undefined;
 }
 
+/** A frame already parsed but not yet dispatched: its slot keeps its place in the reply order. */
+interface Queued {
+  slot: Slot;
+  frame: Frame;
+}
+
 /**
  * One byte-stream connection (TCP or TLS): frames in, replies out in request order.
  *
  * - Read backpressure: at most `maxInFlight` frames are worked on at once; past that the
- *   socket is paused, and so it is while the peer is not reading our replies.
+ *   socket is paused, and so it is while the peer is not reading our replies. One read can
+ *   hold thousands of small frames: those beyond the limit wait, parsed, for their turn.
  * - Write backpressure: a peer that does not drain its replies within `drainTimeoutMs` is dropped.
  * - Deadlines (checked by the listener's sweep): a header block within `headerTimeoutMs`, a
  *   whole frame within `frameTimeoutMs`, and nothing at all for `idleTimeoutMs` closes.
@@ -28,6 +35,9 @@ interface Slot {
 export class StreamConnection {
   private readonly parser: FrameParser;
   private readonly slots: Slot[] = [];
+  /** Frames waiting for a dispatch turn, oldest from `queuedHead` on. */
+  private queued: Array<Queued | undefined> = [];
+  private queuedHead = 0;
   private inFlight = 0;
   private frameStartedAt = 0;
   private lastActivityAt: number;
@@ -72,12 +82,14 @@ export class StreamConnection {
 
   /** The listener's periodic sweep: enforce every deadline of this connection. */
   sweep(now: number): void {
-    if (this.closed || this.closing) return;
+    if (this.closed) return;
+    // Checked while closing too: replies still owed wait for a peer that may never read them.
     if (this.drainingSince !== 0 && now - this.drainingSince > this.limits.drainTimeoutMs) {
       this.log.debug('peer stopped reading: dropped');
       this.socket.destroy();
       return;
     }
+    if (this.closing) return;
     if (this.parser.midFrame) {
       if (this.parser.inHeaders && now - this.frameStartedAt > this.limits.headerTimeoutMs) return this.fail('ROTOR_E_HEADER_TIMEOUT');
       if (now - this.frameStartedAt > this.limits.frameTimeoutMs) return this.fail('ROTOR_E_FRAME_TIMEOUT');
@@ -126,6 +138,24 @@ export class StreamConnection {
   private start(frame: Frame): void {
     const slot: Slot = { reply: undefined };
     this.slots.push(slot);
+    this.queued.push({ slot, frame });
+    this.pump();
+  }
+
+  /** Dispatch waiting frames, in order, while fewer than maxInFlight run and the peer reads. */
+  private pump(): void {
+    while (this.queuedHead < this.queued.length && this.inFlight < this.limits.maxInFlight && this.drainingSince === 0 && !this.closed) {
+      const { slot, frame } = this.queued[this.queuedHead]!;
+      this.queued[this.queuedHead++] = undefined;
+      this.dispatch(slot, frame);
+    }
+    if (this.queuedHead === this.queued.length) {
+      this.queued = [];
+      this.queuedHead = 0;
+    }
+  }
+
+  private dispatch(slot: Slot, frame: Frame): void {
     this.inFlight++;
     this.handler.dispatch(frame).then(
       (reply) => this.complete(slot, reply),
@@ -142,6 +172,7 @@ export class StreamConnection {
     this.lastActivityAt = this.now();
     if (reply.close) this.closing = true;
     this.flush();
+    this.pump();
     this.updateReading();
   }
 
@@ -164,6 +195,8 @@ export class StreamConnection {
       if (!writable && this.drainingSince === 0) this.drainingSince = this.now();
       if (close) {
         this.slots.length = 0;
+        this.queued = [];
+        this.queuedHead = 0;
         this.endSoon();
         return;
       }
@@ -183,12 +216,13 @@ export class StreamConnection {
 
   private onDrain(): void {
     this.drainingSince = 0;
+    this.pump();
     this.updateReading();
   }
 
   private updateReading(): void {
     if (this.closing || this.closed) return;
-    const shouldPause = this.inFlight >= this.limits.maxInFlight || this.drainingSince !== 0;
+    const shouldPause = this.inFlight >= this.limits.maxInFlight || this.queuedHead < this.queued.length || this.drainingSince !== 0;
     if (shouldPause && !this.readPaused) {
       this.readPaused = true;
       this.socket.pause();
@@ -209,6 +243,8 @@ export class StreamConnection {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.queued = [];
+    this.queuedHead = 0;
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
     for (const callback of this.onClosed.splice(0)) callback();
   }
