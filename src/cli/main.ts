@@ -14,6 +14,7 @@ import { pooledRandom } from '../session/random.ts';
 import { KeyRing } from '../session/token.ts';
 import { openStore } from '../store/index.ts';
 import { RotorClient, tcpConnect, RotorClientError, type RotorResponse } from '../client/index.ts';
+import { checkTokenApiConfig, parseDuration } from '../transport/rest.ts';
 import { loadOrCreateKeys } from './keys.ts';
 
 const storeOptions = (y: Argv) =>
@@ -45,18 +46,38 @@ async function main(): Promise<void> {
           .option('port', { type: 'number', default: DEFAULTS.port, describe: 'TCP port for rotor frames' })
           .option('token-ttl', { type: 'number', default: DEFAULTS.session.tokenTtlMinutes, describe: 'token lifetime in minutes (-1 = never, needs --allow-never-expiring)' })
           .option('allow-never-expiring', { type: 'boolean', default: false })
-          .option('token-api', { type: 'boolean', default: false, describe: 'allow POST /rotor/token: tokens with metadata, no login (trusted networks only)' })
+          .option('token-lifetime', { type: 'string', describe: 'token lifetime as a duration (30min, 2h, …); overrides --token-ttl' })
+          .option('purge-interval', { type: 'string', describe: 'how often expired sessions are purged (1s … 90min, default 1min)' })
+          .option('http-port', { type: 'number', describe: 'also serve HTTP/1.1 on this port (rotor over HTTP, and WebSocket / the token API if enabled)' })
+          .option('http-host', { type: 'string', describe: 'address for the HTTP listener (default: --host)' })
+          .option('ws', { type: 'boolean', default: true, describe: 'with --http-port: accept WebSocket upgrades' })
+          .option('ws-path', { type: 'string', default: '/rotor/ws', describe: 'the WebSocket upgrade path' })
+          .option('token-api', { type: 'boolean', default: false, describe: "note 004's token server API (POST/PUT/DELETE /token) on --http-port, and metadata-only tokens without login on every carrier (trusted networks only)" })
+          .option('dump', { type: 'boolean', default: false, describe: 'with --token-api: allow HEAD /dump (all metadata to the log)' })
           .option('key-file', { type: 'string', describe: 'MAC keys (JSON); default <data>/keys.json' })
           .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve TLS' })
           .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
           .option('log-level', { type: 'string', default: 'info' }),
       async (args) => {
+        if (args.dump && !args['token-api']) throw new Error('--dump goes with --token-api');
+        const tokenTtlMinutes = args['token-lifetime'] ? wholeMinutes(parseDuration(args['token-lifetime'])) : args['token-ttl'];
+        const purgeIntervalMs = args['purge-interval'] ? parseDuration(args['purge-interval']) : undefined;
         const config = resolveConfig({
           host: args.host,
           port: args.port,
           logLevel: args['log-level'],
-          session: { tokenTtlMinutes: args['token-ttl'], allowNeverExpiring: args['allow-never-expiring'], openTokenCreate: args['token-api'] },
+          session: { tokenTtlMinutes, allowNeverExpiring: args['allow-never-expiring'], openTokenCreate: args['token-api'], ...(purgeIntervalMs ? { purgeIntervalMs } : {}) },
         });
+        if (args['token-api']) checkTokenApiConfig(config);
+        const http =
+          args['http-port'] === undefined
+            ? undefined
+            : {
+                port: args['http-port'],
+                host: args['http-host'],
+                ws: args.ws ? { path: args['ws-path'] } : false,
+                tokenApi: args['token-api'] ? { dump: args.dump } : false,
+              };
         const log = createLogger({ level: config.logLevel });
         const random = pooledRandom();
         if (Boolean(args['tls-cert']) !== Boolean(args['tls-key'])) throw new Error('--tls-cert and --tls-key go together');
@@ -64,9 +85,10 @@ async function main(): Promise<void> {
         const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
         // A memory store forgets every session on exit, so a throwaway key is enough there.
         const keys = args.store === 'memory' && !args['key-file'] ? KeyRing.generate(random) : loadOrCreateKeys(args['key-file'] ?? join(args.data, 'keys.json'), random);
-        const server = await serve({ config, store, app: exampleApp(), keys, log, tls, random });
+        const server = await serve({ config, store, app: exampleApp(), keys, log, tls, random, http });
         const users = await store.listUsers();
-        log.info({ address: server.tcp.address, store: store.kind, tls: Boolean(tls), users: users.length }, 'rotor is listening');
+        log.info({ address: server.tcp.address, http: server.http?.address, store: store.kind, tls: Boolean(tls), users: users.length }, 'rotor is listening');
+        if (args['token-api'] && !http) log.warn('--token-api without --http-port: metadata-only tokens over rotor frames only, no REST API');
         if (users.length === 0) log.warn('no users yet: add one with `npm run rotor -- user add <name>`');
         const stop = async (signal: string) => {
           log.info({ signal }, 'shutting down');
@@ -224,6 +246,11 @@ function passwordOf(args: ClientArgs): string {
 function printHead(response: RotorResponse): void {
   const lines = [`${response.status}`, ...response.headers.filter(([name]) => name.toLowerCase() !== 'token').map(([n, v]) => `${n}: ${v}`)];
   process.stderr.write(lines.join('\n') + '\n\n');
+}
+
+function wholeMinutes(ms: number): number {
+  if (ms % 60_000 !== 0) throw new Error('the token lifetime must be whole minutes');
+  return ms / 60_000;
 }
 
 function readLine(): Promise<string> {
