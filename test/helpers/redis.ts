@@ -63,7 +63,14 @@ export async function startRedis(binary = 'redis-server'): Promise<RedisServer> 
     await exited;
   };
 
-  await start();
+  const forget = () => {
+    process.off('exit', killOnExit);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  await start().catch((err) => {
+    forget();
+    throw err;
+  });
   return {
     port,
     url: `redis://127.0.0.1:${port}/0`,
@@ -76,8 +83,7 @@ export async function startRedis(binary = 'redis-server'): Promise<RedisServer> 
     resume: () => child?.kill('SIGCONT'),
     async close() {
       await stop('SIGKILL');
-      process.off('exit', killOnExit);
-      rmSync(dir, { recursive: true, force: true });
+      forget();
     },
   };
 }

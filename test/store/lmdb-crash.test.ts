@@ -29,7 +29,7 @@ interface Acknowledged {
 function runAndKill(dir: string): Promise<Record<Mode, Acknowledged>> {
   const writer = join(import.meta.dirname, 'fixtures', 'lmdb-writer.ts');
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', writer, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', writer, dir], { stdio: ['pipe', 'pipe', 'pipe'] });
     const fresh = (): Acknowledged => ({ lines: 0, created: new Set(), revs: new Map(), released: [], finished: [] });
     const seen: Record<Mode, Acknowledged> = { default: fresh(), fsync: fresh() };
     let stderr = '';
