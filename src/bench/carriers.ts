@@ -1,13 +1,14 @@
 /**
  * How the load generator's frames travel. A carrier opens one connection and hands back a pipe:
- * serialized request frames go in, parsed response frames come out in request order. The
- * load generator knows nothing else about the carrier, so a new one (HTTP, WebSocket) is one
- * `registerCarrier` call away.
+ * serialized request frames go in, response frames come out in request order (read by
+ * reader.ts, a lean reader: see there why not the codec's parser). The load generator knows
+ * nothing else about the carrier, so a new one is one `registerCarrier` call away.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import WebSocket from 'ws';
-import { FrameParser, type ResponseFrame } from '../wire/index.ts';
+import type { ResponseFrame } from '../wire/index.ts';
+import { ResponseReader } from './reader.ts';
 
 export interface CarrierTarget {
   host: string;
@@ -59,14 +60,14 @@ export function carrierNames(): string[] {
 
 /** Frames over any byte stream: the codec's own parser reads the answers. */
 function streamPipe(socket: net.Socket, events: PipeEvents): FramePipe {
-  const parser = new FrameParser();
+  const reader = new ResponseReader();
   let reason: string | undefined;
   socket.setNoDelay(true);
   socket.on('data', (chunk: Buffer) => {
-    const { frames, error } = parser.push(chunk);
-    if (frames.length > 0) events.frames(frames as ResponseFrame[]);
+    const { frames, error } = reader.push(chunk);
+    if (frames.length > 0) events.frames(frames);
     if (error) {
-      reason = `bad frame from server: ${error.code}`;
+      reason = `bad frame from server: ${error}`;
       socket.destroy();
     }
   });
@@ -208,7 +209,7 @@ registerCarrier(
       socket.once('unexpected-response', (_request, response) => reject(new Error(`WebSocket upgrade refused: HTTP ${response.statusCode}`)));
       socket.once('open', () => {
         socket.off('error', reject);
-        const parser = new FrameParser();
+        const reader = new ResponseReader();
         let reason: string | undefined;
         // Messages of one read arrive one by one; hand them over together, as a stream read would.
         let batch: ResponseFrame[] = [];
@@ -218,13 +219,13 @@ registerCarrier(
           events.frames(frames);
         };
         socket.on('message', (data: Buffer) => {
-          const { frames, error } = parser.push(data);
+          const { frames, error } = reader.push(data);
           if (frames.length > 0) {
             if (batch.length === 0) process.nextTick(deliver);
-            for (const frame of frames) batch.push(frame as ResponseFrame);
+            for (const frame of frames) batch.push(frame);
           }
           if (error) {
-            reason = `bad frame from server: ${error.code}`;
+            reason = `bad frame from server: ${error}`;
             socket.terminate();
           }
         });

@@ -114,3 +114,17 @@ t.test('HTTP mapping: frames become requests, responses become frames, split any
     t.same(frames[1].headers, [['Error', 'ROTOR_E_TOKEN_REUSED']]);
   }
 });
+
+t.test('the lean response reader reads what the codec writes, split anywhere', async (t) => {
+  const { ResponseReader } = await import('../../src/bench/reader.ts');
+  const replies = [...echoReplies('bench').values()];
+  const bytes = Buffer.concat([...replies, serializeFrame({ kind: 'response', status: 401, reason: 'Unauthorized', headers: [['Error', 'ROTOR_E_TOKEN_REUSED']], body: undefined })]);
+  for (let split = 0; split <= bytes.length; split += 7) {
+    const reader = new ResponseReader();
+    const frames = [...reader.push(bytes.subarray(0, split)).frames, ...reader.push(bytes.subarray(split)).frames];
+    t.equal(frames.length, replies.length + 1, `split at ${split}`);
+    for (let i = 0; i < replies.length; i++) t.same(serializeFrame(frames[i]), replies[i], `reply ${i} reads back to its own bytes`);
+    t.same(frames.at(-1)!.headers, [['Error', 'ROTOR_E_TOKEN_REUSED']]);
+  }
+  t.match(new ResponseReader().push(Buffer.from('HTTP/1.1 200 OK\r\n\r\n')).error, /bad start line/);
+});
