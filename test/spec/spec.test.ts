@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { ERRORS } from '../../src/errors.ts';
 import { DEFAULTS } from '../../src/config/defaults.ts';
 import { FrameParser, serializeFrame } from '../../src/wire/index.ts';
-import { transcript, wireBytes } from './transcript.ts';
+import { httpTranscript, showHttp, transcript, wireBytes } from './transcript.ts';
 
 const spec = readFileSync(new URL('../../spec.md', import.meta.url), 'utf8');
 const blocks = [...spec.matchAll(/```rotor\n([\s\S]*?)\n```/g)].map((m) => m[1]);
@@ -25,6 +25,17 @@ t.test('the examples are what a real rotor sends and answers', async (t) => {
   exchanges.forEach((exchange, i) => {
     t.equal(wireBytes(blocks[2 * i]).toString('latin1'), exchange.request.toString('latin1'), `${exchange.title}: request`);
     t.equal(wireBytes(blocks[2 * i + 1]).toString('latin1'), exchange.response.toString('latin1'), `${exchange.title}: reply`);
+  });
+});
+
+t.test('the HTTP examples are what the HTTP listener sends and answers', async (t) => {
+  const httpBlocks = [...spec.matchAll(/```http\n([\s\S]*?)\n```/g)].map((m) => m[1]);
+  const exchanges = await httpTranscript();
+  t.ok(exchanges.length >= 5, 'examples over HTTP exist');
+  t.equal(httpBlocks.length, exchanges.length * 2, 'one request and one response block per exchange');
+  exchanges.forEach((exchange, i) => {
+    t.equal(httpBlocks[2 * i], showHttp(exchange.request), `${exchange.title}: request`);
+    t.equal(httpBlocks[2 * i + 1], showHttp(exchange.response), `${exchange.title}: response`);
   });
 });
 

@@ -14,6 +14,9 @@ import { KeyRing } from '../../src/session/token.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { exampleApp } from '../../src/app/example.ts';
 import { FrameParser, getHeader, serializeFrame, type Frame, type Header } from '../../src/wire/index.ts';
+import net from 'node:net';
+import { listenHttp } from '../../src/transport/http.ts';
+import { TokenApi } from '../../src/transport/rest.ts';
 
 export interface Exchange {
   title: string;
@@ -34,15 +37,20 @@ function parseOne(bytes: Buffer): Frame {
   return frames[0];
 }
 
-export async function transcript(): Promise<Exchange[]> {
+/** The rotor every example runs against: seeded randomness, a stopped clock, a fixed key. */
+async function specRotor(): Promise<{ rotor: Rotor; store: MemoryStore }> {
   const config = resolveConfig({ auth: { scryptN: 1024 }, session: { openTokenCreate: true } });
   const store = new MemoryStore();
   await store.putUser({ name: 'alice', passwordHash: await hashPassword('wonderland', config.auth, seededRandom(7)), createdAt: 0 });
   const random = seededRandom(2026);
   const keys = new KeyRing([{ id: 'k1', secret: Buffer.alloc(32, 7) }]);
-  const now = SPEC_CLOCK;
-  const rotor = new Rotor({ config, store, app: exampleApp(), keys, log: silentLogger(), now: () => now, random, nodeId: 'spec' });
+  const rotor = new Rotor({ config, store, app: exampleApp(), keys, log: silentLogger(), now: () => SPEC_CLOCK, random, nodeId: 'spec' });
   rotor.start();
+  return { rotor, store };
+}
+
+export async function transcript(): Promise<Exchange[]> {
+  const { rotor } = await specRotor();
   const out: Exchange[] = [];
   const send = async (title: string, bytes: Buffer): Promise<Frame> => {
     const reply = await rotor.dispatch(parseOne(bytes));
@@ -77,6 +85,73 @@ export async function transcript(): Promise<Exchange[]> {
   return out;
 }
 
+/**
+ * The HTTP examples: raw HTTP/1.1 requests on one keep-alive connection to the HTTP listener
+ * (rotor over HTTP, the POST fallback, the HTML envelope, note 004's token API).
+ * `build` gets the previous responses so a request can carry the token one of them gave.
+ */
+export async function httpTranscript(): Promise<Exchange[]> {
+  const { rotor, store } = await specRotor();
+  const listener = await listenHttp(rotor, rotor.config, silentLogger(), {
+    host: '127.0.0.1',
+    port: 0,
+    tokenApi: new TokenApi(rotor, store, silentLogger(), { dump: false, now: () => SPEC_CLOCK }),
+  });
+  const socket = net.connect(listener.address.port, '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  const out: Exchange[] = [];
+  let pending = Buffer.alloc(0);
+  let wake: (() => void) | undefined;
+  socket.on('data', (chunk) => {
+    pending = Buffer.concat([pending, chunk]);
+    wake?.();
+  });
+  const readResponse = async (): Promise<Buffer> => {
+    for (;;) {
+      const end = pending.indexOf('\r\n\r\n');
+      if (end !== -1) {
+        const length = Number(/content-length: (\d+)/i.exec(pending.subarray(0, end).toString('latin1'))?.[1] ?? 0);
+        if (pending.length >= end + 4 + length) {
+          const response = pending.subarray(0, end + 4 + length);
+          pending = pending.subarray(end + 4 + length);
+          return response;
+        }
+      }
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  };
+  const send = async (title: string, head: string, body = ''): Promise<string> => {
+    const lines = head.split('\n');
+    if (body) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
+    const request = Buffer.from(lines.join('\r\n') + '\r\n\r\n' + body);
+    socket.write(request);
+    const response = await readResponse();
+    out.push({ title, request, response });
+    return response.toString('utf8');
+  };
+  const tokenOf = (text: string) => /\r\nToken: ([^\r]+)/.exec(text)![1];
+  try {
+    const login = await send('http-login', 'POST /rotor/login HTTP/1.1\nHost: rotor.example\nUser: alice\nPassword: wonderland');
+    const hello = await send('http-read', `GET /hello HTTP/1.1\nHost: rotor.example\nToken: ${tokenOf(login)}`);
+    const viaPost = await send('http-post-only', `POST /hello HTTP/1.1\nHost: rotor.example\nX-Rotor-Verb: GET\nToken: ${tokenOf(hello)}`);
+    await send('http-html', `GET /hello HTTP/1.1\nHost: rotor.example\nAccept: text/html\nToken: ${tokenOf(viaPost)}`);
+    const created = await send('rest-create', 'POST /token HTTP/1.1\nHost: rotor.example\nContent-Type: application/json', '{"meta":{"name":"My user","year":2022}}');
+    const token = created.slice(created.indexOf('\r\n\r\n') + 4);
+    await send('rest-exchange', 'PUT /token HTTP/1.1\nHost: rotor.example\nContent-Type: application/json', JSON.stringify({ token, meta: { period: 11 } }));
+    await send('rest-reuse', 'PUT /token HTTP/1.1\nHost: rotor.example\nContent-Type: application/json', JSON.stringify({ token: tokenOf(hello) }));
+  } finally {
+    socket.destroy();
+    await listener.close();
+    await rotor.stop();
+  }
+  return out;
+}
+
+/** How spec.md shows an HTTP message: CRLF shown as line breaks. */
+export function showHttp(bytes: Buffer): string {
+  return bytes.toString('utf8').replace(/\r\n/g, '\n').replace(/\n$/, '');
+}
+
 /** How spec.md shows a frame: its bytes with CRLF shown as line breaks, no trailing blank line. */
 export function showFrame(bytes: Buffer): string {
   const text = bytes.toString('utf8');
@@ -97,5 +172,8 @@ export function wireBytes(shown: string): Buffer {
 if (import.meta.url === `file://${process.argv[1]}`) {
   for (const exchange of await transcript()) {
     console.log(`<!-- ${exchange.title} -->\n\`\`\`rotor\n${showFrame(exchange.request)}\n\`\`\`\n\`\`\`rotor\n${showFrame(exchange.response)}\n\`\`\`\n`);
+  }
+  for (const exchange of await httpTranscript()) {
+    console.log(`<!-- ${exchange.title} -->\n\`\`\`http\n${showHttp(exchange.request)}\n\`\`\`\n\`\`\`http\n${showHttp(exchange.response)}\n\`\`\`\n`);
   }
 }
