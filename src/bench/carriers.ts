@@ -8,7 +8,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import WebSocket from 'ws';
 import type { ResponseFrame } from '../wire/index.ts';
-import { ResponseReader } from './reader.ts';
+import { HttpResponseReader, ResponseReader } from './reader.ts';
+
+export { HttpResponseReader } from './reader.ts';
 
 export interface CarrierTarget {
   host: string;
@@ -117,48 +119,6 @@ export function frameToHttp(frame: string): string {
   const length = rest.indexOf('\r\nBIN-Length: ');
   if (length !== -1) rest = `${rest.slice(0, length)}\r\nContent-Length: ${rest.slice(length + '\r\nBIN-Length: '.length)}`;
   return `${start} HTTP/1.1\r\nHost: 127.0.0.1${rest}`;
-}
-
-const HEAD_END = Buffer.from('\r\n\r\n');
-
-/**
- * Just enough of an HTTP/1.1 response reader for a benchmark: status line, headers,
- * Content-Length bodies (what rotor and the bare server send). Anything else is an error.
- */
-export class HttpResponseReader {
-  private pending: Buffer | undefined;
-
-  push(chunk: Buffer): { frames: ResponseFrame[]; error?: string } {
-    const buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = undefined;
-    const frames: ResponseFrame[] = [];
-    let pos = 0;
-    while (pos < buf.length) {
-      const end = buf.indexOf(HEAD_END, pos);
-      if (end === -1) break;
-      const lines = buf.toString('latin1', pos, end).split('\r\n');
-      const status = /^HTTP\/1\.[01] ([1-5][0-9][0-9]) ?(.*)$/.exec(lines[0]);
-      if (!status) return { frames, error: `bad HTTP status line ${JSON.stringify(lines[0].slice(0, 40))}` };
-      const headers: Array<[string, string]> = [];
-      let length = 0;
-      for (let i = 1; i < lines.length; i++) {
-        const colon = lines[i].indexOf(':');
-        if (colon <= 0) return { frames, error: 'bad HTTP header line' };
-        const name = lines[i].slice(0, colon);
-        const value = lines[i].slice(colon + 1).trim();
-        const lower = name.toLowerCase();
-        if (lower === 'content-length') length = Number(value);
-        else if (lower === 'transfer-encoding') return { frames, error: 'chunked HTTP responses are not read by the benchmark' };
-        else headers.push([name, value]);
-      }
-      const bodyStart = end + HEAD_END.length;
-      if (bodyStart + length > buf.length) break;
-      frames.push({ kind: 'response', status: Number(status[1]), reason: status[2], headers, body: length > 0 ? buf.subarray(bodyStart, bodyStart + length) : undefined });
-      pos = bodyStart + length;
-    }
-    if (pos < buf.length) this.pending = Buffer.from(buf.subarray(pos));
-    return { frames };
-  }
 }
 
 registerCarrier(
