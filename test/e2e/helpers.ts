@@ -1,0 +1,236 @@
+/**
+ * Shared helpers for the end-to-end tests (not a test file itself: tap only runs *.test.ts).
+ *
+ * A real server on 127.0.0.1, port 0, backed by a MemoryStore with one user (alice / pw), and
+ * a raw socket client that writes exactly the bytes it is given and parses what comes back.
+ */
+import net from 'node:net';
+import { serve, hashPassword, type RunningServer, type RotorApp } from '../../src/server/index.ts';
+import { resolveConfig, type DeepPartial, type RotorConfig } from '../../src/config/defaults.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
+import { pooledRandom } from '../../src/session/random.ts';
+import { exampleApp } from '../../src/app/example.ts';
+import { FrameParser, getHeader, type ResponseFrame } from '../../src/wire/index.ts';
+
+const USER = 'alice';
+const PASSWORD = 'pw';
+
+const FAST_AUTH = { scryptN: 1024 };
+let aliceHash: Promise<string> | undefined;
+
+export interface TestServer {
+  server: RunningServer;
+  store: MemoryStore;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** A server with alice in its store; `config` goes over `{ port: 0, auth: { scryptN: 1024 }, logLevel: 'silent' }`. */
+export async function startServer(config: DeepPartial<RotorConfig> = {}, app: RotorApp = exampleApp()): Promise<TestServer> {
+  const store = new MemoryStore();
+  aliceHash ??= hashPassword(PASSWORD, resolveConfig({ auth: FAST_AUTH }).auth, pooledRandom());
+  await store.putUser({ name: USER, passwordHash: await aliceHash, createdAt: 0 });
+  const server = await serve({
+    store,
+    app,
+    config: { port: 0, logLevel: 'silent', ...config, auth: { ...FAST_AUTH, ...config.auth } },
+  });
+  return { server, store, port: server.tcp.address.port, close: () => server.close() };
+}
+
+export const ascii = (text: string): Buffer => Buffer.from(text, 'latin1');
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A request frame's bytes: start line, headers, and BIN-Length + body when a body is given. */
+export function request(verb: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Buffer {
+  let head = `${verb} ${path} ROTOR/1\r\n`;
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+  if (body === undefined) return ascii(`${head}\r\n`);
+  const bytes = typeof body === 'string' ? Buffer.from(body) : body;
+  return Buffer.concat([ascii(`${head}BIN-Length: ${bytes.length}\r\n\r\n`), bytes]);
+}
+
+/** Generous limits: the test side must be able to read any reply the server may send. */
+const READ_LIMITS = { maxLineBytes: 64 * 1024, maxHeaderBytes: 1 << 20, maxHeaders: 1000, maxBodyBytes: 1 << 28 };
+
+/**
+ * One raw TCP connection. Every byte received is parsed as response frames and queued;
+ * `end`/`close` of the socket are recorded with their time.
+ */
+export class RawConn {
+  readonly socket: net.Socket;
+  readonly frames: ResponseFrame[] = [];
+  bytesReceived = 0;
+  endedAt = 0;
+  closedAt = 0;
+  error: NodeJS.ErrnoException | undefined;
+  parseError: string | undefined;
+  private readonly parser = new FrameParser(READ_LIMITS);
+  private waiters: Array<() => void> = [];
+  private readonly closedPromise: Promise<void>;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      this.bytesReceived += chunk.length;
+      const { frames, error } = this.parser.push(chunk);
+      for (const frame of frames) {
+        if (frame.kind !== 'response') this.parseError = 'server sent a request frame';
+        else this.frames.push(frame);
+      }
+      if (error) this.parseError = error.code;
+      this.wake();
+    });
+    socket.on('end', () => {
+      this.endedAt = Date.now();
+      this.wake();
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.error = err;
+      this.wake();
+    });
+    this.closedPromise = new Promise((resolve) =>
+      socket.on('close', () => {
+        this.closedAt = Date.now();
+        this.wake();
+        resolve();
+      }),
+    );
+  }
+
+  static connect(port: number, options: { allowHalfOpen?: boolean } = {}): Promise<RawConn> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: options.allowHalfOpen ?? false });
+      const conn = new RawConn(socket);
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        resolve(conn);
+      });
+      socket.once('error', reject);
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedAt !== 0;
+  }
+
+  /** The server's side is done: it ended or the socket is gone. */
+  get serverDone(): boolean {
+    return this.endedAt !== 0 || this.closedAt !== 0;
+  }
+
+  write(bytes: Buffer): boolean {
+    return this.socket.write(bytes);
+  }
+
+  /** Wait until `ready()` holds; rejects after `timeoutMs` with `what` in the message. */
+  async until(ready: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!ready()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 50));
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The next response frame (in order); fails if the connection ends first. */
+  async next(timeoutMs = 2_000): Promise<ResponseFrame> {
+    await this.until(() => this.frames.length > 0 || this.closed || this.parseError !== undefined, timeoutMs, 'a reply');
+    if (this.parseError) throw new Error(`server sent bytes that do not parse: ${this.parseError}`);
+    const frame = this.frames.shift();
+    if (!frame) throw new Error('connection closed before a reply came');
+    return frame;
+  }
+
+  /** Send one request and read its reply. */
+  async call(bytes: Buffer, timeoutMs = 2_000): Promise<ResponseFrame> {
+    this.write(bytes);
+    return this.next(timeoutMs);
+  }
+
+  /** Wait for the socket to be fully closed. */
+  async waitClosed(timeoutMs = 2_000): Promise<void> {
+    await Promise.race([
+      this.closedPromise,
+      sleep(timeoutMs).then(() => {
+        throw new Error(`connection still open after ${timeoutMs} ms`);
+      }),
+    ]);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private wake(): void {
+    for (const waiter of this.waiters.splice(0)) waiter();
+  }
+}
+
+/** A frame as comparable data: status, Error header, body text. */
+export function summary(frame: ResponseFrame): { status: number; error: string | undefined; body: string | undefined } {
+  return { status: frame.status, error: getHeader(frame, 'Error'), body: frame.body?.toString('utf8') };
+}
+
+/**
+ * A logged-in session on its own connection: checks after each hostile input that the server
+ * still serves real exchanges (token rotation included) on a connection that was open all along.
+ */
+export class LiveSession {
+  private constructor(
+    readonly conn: RawConn,
+    public token: string,
+  ) {}
+
+  static async open(port: number, meta?: Record<string, unknown>): Promise<LiveSession> {
+    const conn = await RawConn.connect(port);
+    const reply = await conn.call(request('POST', '/rotor/login', { User: USER, Password: PASSWORD }, meta && JSON.stringify(meta)));
+    const token = getHeader(reply, 'Token');
+    if (reply.status !== 200 || !token) throw new Error(`login failed: ${JSON.stringify(summary(reply))}`);
+    return new LiveSession(conn, token);
+  }
+
+  /** GET /hello with the newest token: 200, `hello, alice`, and a new token. */
+  async hello(): Promise<{ status: number; body: string | undefined; rotated: boolean; error: string | undefined }> {
+    const reply = await this.conn.call(request('GET', '/hello', { Token: this.token }));
+    const next = getHeader(reply, 'Token');
+    const rotated = next !== undefined && next !== this.token;
+    if (next) this.token = next;
+    // Cut long bodies so a failed comparison stays readable.
+    return { status: reply.status, body: reply.body?.toString('utf8').slice(0, 200), rotated, error: getHeader(reply, 'Error') };
+  }
+
+  close(): void {
+    this.conn.destroy();
+  }
+}
+
+/** Keep writing `chunk` until `stop()` holds, the socket fails, or `total` bytes are written; returns the bytes written. */
+export async function writeUntil(conn: RawConn, chunk: Buffer, total: number, stop: () => boolean): Promise<number> {
+  let written = 0;
+  while (written < total && !stop() && !conn.error && !conn.socket.destroyed) {
+    const piece = chunk.subarray(0, Math.min(chunk.length, total - written));
+    written += piece.length;
+    if (!conn.write(piece)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          conn.socket.off('drain', done);
+          conn.socket.off('close', done);
+          resolve();
+        };
+        conn.socket.on('drain', done);
+        conn.socket.on('close', done);
+      });
+    } else {
+      // Let replies and close events in between writes.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+  return written;
+}
