@@ -61,6 +61,18 @@ export class KeyRing {
 const sha256Hex: ((data: string | Buffer) => string) | undefined =
   typeof crypto.hash === 'function' ? (data) => crypto.hash('sha256', data, 'hex') : undefined;
 
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const SEXTET = new Map([...BASE64URL].map((c, i) => [c, i]));
+
+/**
+ * base64url of the first 16 bytes of a digest, from the base64url of the whole digest: the first
+ * 21 characters are the same, and the 22nd keeps the top two bits of its sextet (the last two
+ * bits of byte 15; base64 pads the rest with zeros). No Buffer on the way.
+ */
+function first16Base64url(whole: string): string {
+  return whole.slice(0, 21) + BASE64URL[SEXTET.get(whole[21])! & 0b110000];
+}
+
 const BLOCK = 64;
 /** Room for the longest string one-shot HMAC handles: a token's signed part (≤ 512 chars) in UTF-8 and then some. */
 const SCRATCH_BYTES = 4 * 1024;
@@ -87,25 +99,26 @@ class OneShotHmac {
       this.outer[i] = key[i] ^ 0x5c;
     }
   }
-  /** The first MAC_BYTES of the MAC, or undefined when `message` may not fit the scratch buffer. */
-  digest(message: string): Buffer | undefined {
+  /** The first MAC_BYTES of the MAC in base64url, or undefined when `message` may not fit the scratch buffer. */
+  digest(message: string): string | undefined {
     if (message.length * 3 > SCRATCH_BYTES) return undefined;
     const length = this.inner.write(message, BLOCK, 'utf8');
     this.outer.write(this.hex(this.inner.subarray(0, BLOCK + length)), BLOCK, 'hex');
-    return Buffer.from(this.hex(this.outer).slice(0, 2 * MAC_BYTES), 'hex');
+    return first16Base64url(crypto.hash('sha256', this.outer, 'base64url'));
   }
 }
 
 const oneShot = new WeakMap<Buffer, OneShotHmac>();
 
-function mac(secret: Buffer, signed: string): Buffer {
+/** The token MAC of `signed`: the first MAC_BYTES of HMAC-SHA256, base64url. */
+function mac(secret: Buffer, signed: string): string {
   if (sha256Hex) {
     let hmac = oneShot.get(secret);
     if (!hmac) oneShot.set(secret, (hmac = new OneShotHmac(secret, sha256Hex)));
     const digest = hmac.digest(signed);
-    if (digest) return digest;
+    if (digest !== undefined) return digest;
   }
-  return createHmac('sha256', secret).update(signed).digest().subarray(0, MAC_BYTES);
+  return createHmac('sha256', secret).update(signed).digest().subarray(0, MAC_BYTES).toString('base64url');
 }
 
 /**
@@ -123,7 +136,7 @@ export function mintToken(keys: KeyRing, claims: TokenClaims, random: RandomSour
     nonce: random(16),
   }).finish();
   const signed = `${keys.signing.id}.${Buffer.from(bytes).toString('base64url')}`;
-  return `${signed}.${mac(keys.signing.secret, signed).toString('base64url')}`;
+  return `${signed}.${mac(keys.signing.secret, signed)}`;
 }
 
 /** Check a token's form and MAC and decode its claims; throws ROTOR_E_TOKEN_INVALID. */
@@ -137,7 +150,8 @@ export function verifyToken(keys: KeyRing, token: string): TokenClaims {
   const signed = token.slice(0, lastDot);
   const macText = token.slice(lastDot + 1);
   const given = Buffer.from(macText, 'base64url');
-  const expected = mac(secret, signed);
+  // Compared as bytes, as decoded from the token: what base64url decoding accepts is unchanged.
+  const expected = Buffer.from(mac(secret, signed), 'base64url');
   // Node's base64url decoder skips foreign characters and the last character's unused bits, so
   // many strings decode to one MAC: accept only its canonical spelling (one token, one string).
   if (given.length !== MAC_BYTES || given.toString('base64url') !== macText || !timingSafeEqual(given, expected)) {
@@ -183,6 +197,6 @@ export function claimsExpireAt(claims: Pick<TokenClaims, 'issued' | 'ttlMinutes'
 
 /** What the store keeps instead of a token: 128 bits of its SHA-256. */
 export function hashToken(token: string): string {
-  if (sha256Hex) return Buffer.from(sha256Hex(token).slice(0, 32), 'hex').toString('base64url');
+  if (sha256Hex) return first16Base64url(crypto.hash('sha256', token, 'base64url'));
   return createHash('sha256').update(token).digest().subarray(0, 16).toString('base64url');
 }
