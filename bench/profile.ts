@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/profile.ts [scenario] [seconds]`: profile rotor's server under load. The server
+ * `npx tsx bench/profile.ts [scenario] [seconds] [store] [carrier]`: profile rotor's server under load. The server
  * runs in its own process with --cpu-prof (pinned apart from the load generator); the profile is
  * summed by function (self time) and by file, and the top entries are printed. The raw
  * .cpuprofile stays in bench/results/tmp/ for Chrome DevTools or speedscope.
@@ -28,6 +28,7 @@ interface Profile {
 const scenario = (process.argv[2] ?? 'rotate') as Scenario;
 const seconds = Number(process.argv[3] ?? 5);
 const store = process.argv[4] ?? 'memory';
+const carrier = process.argv[5] ?? 'tcp';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const dir = `${ROOT}bench/results/tmp/prof-${Date.now()}`;
 mkdirSync(dir, { recursive: true });
@@ -35,6 +36,7 @@ const pinned = hasTaskset() && availableParallelism() >= 2;
 
 const result = await runBench({
   scenario,
+  carrier,
   connections: 16,
   pipeline: 32,
   durationMs: seconds * 1000,

@@ -310,6 +310,27 @@ for (const count of [100_000, 1_000_000]) {
   });
 }
 
+await guarded('8', `RSS per idle session, the durable default store (lmdb), ${(1_000_000).toLocaleString('en-US')} sessions`, '', async () => {
+  if (!has('src/store/index.ts')) throw new Error('src/store/index.ts not built yet');
+  const child = await startChild<Record<string, never>>('memory', { store: 'lmdb', count: 1_000_000, variant: 'login' }, { cpu: SERVER_CPU, nodeFlags: ['--expose-gc'] });
+  let probe: MemoryProbeResult;
+  try {
+    probe = (await child.wait<{ result: MemoryProbeResult }>('result')).result;
+  } finally {
+    await child.stop();
+  }
+  log(`  lmdb: ${Math.round(probe.rssBytesPerSession)} B RSS, ${Math.round(probe.heapBytesPerSession)} B heap per session`);
+  rows.push({
+    id: '8',
+    what: 'RSS per idle session, lmdb store, 1,000,000 sessions, as a login leaves it',
+    figure: `${Math.round(probe.rssBytesPerSession)} B (heap ${Math.round(probe.heapBytesPerSession)} B)`,
+    baseline: '',
+    ratio: undefined,
+    target: '',
+    note: 'the pages of the memory-mapped file it wrote; the page cache can drop them',
+  });
+});
+
 await guarded('9', 'one connection, no pipelining: rotor p50 vs echo p50', '≤ 1.3 ×', async () => {
   const one = { connections: 1, pipeline: 1, scenario: 'rotate' as const };
   const [echo, memory] = await pair(
