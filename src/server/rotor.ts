@@ -1,7 +1,9 @@
 import { ERRORS, RotorError, reasonFor, type ErrorCode } from '../errors.ts';
 import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
-import { getHeader, serializeFrame, type Header, type RequestFrame, type Frame } from '../wire/index.ts';
+import { errorReply, getHeader, serializeFrame, type Header, type RequestFrame, type Frame, type Reply } from '../wire/index.ts';
+
+export { errorReply, type Reply };
 import { admit, createSession, releasedTasks, revoke, rotate } from '../session/machine.ts';
 import { claimsExpireAt, hashToken, KeyRing, mintToken, verifyToken } from '../session/token.ts';
 import { pooledRandom, type RandomSource } from '../session/random.ts';
@@ -13,13 +15,6 @@ import { KeyedSerializer } from './locks.ts';
 import { TaskRunner } from './tasks.ts';
 
 export const SERVER_NAME = 'rotor/0.1.0';
-
-/** What a carrier sends back for one request frame. */
-export interface Reply {
-  bytes: Buffer;
-  /** A protocol error: after these bytes the connection closes. */
-  close: boolean;
-}
 
 export interface RotorDeps {
   config: RotorConfig;
@@ -370,13 +365,6 @@ const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAA
 
 function plainReply(status: number, headers: Header[], body?: Buffer): Reply {
   return { bytes: serializeFrame({ kind: 'response', status, reason: reasonFor(status), headers, body }), close: false };
-}
-
-export function errorReply(code: ErrorCode, extra: Header[] = []): Reply {
-  const { status, fatal } = ERRORS[code];
-  const headers: Header[] = [['Error', code], ...extra];
-  if (code === 'ROTOR_E_RATE_LIMITED') headers.push(['Wait-for', '1']);
-  return { bytes: serializeFrame({ kind: 'response', status, reason: reasonFor(status), headers, body: undefined }), close: fatal };
 }
 
 function errorOutcome(code: ErrorCode): { status: number; headers: Header[]; error: ErrorCode } {

@@ -3,12 +3,11 @@ import type { ConnectionLimits, WireLimits } from '../config/defaults.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
 import { FrameParser, type Frame } from '../wire/index.ts';
-import { errorReply, type Reply } from '../server/rotor.ts';
+import { errorReply, type Reply } from '../wire/index.ts';
+import { dispatchSafely, type FrameHandler } from './gate.ts';
 
-/** Anything that answers frames: the Rotor dispatcher, or a bare echo server in the bench. */
-export interface FrameHandler {
-  dispatch(frame: Frame): Promise<Reply>;
-}
+export type { FrameHandler };
+
 
 interface Slot {
   reply: Reply | undefined;
@@ -157,13 +156,7 @@ export class StreamConnection {
 
   private dispatch(slot: Slot, frame: Frame): void {
     this.inFlight++;
-    this.handler.dispatch(frame).then(
-      (reply) => this.complete(slot, reply),
-      (err) => {
-        this.log.error({ err }, 'dispatch rejected');
-        this.complete(slot, errorReply('ROTOR_E_INTERNAL'));
-      },
-    );
+    void dispatchSafely(this.handler, frame, this.log).then((reply) => this.complete(slot, reply));
   }
 
   private complete(slot: Slot, reply: Reply): void {

@@ -1,7 +1,11 @@
 import type { Logger } from '../log/index.ts';
 import type { Frame } from '../wire/index.ts';
-import { errorReply, type Reply } from '../server/rotor.ts';
-import type { FrameHandler } from './connection.ts';
+import { errorReply, type Reply } from '../wire/index.ts';
+
+/** Anything that answers frames: the Rotor dispatcher, or a bare echo server in the bench. */
+export interface FrameHandler {
+  dispatch(frame: Frame): Promise<Reply>;
+}
 
 /** Dispatch a frame; a handler that rejects (rotor never does) is answered ROTOR_E_INTERNAL. */
 export function dispatchSafely(handler: FrameHandler, frame: Frame, log: Logger): Promise<Reply> {

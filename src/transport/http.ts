@@ -43,7 +43,7 @@ import { ERRORS, reasonFor, type ErrorCode } from '../errors.ts';
 import type { RotorConfig, WireLimits } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import { PROTOCOL_VERSION, type RequestFrame } from '../wire/index.ts';
-import { errorReply, type Reply } from '../server/rotor.ts';
+import { errorReply, type Reply } from '../wire/index.ts';
 import type { FrameHandler } from './connection.ts';
 import { HTML_TYPE, renderEnvelope, wantsHtml } from './html.ts';
 import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';

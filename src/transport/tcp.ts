@@ -2,8 +2,9 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
-import { errorReply } from '../server/rotor.ts';
+import { errorReply } from '../wire/index.ts';
 import { StreamConnection, type FrameHandler } from './connection.ts';
+import { listenOn } from './listen.ts';
 
 export interface ListenOptions {
   host: string;
@@ -52,15 +53,7 @@ export async function listenStream(handler: FrameHandler, config: RotorConfig, l
   }, limits.sweepIntervalMs);
   sweep.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  server.on('error', (err) => log.error({ err }, 'listener error'));
-  const bound = server.address() as net.AddressInfo;
+  const bound = await listenOn(server, options.port, options.host, log, options.tls ? 'TLS' : 'TCP');
 
   return {
     address: { host: bound.address, port: bound.port },

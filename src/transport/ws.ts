@@ -22,7 +22,7 @@ import { ERRORS, type ErrorCode } from '../errors.ts';
 import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import { getHeader, type Frame } from '../wire/index.ts';
-import { errorReply, type Reply } from '../server/rotor.ts';
+import { errorReply, type Reply } from '../wire/index.ts';
 import type { FrameHandler } from './connection.ts';
 import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';
 import { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';

@@ -2,3 +2,4 @@
 export { FrameParser, type ParseResult } from './parser.ts';
 export { serializeFrame } from './serialize.ts';
 export { getHeader, PROTOCOL_VERSION, BIN_LENGTH, type Frame, type RequestFrame, type ResponseFrame, type Header } from './frame.ts';
+export { errorReply, type Reply } from './reply.ts';
