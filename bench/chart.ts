@@ -15,7 +15,7 @@ export async function renderChart(points: ChartPoint[]): Promise<string> {
     height: { step: 18 },
     mark: { type: 'bar' as const, color },
     encoding: {
-      y: { field: 'label', type: 'nominal' as const, sort: order, title: null, axis: { labelLimit: 320 } },
+      y: { field: 'label', type: 'nominal' as const, sort: order, title: null, axis: { labelLimit: 440 } },
       x: { field, type: 'quantitative' as const, title },
       tooltip: [{ field: 'label' }, { field }],
     },
