@@ -1,0 +1,210 @@
+/**
+ * Issue 4 with a shared store: two rotor nodes (child processes) on one throwaway redis-server,
+ * sharing a key file. A session moves freely between them, a lost reply is replayed by the
+ * other node byte for byte, released tasks run once across both, and when one node is
+ * SIGKILLed its clients carry on at the other, which runs the dead node's claimed tasks once
+ * their lease (2 × tasks.timeoutMs) has run out.
+ */
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadOrCreateKeys } from '../../src/cli/keys.ts';
+import type { RotorClient } from '../../src/client/index.ts';
+import { pooledRandom } from '../../src/session/random.ts';
+import { FrameParser, getHeader } from '../../src/wire/index.ts';
+import { startRedis } from '../helpers/redis.ts';
+import { crashClient, persist, rawExchange, readTaskLog, RotorNode, runProblem, sleep, type TaskRuns } from './helpers.ts';
+
+const TASK_TIMEOUT_MS = 1500;
+const LEASE_MS = 2 * TASK_TIMEOUT_MS;
+/** Slow tasks are still running when their node is killed. */
+const SLOW_TASK_MS = 1000;
+const QUIET_DEADLINE_MS = 15_000;
+
+const redis = await startRedis();
+t.teardown(() => redis.close());
+const dir = mkdtempSync(join(tmpdir(), 'rotor-redis-nodes-'));
+const keyFile = join(dir, 'keys.json');
+const logFile = join(dir, 'tasks.log');
+loadOrCreateKeys(keyFile, pooledRandom());
+const spec = (name: string) => ({ store: redis.url, dataDir: join(dir, name), port: 0, keyFile, logFile, taskTimeoutMs: TASK_TIMEOUT_MS });
+const a = new RotorNode('A', spec('a'));
+const b = new RotorNode('B', spec('b'));
+t.teardown(async () => {
+  await Promise.all([a.kill(), b.kill()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+await Promise.all([a.start(), b.start()]);
+const killed = () => new Set([...a.killed, ...b.killed]);
+
+/** Wait until every task in `ids` has a finish line; the log then. */
+async function allFinished(ids: readonly string[]): Promise<{ runs: Map<string, TaskRuns>; missing: string[] }> {
+  const deadline = Date.now() + QUIET_DEADLINE_MS;
+  for (;;) {
+    const runs = readTaskLog(logFile);
+    const missing = ids.filter((id) => (runs.get(id)?.finishes.length ?? 0) === 0);
+    if (missing.length === 0 || Date.now() > deadline) return { runs, missing };
+    await sleep(100);
+  }
+}
+
+function problems(runs: Map<string, TaskRuns>, ids: readonly string[]): string[] {
+  return ids.flatMap((id) => {
+    const problem = runProblem(runs.get(id) ?? { starts: [], finishes: [], skips: [] }, killed());
+    return problem ? [`${id}: ${problem}`] : [];
+  });
+}
+
+/** A client whose next connection goes to `node()`; `move` closes its connection so it does. */
+function movingClient(node: () => RotorNode): RotorClient {
+  return crashClient(() => node().port);
+}
+
+t.test('a session moves between nodes, and a lost reply is replayed by the other node', async (t) => {
+  let at = a;
+  const client = movingClient(() => at);
+  await client.login('alice', 'pw');
+  at = b;
+  client.close();
+  t.equal((await client.request('GET', '/read')).status, 200, 'logged in on A, a read on B');
+  at = a;
+  client.close();
+  t.equal((await client.request('GET', '/read')).status, 200, 'and on A again');
+
+  const body = '{"ms":0}';
+  const frame = Buffer.from(`POST /job ROTOR/1\r\nToken: ${client.token}\r\nBIN-Length: ${body.length}\r\n\r\n${body}`, 'latin1');
+  const first = await rawExchange(a.port, frame);
+  const again = await rawExchange(b.port, frame);
+  t.ok(first.equals(again), 'the same frame sent again to B gets the identical bytes A sent');
+  const { frames } = new FrameParser({ maxLineBytes: 8192, maxHeaderBytes: 65536, maxHeaders: 100, maxBodyBytes: 65536 }).push(first);
+  const reply = frames[0];
+  t.equal(reply?.kind === 'response' && reply.status, 202, 'the work was deferred');
+  const next = getHeader(reply!, 'Token');
+  const taskId = getHeader(reply!, 'Task');
+  t.ok(next && taskId, 'with a new token and a task id');
+  await client.useToken(next);
+  at = b;
+  client.close();
+  await client.ack();
+  const { runs, missing } = await allFinished([taskId!]);
+  t.same(missing, [], 'acked on B, the task ran');
+  t.equal(runs.get(taskId!)?.starts.length, 1, 'once, though two nodes answered its exchange');
+  at = a;
+  client.close();
+  const result = await client.task(taskId!);
+  t.equal(result.body.toString(), 'done', 'A reports its result');
+  client.close();
+});
+
+t.test('tasks released on either node run exactly once across both', async (t) => {
+  const CLIENTS = 6;
+  const ROUNDS = 15;
+  const acked: string[] = [];
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async (_, i) => {
+      let at = i % 2 === 0 ? a : b;
+      const client = movingClient(() => at);
+      const move = () => {
+        at = at === a ? b : a;
+        client.close();
+      };
+      await client.login('alice', 'pw');
+      for (let round = 0; round < ROUNDS; round++) {
+        move();
+        const job = await client.request('POST', '/job', { body: JSON.stringify({ ms: Math.floor(Math.random() * 20) }) });
+        move();
+        await client.ack();
+        acked.push(...job.tasks);
+      }
+      client.close();
+    }),
+  );
+  t.equal(acked.length, CLIENTS * ROUNDS, `${acked.length} tasks acked, each posted on one node and acked on the other`);
+  const { runs, missing } = await allFinished(acked);
+  t.same(missing, [], 'all finished');
+  const twice = acked.filter((id) => runs.get(id)!.starts.length !== 1 || runs.get(id)!.skips.length !== 0);
+  t.same(twice, [], 'each started exactly once');
+  t.same(problems(runs, acked), [], 'and finished exactly once');
+  const byPid = new Map<number, number>();
+  for (const id of acked) byPid.set(runs.get(id)!.starts[0].pid, (byPid.get(runs.get(id)!.starts[0].pid) ?? 0) + 1);
+  t.comment(`tasks run per node: A ${byPid.get(a.pid!) ?? 0}, B ${byPid.get(b.pid!) ?? 0}`);
+});
+
+t.test('when A is SIGKILLed its clients carry on at B, which runs the tasks A had claimed', async (t) => {
+  const started = Date.now();
+  const aPid = a.pid!;
+  // Slow tasks released on A: A claims them at once and is killed while they run.
+  const slow = movingClient(() => a);
+  await slow.login('alice', 'pw');
+  const slowIds: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const job = await slow.request('POST', '/job', { body: JSON.stringify({ ms: SLOW_TASK_MS }) });
+    await slow.ack();
+    slowIds.push(...job.tasks);
+  }
+  slow.close();
+
+  let stopping = false;
+  let killedAt = 0;
+  const acked: string[] = [];
+  const errors: string[] = [];
+  let afterKill = 0;
+  const work = async (i: number): Promise<RotorClient | undefined> => {
+    // Half the clients prefer A and move to B when A is gone, by their own retries.
+    const home = i % 2 === 0 ? a : b;
+    const client = movingClient(() => (home.alive ? home : b));
+    try {
+      await persist(() => client.login('alice', 'pw'));
+      while (!stopping) {
+        await persist(() => client.request('GET', '/read'));
+        const job = await persist(() => client.request('POST', '/job', { body: JSON.stringify({ ms: Math.floor(Math.random() * 20) }) }));
+        await persist(() => client.ack());
+        acked.push(...job.tasks);
+        if (killedAt && home === a) afterKill++;
+      }
+      return client;
+    } catch (err) {
+      errors.push(`client ${i}: ${String(err)}`);
+      return undefined;
+    }
+  };
+  const workers = Array.from({ length: 8 }, (_, i) => work(i));
+
+  // Kill A once it has started slow tasks, while they run.
+  const deadline = Date.now() + 5000;
+  let startedOnA: string[] = [];
+  while (Date.now() < deadline) {
+    const runs = readTaskLog(logFile);
+    startedOnA = slowIds.filter((id) => runs.get(id)?.starts.some((s) => s.pid === aPid));
+    if (startedOnA.length > 0) break;
+    await sleep(20);
+  }
+  await sleep(200);
+  await a.kill();
+  killedAt = Date.now();
+  await sleep(1500);
+  stopping = true;
+  const clients = await Promise.all(workers);
+  t.same(errors, [], 'no client was refused anything through the kill');
+  t.ok(afterKill > 0, `clients of A got through at B after the kill (${afterKill} rounds)`);
+  for (const client of clients) {
+    if (!client) continue;
+    await t.resolves(persist(() => client.request('GET', '/read')), "a client's newest token works on B");
+    client.close();
+  }
+
+  t.ok(startedOnA.length > 0, `A was running ${startedOnA.length} slow tasks when it was killed`);
+  const all = [...slowIds, ...acked];
+  const { runs, missing } = await allFinished(all);
+  t.same(missing, [], `all ${all.length} acknowledged tasks finished`);
+  t.same(problems(runs, all), [], 'none ran twice unless the kill interrupted it');
+  for (const id of startedOnA) {
+    const [onA, onB] = runs.get(id)!.starts;
+    t.ok(onA.pid === aPid && onB?.pid === b.pid && runs.get(id)!.finishes[0]?.pid === b.pid, `slow task ${id}: started on A, run again and finished by B`);
+    // The lease began at the claim, a moment before the start line.
+    t.ok(onB && onB.at - onA.at >= LEASE_MS - 250, `only after A's lease ran out (${onB ? onB.at - onA.at : '-'} ms after A started it)`);
+  }
+  const rerun = all.filter((id) => runs.get(id)!.starts.length > 1).length;
+  t.comment(`${acked.length} tasks acked around the kill, ${rerun} run again by B, ${Date.now() - started} ms`);
+});
