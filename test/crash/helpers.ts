@@ -58,6 +58,10 @@ export class RotorNode {
     const args = ['--import', 'tsx', FIXTURE, store, dataDir, String(port), keyFile, logFile, String(taskTimeoutMs)];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    // Should the test process end without its teardown, the node goes with it.
+    const killOnExit = () => child.kill('SIGKILL');
+    process.on('exit', killOnExit);
+    child.once('exit', () => process.off('exit', killOnExit));
     child.stderr!.on('data', (chunk) => (this.stderr = (this.stderr + chunk).slice(-4000)));
     const ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${this.name} not ready within ${READY_TIMEOUT_MS} ms:\n${this.stderr}`)), READY_TIMEOUT_MS);

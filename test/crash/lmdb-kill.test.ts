@@ -74,6 +74,10 @@ t.test('clients ride out kill -9 of an LMDB node', async (t) => {
   t.equal(await tryToken(leaverToken), 'ROTOR_E_SESSION_REVOKED', 'a logged-out session refuses its tokens');
 
   let stopping = false;
+  // A test that throws half way still stops its clients.
+  t.teardown(() => {
+    stopping = true;
+  });
   const acked: string[] = [];
   const errors: string[] = [];
   let exchanges = 0;

@@ -146,6 +146,10 @@ t.test('when A is SIGKILLed its clients carry on at B, which runs the tasks A ha
   slow.close();
 
   let stopping = false;
+  // A test that throws half way still stops its clients.
+  t.teardown(() => {
+    stopping = true;
+  });
   let killedAt = 0;
   const acked: string[] = [];
   const errors: string[] = [];
