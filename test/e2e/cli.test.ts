@@ -149,7 +149,9 @@ const memoryServer = (async () => {
 })();
 
 // Nothing may reject unobserved before its subtest awaits it.
-for (const chain of [help, oneShot, withTokenFile, users, memoryServer]) chain.catch(() => {});
+const bench = cli('bench', '--spawn', 'rotor', '--duration', '500', '--warmup', '100', '--connections', '1', '--pipeline', '2', '--json', '--no-progress');
+const benchElsewhere = cli('bench', '--host', '192.0.2.1', '--duration', '100');
+for (const chain of [help, oneShot, withTokenFile, users, memoryServer, bench, benchElsewhere]) chain.catch(() => {});
 
 // --- the checks ------------------------------------------------------------------------------
 
@@ -217,4 +219,17 @@ t.test('rotor serve --store memory serves frames and exits 0 on SIGTERM', async 
   t.equal(run.code, 0, `exit code (${run.stderr})`);
   t.ok(exitMs < 5_000, `exited ${exitMs} ms after SIGTERM`);
   t.equal(idleGotBytes, 0, 'an idle connection was closed without a frame');
+});
+
+t.test('rotor bench drives a spawned rotor and reports JSON; it refuses a non-loopback target', async (t) => {
+  const run = await bench;
+  t.equal(run.code, 0, run.stderr);
+  const result = JSON.parse(run.stdout);
+  t.equal(result.format, 'rotor-bench/1');
+  t.equal(result.scenario, 'rotate');
+  t.ok(result.ok > 0, 'some exchanges succeeded');
+  t.same(result.errors, {}, 'none failed');
+  const refused = await benchElsewhere;
+  t.equal(refused.code, 1);
+  t.match(refused.stderr, /only targets loopback/);
 });
