@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { CarrierUnavailable } from '../src/bench/carriers.ts';
 import { formatMicros } from '../src/bench/index.ts';
 import type { MemoryProbeResult } from '../src/bench/memory.ts';
-import { redisServerPath, startRedisServer, type RedisServer } from '../src/bench/redis.ts';
+import { startRedis, type RedisServer } from '../src/bench/redis.ts';
 import { hasTaskset, startChild } from '../src/bench/spawn.ts';
 import type { BenchOptions, BenchResult, LatencySummary } from '../src/bench/types.ts';
 import { renderChart } from './chart.ts';
@@ -189,10 +189,9 @@ await guarded('3', `durable default store (lmdb), ${SESSIONS.toLocaleString('en-
 let redis: RedisServer | undefined;
 let bareRedis: { ok: number; durationMs: number; latency: LatencySummary; loadCpu: number; errors: Record<string, number> } | undefined;
 await guarded('5', `Redis alone: Lua rotate by EVALSHA via ioredis (${C}×${P})`, '', async () => {
-  if (!redisServerPath()) throw new Error('not available: redis-server is not installed');
   // redis-server shares the load generator's core, in rows 4 and 5 alike: rotor keeps its core to
   // itself (on the server core, rotor and Redis starved each other and rotor idled at ~78 %).
-  redis = await startRedisServer({ cpu: LOAD_CPU });
+  redis = await startRedis('redis-server', { cpu: LOAD_CPU });
   const child = await startChild<Record<string, never>>(
     'redis-rotate',
     { port: redis.port, connections: C, pipeline: P, warmupMs: WARMUP * 1000, durationMs: SECONDS * 1000 },
@@ -244,7 +243,7 @@ await guarded('4', `rotor on Redis vs Redis alone (${C}×${P})`, '≥ 80 %', asy
     note: "redis-server on the load generator's core",
   });
 });
-await redis?.stop();
+await redis?.close();
 
 await guarded('6', `HTTP fallback vs a bare node:http server answering the same bytes (${C}×${P} pipelined)`, '≥ 80 %', async () => {
   const [bare, rotor] = await pair(

@@ -3,7 +3,7 @@
  * Without a URL it starts a throwaway redis-server (no persistence) on a free port.
  */
 import { RedisStore } from '../src/store/redis.ts';
-import { startRedis } from '../test/helpers/redis.ts';
+import { startRedis } from '../src/bench/redis-server.ts';
 import { createSessions, formatRotation, rotate } from './store-rotations.ts';
 
 const sessions = Number(process.argv[2] ?? 100_000);

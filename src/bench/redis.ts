@@ -3,75 +3,11 @@
  * store is measured against — Redis doing the rotation alone (check the presented hash, store
  * the next one and the reply copy) as one Lua script by EVALSHA, at the same concurrency.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { LatencyRecorder } from './histogram.ts';
-import { hasTaskset } from './spawn.ts';
 
-export interface RedisServer {
-  port: number;
-  url: string;
-  pid: number;
-  stop(): Promise<void>;
-}
-
-export function redisServerPath(): string | undefined {
-  const found = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
-  return found.status === 0 ? found.stdout.trim() : undefined;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** redis-server on 127.0.0.1, no persistence, pinned to `cpu` when taskset is there. */
-export async function startRedisServer(options: { cpu?: number } = {}): Promise<RedisServer> {
-  const binary = redisServerPath();
-  if (!binary) throw new Error('redis-server is not installed (apt-get install -y redis-server)');
-  const port = await freePort();
-  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'];
-  const child =
-    options.cpu !== undefined && hasTaskset()
-      ? spawn('taskset', ['-c', String(options.cpu), binary, ...args], { stdio: ['ignore', 'ignore', 'inherit'] })
-      : spawn(binary, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = net.connect({ host: '127.0.0.1', port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline || child.exitCode !== null) {
-      child.kill('SIGKILL');
-      throw new Error('redis-server did not start');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return {
-    port,
-    url: `redis://127.0.0.1:${port}/0`,
-    pid: child.pid!,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(killer);
-    },
-  };
-}
+export { startRedis, type RedisServer } from './redis-server.ts';
 
 /** Same check-and-set as a rotation: refuse a stale hash, else store the next hash and the reply copy. */
 const ROTATE_LUA = `
