@@ -55,7 +55,7 @@ export class StreamConnection {
   constructor(
     private readonly socket: Duplex,
     private readonly handler: FrameHandler,
-    private readonly wire: WireLimits,
+    wire: WireLimits,
     private readonly limits: ConnectionLimits,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,

@@ -7,7 +7,7 @@ import type { RotorApp } from '../../src/server/app.ts';
 import { seededRandom } from '../../src/session/random.ts';
 import { KeyRing } from '../../src/session/token.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
-import { FrameParser, getHeader, serializeFrame, type Header, type ResponseFrame } from '../../src/wire/index.ts';
+import { FrameParser, getHeader, type Header, type ResponseFrame } from '../../src/wire/index.ts';
 
 export interface Harness {
   rotor: Rotor;
@@ -36,8 +36,4 @@ export async function harness(app: RotorApp, config: DeepPartial<RotorConfig> = 
     return token;
   };
   return { rotor, store, clock, send, login };
-}
-
-export function requestBytes(verb: string, path: string, headers: Header[] = []): Buffer {
-  return serializeFrame({ kind: 'request', verb, path, headers, body: undefined });
 }
