@@ -7,6 +7,7 @@ export { errorReply, type Reply };
 import { admit, createSession, releasedTasks, revoke, rotate } from '../session/machine.ts';
 import { claimsExpireAt, hashToken, KeyRing, mintToken, verifyToken } from '../session/token.ts';
 import { pooledRandom, type RandomSource } from '../session/random.ts';
+import { replyAtRest, replyFromRest } from '../session/replay.ts';
 import type { RevokeReason, SessionState, TaskSpec } from '../session/types.ts';
 import type { Store, TaskRecord } from '../store/types.ts';
 import { Router, type AppReply, type AppRequest, type RotorApp } from './app.ts';
@@ -212,7 +213,11 @@ export class Rotor {
       if (!state) return errorReply('ROTOR_E_SESSION_UNKNOWN');
       const now = this.now();
       const admission = admit(state, presented, now, now + retentionMs);
-      if (admission.verdict === 'replay') return { bytes: admission.reply, close: false };
+      if (admission.verdict === 'replay') {
+        // The key that signed the next token was retired since: that token is dead anyway.
+        const bytes = replyFromRest(this.keys, admission.reply);
+        return bytes ? { bytes, close: false } : errorReply('ROTOR_E_TOKEN_INVALID');
+      }
       if (admission.verdict === 'reject') {
         if (admission.state && !(await this.store.commitSession(admission.state, state.rev, []))) continue;
         if (admission.code === 'ROTOR_E_TOKEN_REUSED') this.log.warn({ session: sessionId, user: state.user }, 'token reuse: session revoked');
@@ -253,7 +258,7 @@ export class Rotor {
     const rotated = rotate(admitted, {
       nextHash: hashToken(token),
       nextExpiresAt: expiresAt,
-      reply,
+      reply: replyAtRest(reply),
       tasks: outcome.tasks,
       meta: outcome.meta,
     });

@@ -69,7 +69,10 @@ export interface Rotation {
   /** Hash of the token minted for this exchange (generation state.gen + 1). */
   nextHash: string;
   nextExpiresAt: number | null;
-  /** The exact bytes sent back, kept for replay until the next token is acked. */
+  /**
+   * The reply sent back, kept for replay until the next token is acked — as a store may hold it:
+   * with the MAC cut from its token (session/replay.ts), which the driver puts back at replay.
+   */
   reply: Buffer;
   /** Tasks this exchange defers until the ack. */
   tasks: readonly TaskSpec[];

@@ -187,6 +187,22 @@ function toNumber(value: number | protobuf.Long): number {
   return typeof value === 'number' ? value : new protobuf.util.LongBits(value.low >>> 0, value.high >>> 0).toNumber(true);
 }
 
+/**
+ * A token without its MAC: the part a store may keep. It names the session and generation but
+ * is worth nothing without the server key, which the store never holds.
+ */
+export function unsignedPart(token: string): string {
+  const lastDot = token.lastIndexOf('.');
+  if (lastDot <= 0) throw new Error('not a token');
+  return token.slice(0, lastDot);
+}
+
+/** The token `unsigned` was cut from, MAC re-made with the key it names; undefined when that key is gone. */
+export function resign(keys: KeyRing, unsigned: string): string | undefined {
+  const secret = keys.secret(unsigned.slice(0, unsigned.indexOf('.')));
+  return secret && `${unsigned}.${mac(secret, unsigned)}`;
+}
+
 /** When a token's claims say it expires (ms), or null for never. */
 export function claimsExpireAt(claims: Pick<TokenClaims, 'issued' | 'ttlMinutes'>): number | null {
   return claims.ttlMinutes < 0 ? null : claims.issued * 1000 + claims.ttlMinutes * 60_000;

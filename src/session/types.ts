@@ -27,7 +27,8 @@ export interface SessionState {
   readonly acked: boolean;
   /**
    * Until the ack: the token before the newest one and the exact reply it was given, so a
-   * client that lost that reply gets it again, byte for byte, with the same next token.
+   * client that lost that reply gets it again, byte for byte, with the same next token. The
+   * reply is kept without its token's MAC (session/replay.ts): no usable token at rest.
    */
   readonly prev: { readonly hash: string; readonly reply: Buffer } | null;
   /** Tasks the newest exchange deferred; released by the ack, cancelled by a revocation. */

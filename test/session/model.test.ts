@@ -20,6 +20,7 @@ import { KeyRing, verifyToken } from '../../src/session/token.ts';
 import type { RevokeReason } from '../../src/session/types.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import type { UserRecord } from '../../src/store/types.ts';
+import { replyFromRest } from '../../src/session/replay.ts';
 import { getHeader, type Header, type RequestFrame } from '../../src/wire/index.ts';
 import { T0, TTL_MINUTES, TTL_MS, errorCode, fcRuns, parseReply, request, testConfig, tokenExpiry } from '../helpers/session.ts';
 
@@ -464,7 +465,7 @@ async function probe(m: Model, w: World): Promise<void> {
       await rotor.stop();
       const reply = parseReply(bytes);
       // A replayed reply may itself carry an Error (an app error rotates too): replay first.
-      const replayed: boolean = state.prev !== null && bytes.equals(state.prev.reply);
+      const replayed: boolean = state.prev !== null && bytes.equals(replyFromRest(w.keys, state.prev.reply)!);
       const outcome: string = replayed ? 'replay' : (errorCode(reply) ?? (getHeader(reply, 'Token') ? 'proceed' : 'other'));
       const verdict = classify(s, issued.gen, m.now);
       assert.equal(outcome, verdict.kind === 'error' ? verdict.code : verdict.kind, `probe ${s.label} token ${issued.gen}/${s.tokens.length}`);

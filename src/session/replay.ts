@@ -1,0 +1,39 @@
+/**
+ * Replay copies at rest. The reply kept for a lost-reply retry carries the session's newest
+ * token, and a store must never hold a usable token (spec §2): one read of the store file would
+ * log a thief in. So the copy a store keeps has the MAC cut from its `Token` header, and the
+ * server, which holds the key, puts the same MAC back when it replays — the bytes sent again are
+ * identical to the first ones, and the store alone cannot produce them.
+ *
+ * Every reply rotor keeps for replay starts `<start line>\r\nToken: <token>\r\n` (the dispatcher
+ * puts Token first); anything else is a bug and throws.
+ */
+import { resign, unsignedPart, type KeyRing } from './token.ts';
+
+const TOKEN_LINE = Buffer.from('\r\nToken: ', 'latin1');
+
+/** Where the Token value of a kept reply starts and ends. */
+function tokenValue(reply: Buffer): { start: number; end: number } {
+  const startLineEnd = reply.indexOf(TOKEN_LINE);
+  const start = startLineEnd + TOKEN_LINE.length;
+  const end = reply.indexOf('\r\n', start, 'latin1');
+  if (startLineEnd < 0 || startLineEnd !== reply.indexOf('\r\n', 0, 'latin1') || end < 0) {
+    throw new Error('a reply kept for replay must start with its Token header');
+  }
+  return { start, end };
+}
+
+/** The copy of `reply` a store may keep: its Token without the MAC. */
+export function replyAtRest(reply: Buffer): Buffer {
+  const { start, end } = tokenValue(reply);
+  const unsigned = unsignedPart(reply.toString('latin1', start, end));
+  return Buffer.concat([reply.subarray(0, start + unsigned.length), reply.subarray(end)]);
+}
+
+/** The reply a kept copy was made from, byte for byte; undefined when the token's key has been retired. */
+export function replyFromRest(keys: KeyRing, kept: Buffer): Buffer | undefined {
+  const { start, end } = tokenValue(kept);
+  const token = resign(keys, kept.toString('latin1', start, end));
+  if (token === undefined) return undefined;
+  return Buffer.concat([kept.subarray(0, start), Buffer.from(token, 'latin1'), kept.subarray(end)]);
+}
