@@ -11,7 +11,7 @@ import { replyAtRest, replyFromRest } from '../session/replay.ts';
 import type { RevokeReason, SessionState, TaskSpec } from '../session/types.ts';
 import type { Store, TaskRecord } from '../store/types.ts';
 import { Router, type AppReply, type AppRequest, type RotorApp } from './app.ts';
-import { HashLimiter, matchTotp, verifyPassword } from './auth.ts';
+import { dummyHash, HashLimiter, matchTotp, verifyPassword } from './auth.ts';
 import { KeyedSerializer } from './locks.ts';
 import { TaskRunner } from './tasks.ts';
 
@@ -66,6 +66,7 @@ export class Rotor {
   private readonly random: RandomSource;
   private readonly locks = new KeyedSerializer();
   private readonly hashing: HashLimiter;
+  private readonly dummyHash: string;
   private readonly taskNames: Set<string>;
   private purgeTimer: NodeJS.Timeout | undefined;
 
@@ -78,6 +79,7 @@ export class Rotor {
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? pooledRandom();
     this.hashing = new HashLimiter(deps.config.auth);
+    this.dummyHash = dummyHash(deps.config.auth);
     this.taskNames = new Set(Object.keys(deps.app.tasks));
     const nodeId = deps.nodeId ?? this.random(6).toString('base64url');
     this.tasks = new TaskRunner(
@@ -157,7 +159,7 @@ export class Rotor {
     if (!user || password === undefined) throw new RotorError('ROTOR_E_BAD_REQUEST', 'login needs User and Password');
     const meta = parseMetaBody(frame, this.config.session.maxMetaBytes);
     const record = await this.store.loadUser(user);
-    const passwordOk = await this.hashing.run(() => verifyPassword(password, record?.passwordHash ?? DUMMY_HASH));
+    const passwordOk = await this.hashing.run(() => verifyPassword(password, record?.passwordHash ?? this.dummyHash));
     if (!record || !passwordOk) throw new RotorError('ROTOR_E_AUTH_FAILED');
     if (record.totpSecret) {
       const code = getHeader(frame, 'TOTP');
@@ -364,9 +366,6 @@ export class Rotor {
     return specs.map((spec) => ({ ...spec, sessionId: state.id, user: state.user, status: 'released', releasedAt: now, expiresAt: null }));
   }
 }
-
-/** A scrypt hash of nothing anyone knows, so an unknown user costs as much as a wrong password. */
-const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 
 function plainReply(status: number, headers: Header[], body?: Buffer): Reply {
   return { bytes: serializeFrame({ kind: 'response', status, reason: reasonFor(status), headers, body }), close: false };

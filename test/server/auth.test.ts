@@ -1,7 +1,7 @@
 import t from 'tap';
 import { getHeader } from '../../src/wire/index.ts';
 import { resolveConfig } from '../../src/config/defaults.ts';
-import { hashPassword, verifyPassword, HashLimiter, newTotpSecret, totpFor, TOTP_PERIOD_SECONDS } from '../../src/server/auth.ts';
+import { dummyHash, hashPassword, verifyPassword, HashLimiter, newTotpSecret, totpFor, TOTP_PERIOD_SECONDS } from '../../src/server/auth.ts';
 import { seededRandom } from '../../src/session/random.ts';
 import { exampleApp } from '../../src/app/example.ts';
 import { harness } from './harness.ts';
@@ -15,6 +15,18 @@ t.test('scrypt hashes verify only the right password and never store it', async 
   t.equal(await verifyPassword('correct horse', hash), true);
   t.equal(await verifyPassword('correct horsE', hash), false);
   t.equal(await verifyPassword('x', 'not-a-hash'), false);
+});
+
+t.test('the unknown-user dummy hash costs what a real hash of the configured settings costs', async (t) => {
+  for (const auth of [settings, resolveConfig().auth, resolveConfig({ auth: { scryptN: 4096, scryptR: 4, scryptP: 2 } }).auth]) {
+    const real = await hashPassword('x', { ...auth, scryptN: Math.min(auth.scryptN, 4096) }, seededRandom(1));
+    const cost = (hash: string) => hash.split('$').slice(0, 4).join('$');
+    t.equal(cost(dummyHash(auth)), `scrypt$${auth.scryptN}$${auth.scryptR}$${auth.scryptP}`);
+    if (auth.scryptN <= 4096) t.equal(cost(dummyHash(auth)), cost(real), 'same cost fields as hashPassword writes');
+    t.equal(dummyHash(auth).split('$')[5].length, real.split('$')[5].length, 'a key as long as a real one');
+  }
+  t.equal(await verifyPassword('', dummyHash(settings)), false, 'the dummy verifies nothing');
+  t.equal(resolveConfig().auth.scryptN, 2 ** 17, 'the default is OWASP’s minimum N = 2^17 (r = 8, p = 1)');
 });
 
 t.test('login: unknown user and wrong password look the same', async (t) => {
