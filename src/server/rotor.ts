@@ -93,15 +93,36 @@ export class Rotor {
     );
   }
 
-  /** Start the background work: the task runner and the purge sweep. */
+  /** Start the background work: the task runner, the purge sweep, retiring never-expiring sessions. */
   start(): void {
     this.tasks.start();
+    if (!this.config.session.allowNeverExpiring) {
+      this.retireNeverExpiring().catch((err) => this.log.warn({ err }, 'retiring never-expiring sessions failed'));
+    }
     if (!this.purgeTimer) {
       this.purgeTimer = setInterval(() => {
         this.store.purgeExpired(this.now()).catch((err) => this.log.warn({ err }, 'purge failed'));
       }, this.config.session.purgeIntervalMs);
       this.purgeTimer.unref();
     }
+  }
+
+  /**
+   * With never-expiring tokens no longer allowed, the sessions made while they were: their tokens
+   * are refused already (exchange), and here each gets an expiry of now, so the purge forgets them
+   * instead of keeping them for good. One background walk of the store at start; returns how many.
+   */
+  async retireNeverExpiring(): Promise<number> {
+    if (!this.store.listSessions) return 0;
+    let retired = 0;
+    let walked = 0;
+    for await (const state of this.store.listSessions()) {
+      if (state.expiresAt === null && (await this.store.commitSession({ ...state, expiresAt: this.now() }, state.rev, []))) retired++;
+      // The walk shares the event loop with live traffic: let it breathe now and then.
+      if (++walked % 1000 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (retired > 0) this.log.warn({ retired }, 'never-expiring sessions retired: session.allowNeverExpiring is off');
+    return retired;
   }
 
   async stop(): Promise<void> {
@@ -202,7 +223,8 @@ export class Rotor {
     if (!token) throw new RotorError('ROTOR_E_TOKEN_MISSING');
     const claims = verifyToken(this.keys, token);
     const expiresAt = claimsExpireAt(claims);
-    if (expiresAt !== null && this.now() >= expiresAt) throw new RotorError('ROTOR_E_TOKEN_EXPIRED');
+    // A token made never-expiring while the operator allowed it dies when they stop allowing it.
+    if (expiresAt === null ? !this.config.session.allowNeverExpiring : this.now() >= expiresAt) throw new RotorError('ROTOR_E_TOKEN_EXPIRED');
     const presented = { gen: claims.generation, hash: hashToken(token) };
     // No await before the lock: frames of one session queue in arrival order.
     return this.locks.run(claims.session, () => this.exchangeLocked(claims.session, presented, op));
