@@ -91,6 +91,8 @@ export interface AuthSettings {
   maxQueuedLogins: number;
   /** TOTP steps of drift accepted each way (RFC 6238 suggests at most one). */
   totpWindow: number;
+  /** Longest user name (UTF-8 bytes); a longer one is a bad request, never a store error (LMDB keys are bounded). */
+  maxUserNameBytes: number;
 }
 
 export interface TaskSettings {
@@ -158,6 +160,7 @@ export const DEFAULTS: RotorConfig = Object.freeze({
     maxConcurrentHashes: 2,
     maxQueuedLogins: 256,
     totpWindow: 1,
+    maxUserNameBytes: 256,
   }),
   tasks: Object.freeze({
     concurrency: 4,
@@ -239,6 +242,7 @@ export function resolveConfig(override: DeepPartial<RotorConfig> = {}): RotorCon
   checkInt('auth.maxConcurrentHashes', auth.maxConcurrentHashes, 1, 64);
   checkInt('auth.maxQueuedLogins', auth.maxQueuedLogins, 0, 1_000_000);
   checkInt('auth.totpWindow', auth.totpWindow, 0, 1);
+  checkInt('auth.maxUserNameBytes', auth.maxUserNameBytes, 1, 1024);
   checkInt('tasks.concurrency', tasks.concurrency, 1, 1024);
   checkInt('tasks.timeoutMs', tasks.timeoutMs, 1);
   checkInt('tasks.pollIntervalMs', tasks.pollIntervalMs, 10);

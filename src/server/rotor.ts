@@ -47,6 +47,8 @@ interface Outcome {
   meta: Readonly<Record<string, unknown>>;
 }
 
+/** What a task id may look like: rotor makes 16 base64url characters; anything far off is a bad request, not a store lookup. */
+const TASK_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const RESERVED_HEADERS = new Set(['token', 'error', 'task', 'wait-for', 'bin-length', 'server', 'content-type']);
 const JSON_TYPE = 'application/json';
 
@@ -167,7 +169,9 @@ export class Rotor {
         return this.exchange(frame, { kind: 'end', reason: 'logout', status: 200 });
     }
     if (frame.verb === 'GET' && path.startsWith('/rotor/tasks/') && path.length > '/rotor/tasks/'.length) {
-      return this.exchange(frame, { kind: 'task', taskId: path.slice('/rotor/tasks/'.length) });
+      const taskId = path.slice('/rotor/tasks/'.length);
+      if (!TASK_ID.test(taskId)) throw new RotorError('ROTOR_E_BAD_REQUEST', 'not a task id');
+      return this.exchange(frame, { kind: 'task', taskId });
     }
     return errorReply('ROTOR_E_NOT_FOUND');
   }
@@ -178,6 +182,7 @@ export class Rotor {
     const user = getHeader(frame, 'User');
     const password = getHeader(frame, 'Password');
     if (!user || password === undefined) throw new RotorError('ROTOR_E_BAD_REQUEST', 'login needs User and Password');
+    if (Buffer.byteLength(user) > this.config.auth.maxUserNameBytes) throw new RotorError('ROTOR_E_BAD_REQUEST', 'user name too long');
     const meta = parseMetaBody(frame, this.config.session.maxMetaBytes);
     const record = await this.store.loadUser(user);
     const passwordOk = await this.hashing.run(() => verifyPassword(password, record?.passwordHash ?? this.dummyHash));
