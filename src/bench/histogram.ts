@@ -17,8 +17,12 @@ export class LatencyRecorder {
     this.histogram.reset();
   }
 
+  /**
+   * HdrHistogram answers with the top of the bucket the percentile falls in, which from 2048 µs
+   * up can lie above every recorded value; no percentile is reported above the recorded max.
+   */
   percentile(p: number): number {
-    return this.histogram.getValueAtPercentile(p);
+    return Math.min(this.histogram.getValueAtPercentile(p), this.histogram.maxValue);
   }
 
   summary(): LatencySummary {
@@ -27,10 +31,10 @@ export class LatencyRecorder {
     return {
       min: h.minNonZeroValue,
       mean: Math.round(h.mean),
-      p50: h.getValueAtPercentile(50),
-      p90: h.getValueAtPercentile(90),
-      p99: h.getValueAtPercentile(99),
-      p999: h.getValueAtPercentile(99.9),
+      p50: this.percentile(50),
+      p90: this.percentile(90),
+      p99: this.percentile(99),
+      p999: this.percentile(99.9),
       max: h.maxValue,
     };
   }

@@ -7,6 +7,7 @@ import { runBench, startEchoServer, startRotorServer, formatResult, isLoopback, 
 import { echoReplies, startHttpEchoServer, StoreUnavailable } from '../../src/bench/servers.ts';
 import { frameToHttp, HttpResponseReader } from '../../src/bench/carriers.ts';
 import { serializeFrame } from '../../src/wire/index.ts';
+import { LatencyRecorder } from '../../src/bench/histogram.ts';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 
@@ -18,10 +19,33 @@ function checkShape(t: TapTest, result: BenchResult): void {
     t.type(copy[key], 'number', `${key} is a number`);
   }
   for (const key of ['min', 'mean', 'p50', 'p90', 'p99', 'p999', 'max'] as const) t.type(copy.latencyUs[key], 'number', `latency ${key} is a number`);
-  t.ok(copy.latencyUs.p50 <= copy.latencyUs.p99 && copy.latencyUs.p99 <= copy.latencyUs.max, 'percentiles are ordered');
+  checkOrdered(t, copy.latencyUs, 'the run');
   t.type(copy.errors, 'object');
   t.type(copy.cpu.load, 'number');
 }
+
+function checkOrdered(t: TapTest, l: BenchResult['latencyUs'], what: string): void {
+  const order = [l.min, l.p50, l.p90, l.p99, l.p999, l.max];
+  t.same(order, [...order].sort((a, b) => a - b), `${what}: min ≤ p50 ≤ p90 ≤ p99 ≤ p999 ≤ max`);
+}
+
+t.test('reported percentiles never exceed the recorded max, even where a bucket reaches past it', async (t) => {
+  // At three significant digits values from 2048 up share buckets two wide: 2048's bucket tops
+  // out at 2049, which is what HdrHistogram reports as a percentile — above the largest value.
+  const recorder = new LatencyRecorder();
+  for (const micros of [100, 2048, 2048]) recorder.record(micros);
+  const summary = recorder.summary();
+  t.equal(summary.max, 2048, 'max is the largest recorded value');
+  t.equal(summary.p99, 2048, 'p99 is clamped to it');
+  t.equal(recorder.percentile(99.9), 2048, 'and so is any percentile asked for');
+  t.equal(summary.p50, 2048, 'p50 lies in the same bucket');
+  checkOrdered(t, summary, 'three values');
+  // Below 2048 every value has its own bucket: nothing to clamp, percentiles are exact.
+  const exact = new LatencyRecorder();
+  for (let micros = 1; micros <= 1000; micros++) exact.record(micros);
+  t.strictSame([exact.percentile(50), exact.percentile(99), exact.summary().max], [500, 990, 1000]);
+  checkOrdered(t, exact.summary(), '1..1000');
+});
 
 t.test('rotate against an in-process rotor: positive throughput, no errors, JSON-clean result', async (t) => {
   const server = await startRotorServer({ user: 'bench', password: 'bench' });
