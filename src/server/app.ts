@@ -64,12 +64,17 @@ export interface RotorApp {
   tasks: Record<string, TaskHandler>;
 }
 
-export type RouteMatch = { handler: Handler } | { error: 'ROTOR_E_NOT_FOUND' | 'ROTOR_E_METHOD_NOT_ALLOWED' };
+export type RouteMatch =
+  | { handler: Handler }
+  | { error: 'ROTOR_E_NOT_FOUND' }
+  /** `allow`: the verbs the path does take, for the reply's Allow header. */
+  | { error: 'ROTOR_E_METHOD_NOT_ALLOWED'; allow: string[] };
 
 /** Exact routes by `VERB /path`, then prefix routes, longest first. */
 export class Router {
   private readonly exact = new Map<string, Handler>();
-  private readonly exactPaths = new Set<string>();
+  /** Path → the verbs its exact routes take. */
+  private readonly exactPaths = new Map<string, string[]>();
   private readonly prefixes: Array<{ verb: string; prefix: string; handler: Handler }> = [];
 
   constructor(routes: Record<string, Handler>) {
@@ -81,7 +86,7 @@ export class Router {
       if (path.endsWith('/*')) this.prefixes.push({ verb, prefix: path.slice(0, -1), handler });
       else {
         this.exact.set(`${verb} ${path}`, handler);
-        this.exactPaths.add(path);
+        this.exactPaths.set(path, [...(this.exactPaths.get(path) ?? []), verb]);
       }
     }
     this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
@@ -90,12 +95,12 @@ export class Router {
   match(verb: string, path: string): RouteMatch {
     const handler = this.exact.get(`${verb} ${path}`);
     if (handler) return { handler };
-    let pathKnown = this.exactPaths.has(path);
+    const allow = new Set(this.exactPaths.get(path));
     for (const route of this.prefixes) {
       if (!path.startsWith(route.prefix)) continue;
       if (route.verb === verb) return { handler: route.handler };
-      pathKnown = true;
+      allow.add(route.verb);
     }
-    return { error: pathKnown ? 'ROTOR_E_METHOD_NOT_ALLOWED' : 'ROTOR_E_NOT_FOUND' };
+    return allow.size > 0 ? { error: 'ROTOR_E_METHOD_NOT_ALLOWED', allow: [...allow].sort() } : { error: 'ROTOR_E_NOT_FOUND' };
   }
 }

@@ -47,6 +47,8 @@ interface Outcome {
   meta: Readonly<Record<string, unknown>>;
 }
 
+type OwnRoute = Record<string, (frame: RequestFrame, path: string) => Promise<Reply> | Reply>;
+const TASKS_PREFIX = '/rotor/tasks/';
 /** What a task id may look like: rotor makes 16 base64url characters; anything far off is a bad request, not a store lookup. */
 const TASK_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const RESERVED_HEADERS = new Set(['token', 'error', 'task', 'wait-for', 'bin-length', 'server', 'content-type']);
@@ -150,31 +152,37 @@ export class Rotor {
     const path = queryAt === -1 ? frame.path : frame.path.slice(0, queryAt);
     const query = queryAt === -1 ? '' : frame.path.slice(queryAt + 1);
     if (!path.startsWith('/rotor/')) return this.exchange(frame, { kind: 'app', frame, path, query });
-    switch (`${frame.verb} ${path}`) {
-      case 'GET /rotor/ping':
-        return plainReply(200, [['Server', SERVER_NAME]]);
-      case 'POST /rotor/login':
-        return this.login(frame);
-      case 'POST /rotor/token':
-        return this.createToken(frame);
-      case 'PUT /rotor/token':
-        return this.exchange(frame, { kind: 'meta', merge: parseMetaBody(frame, this.config.session.maxMetaBytes) });
-      case 'DELETE /rotor/token':
-        return this.exchange(frame, { kind: 'end', reason: 'deleted', status: 202 });
-      case 'POST /rotor/resume':
-        return this.exchange(frame, { kind: 'resume' });
-      case 'POST /rotor/ack':
-        return this.exchange(frame, { kind: 'ack' });
-      case 'POST /rotor/logout':
-        return this.exchange(frame, { kind: 'end', reason: 'logout', status: 200 });
-    }
-    if (frame.verb === 'GET' && path.startsWith('/rotor/tasks/') && path.length > '/rotor/tasks/'.length) {
-      const taskId = path.slice('/rotor/tasks/'.length);
+    const verbs = this.ownRoutes.get(path) ?? (path.startsWith(TASKS_PREFIX) && path.length > TASKS_PREFIX.length ? this.taskRoute : undefined);
+    if (!verbs) return errorReply('ROTOR_E_NOT_FOUND');
+    const operation = verbs[frame.verb];
+    if (!operation) return errorReply('ROTOR_E_METHOD_NOT_ALLOWED', [['Allow', Object.keys(verbs).join(', ')]]);
+    return operation(frame, path);
+  }
+
+  /** rotor's own paths, verb by verb; a known path asked with another verb is 405 with `Allow`. */
+  private readonly ownRoutes = new Map<string, OwnRoute>([
+    ['/rotor/ping', { GET: () => plainReply(200, [['Server', SERVER_NAME]]) }],
+    ['/rotor/login', { POST: (frame) => this.login(frame) }],
+    [
+      '/rotor/token',
+      {
+        POST: (frame) => this.createToken(frame),
+        PUT: (frame) => this.exchange(frame, { kind: 'meta', merge: parseMetaBody(frame, this.config.session.maxMetaBytes) }),
+        DELETE: (frame) => this.exchange(frame, { kind: 'end', reason: 'deleted', status: 202 }),
+      },
+    ],
+    ['/rotor/resume', { POST: (frame) => this.exchange(frame, { kind: 'resume' }) }],
+    ['/rotor/ack', { POST: (frame) => this.exchange(frame, { kind: 'ack' }) }],
+    ['/rotor/logout', { POST: (frame) => this.exchange(frame, { kind: 'end', reason: 'logout', status: 200 }) }],
+  ]);
+
+  private readonly taskRoute: OwnRoute = {
+    GET: (frame, path) => {
+      const taskId = path.slice(TASKS_PREFIX.length);
       if (!TASK_ID.test(taskId)) throw new RotorError('ROTOR_E_BAD_REQUEST', 'not a task id');
       return this.exchange(frame, { kind: 'task', taskId });
-    }
-    return errorReply('ROTOR_E_NOT_FOUND');
-  }
+    },
+  };
 
   // ---- logins: new sessions ------------------------------------------------------------------
 
@@ -332,7 +340,11 @@ export class Rotor {
   private async runHandler(state: SessionState, op: Extract<Operation, { kind: 'app' }>): Promise<Outcome> {
     const failed = (code: ErrorCode): Outcome => ({ ...errorOutcome(code), tasks: [], meta: state.meta });
     const match = this.router.match(op.frame.verb, op.path);
-    if ('error' in match) return failed(match.error);
+    if ('error' in match) {
+      const outcome = failed(match.error);
+      if (match.error === 'ROTOR_E_METHOD_NOT_ALLOWED') outcome.headers.push(['Allow', match.allow.join(', ')]);
+      return outcome;
+    }
     const frame = op.frame;
     const request: AppRequest = {
       verb: frame.verb,

@@ -57,12 +57,38 @@ t.test('application outcomes after admission rotate the token', async (t) => {
     t.ok(next && next !== token, `${verb} ${path} rotated`);
     token = next!;
   }
+  const wrongVerb = await h.send('PATCH', '/ok', [['Token', token]]);
+  t.equal(getHeader(wrongVerb.frame, 'Allow'), 'GET', 'an application 405 says which verbs the path takes');
+  token = getHeader(wrongVerb.frame, 'Token')!;
   const custom = await h.send('GET', '/custom?x=1', [['Token', token]]);
   t.equal(custom.frame.status, 418);
   t.equal(getHeader(custom.frame, 'X-Custom'), 'x=1', 'the query string reaches the handler');
   token = getHeader(custom.frame, 'Token')!;
   const prefix = await h.send('GET', '/files/a/b', [['Token', token]]);
   t.equal(prefix.frame.body?.toString(), '/files/a/b', 'prefix routes match below their path');
+});
+
+t.test("rotor's own paths with a wrong verb are 405 with Allow, before any token is looked at", async (t) => {
+  const h = await harness(app);
+  const cases: Array<[string, string, string]> = [
+    ['POST', '/rotor/ping', 'GET'],
+    ['GET', '/rotor/login', 'POST'],
+    ['GET', '/rotor/token', 'POST, PUT, DELETE'],
+    ['GET', '/rotor/resume', 'POST'],
+    ['DELETE', '/rotor/ack', 'POST'],
+    ['GET', '/rotor/logout', 'POST'],
+    ['POST', '/rotor/tasks/abc', 'GET'],
+  ];
+  for (const [verb, path, allow] of cases) {
+    const { frame, close } = await h.send(verb, path);
+    t.equal(frame.status, 405, `${verb} ${path}`);
+    t.equal(getHeader(frame, 'Error'), 'ROTOR_E_METHOD_NOT_ALLOWED', `${verb} ${path} code`);
+    t.equal(getHeader(frame, 'Allow'), allow, `${verb} ${path} Allow`);
+    t.equal(close, false, 'the connection lives');
+  }
+  for (const path of ['/rotor/nothing', '/rotor/tasks/', '/rotor/']) {
+    t.equal(getHeader((await h.send('GET', path)).frame, 'Error'), 'ROTOR_E_NOT_FOUND', `GET ${path}`);
+  }
 });
 
 t.test('errors before admission do not rotate and leave the token usable', async (t) => {
