@@ -316,7 +316,14 @@ export async function listenHttp(handler: FrameHandler, config: RotorConfig, log
     requireHostHeader: false,
     noDelay: true,
   };
-  const server = options.tls ? https.createServer({ ...serverOptions, key: options.tls.key, cert: options.tls.cert }) : http.createServer(serverOptions);
+  // A client that half-closes after its requests still gets every response: node:http's plain
+  // server socket is half-open already, HTTPS's needs asking; and node:http itself ends the socket
+  // (dropping the responses still being worked on) unless httpAllowHalfOpen, after which it ends
+  // it once the last response is out.
+  const server = options.tls
+    ? https.createServer({ ...serverOptions, key: options.tls.key, cert: options.tls.cert, allowHalfOpen: true })
+    : http.createServer(serverOptions);
+  (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true; // not in @types/node; node:http has had it since 0.x
   server.keepAliveTimeout = limits.idleTimeoutMs;
   server.headersTimeout = limits.headerTimeoutMs;
   server.requestTimeout = limits.frameTimeoutMs;

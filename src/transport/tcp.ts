@@ -42,9 +42,11 @@ export async function listenStream(handler: FrameHandler, config: RotorConfig, l
     connection.whenClosed(() => live.delete(connection));
   };
 
+  // Half-open: a peer's FIN ends only its side. StreamConnection then answers every frame already
+  // received, in order, and ends ours (node would otherwise end our side at once, dropping them).
   const server = options.tls
-    ? tls.createServer({ key: options.tls.key, cert: options.tls.cert }, accept)
-    : net.createServer(accept);
+    ? tls.createServer({ key: options.tls.key, cert: options.tls.cert, allowHalfOpen: true }, accept)
+    : net.createServer({ allowHalfOpen: true }, accept);
   server.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'));
 
   const sweep = setInterval(() => {

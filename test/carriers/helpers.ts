@@ -112,9 +112,10 @@ export function heldApp(): { app: RotorApp; release: () => void } {
   return { app, release: () => release() };
 }
 
-/** Log in over TCP and return the session's first token. */
-export async function loginToken(server: { tcpPort: number }): Promise<string> {
-  const client = new RotorClient({ connect: tcpConnect({ port: server.tcpPort }) });
+/** Log in over TCP (TLS when the server has a certificate) and return the session's first token. */
+export async function loginToken(server: { tcpPort: number; tls?: Certificate }): Promise<string> {
+  const tls = server.tls ? { ca: server.tls.cert, servername: 'localhost' } : undefined;
+  const client = new RotorClient({ connect: tcpConnect({ port: server.tcpPort, tls }) });
   await client.login(USER, PASSWORD);
   client.close();
   return client.token!;
@@ -142,7 +143,7 @@ export interface TestServer {
 }
 
 export async function startServer(
-  options: { tls?: boolean; config?: DeepPartial<RotorConfig>; app?: RotorApp; log?: Logger; tokenApi?: boolean | { dump?: boolean } } = {},
+  options: { tls?: boolean; config?: DeepPartial<RotorConfig>; app?: RotorApp; log?: Logger; tokenApi?: boolean | { dump?: boolean }; store?: MemoryStore } = {},
 ): Promise<TestServer> {
   const override: DeepPartial<RotorConfig> = {
     ...TEST_CONFIG,
@@ -154,7 +155,7 @@ export async function startServer(
     connection: { ...TEST_CONFIG.connection, ...options.config?.connection },
   };
   const config = resolveConfig(override);
-  const store = new MemoryStore();
+  const store = options.store ?? new MemoryStore();
   await store.putUser({ name: USER, passwordHash: await hashPassword(PASSWORD, config.auth, pooledRandom()), createdAt: 0 });
   const certificate = options.tls ? await throwawayCertificate() : undefined;
   const { log } = options.log ? { log: options.log } : captureLog();
