@@ -113,7 +113,7 @@ export class TaskRunner {
     }
     const now = this.now();
     try {
-      await this.store.finishTask(task.id, this.workerId, { ...outcome, expiresAt: now + this.resultTtlMs }, now);
+      await this.store.finishTask(task.id, { worker: this.workerId, attempt: task.attempt ?? 1 }, { ...outcome, expiresAt: now + this.resultTtlMs }, now);
     } catch (err) {
       this.log.error({ err, task: task.id }, 'storing a task outcome failed');
     }

@@ -4,7 +4,7 @@ import { MemoryStore } from './memory.ts';
 import { RedisStore } from './redis.ts';
 import type { Store } from './types.ts';
 
-export type { Store, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
+export type { Store, TaskClaim, TaskEnding, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
 export { MemoryStore } from './memory.ts';
 export { LmdbStore, type LmdbStoreOptions } from './lmdb.ts';
 export { RedisStore, type RedisStoreOptions } from './redis.ts';

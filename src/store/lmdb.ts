@@ -31,8 +31,8 @@
 import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { SessionState } from '../session/types.ts';
-import { claimedTask, finishedTask, storeCall, unavailable } from './records.ts';
-import type { Store, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
+import { claimedTask, finishedTask, hasEnded, holdsClaim, storeCall, unavailable } from './records.ts';
+import type { Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
 
 export interface LmdbStoreOptions {
   /** fsync each commit before it resolves (power-loss safe, slower). Default false. */
@@ -147,11 +147,12 @@ export class LmdbStore implements Store {
     );
   }
 
-  finishTask(id: string, worker: string, outcome: TaskOutcome, now: number): Promise<boolean> {
+  finishTask(id: string, claim: TaskClaim, outcome: TaskOutcome, now: number): Promise<boolean> {
     return this.run(() =>
+      // The claim check and the write in one transaction: a claim in between cannot slip through.
       this.root.transaction(() => {
         const task = this.tasks.get(id);
-        if (!task || task.status !== 'running' || task.worker !== worker) return false;
+        if (!holdsClaim(task, claim)) return false;
         this.leases.remove([task.leaseUntil!, id]);
         this.tasks.put(id, finishedTask(task, outcome, now));
         this.indexExpiry(TASK, id, null, outcome.expiresAt);
@@ -228,7 +229,7 @@ export class LmdbStore implements Store {
             const record = db.get(id);
             // The entry may be stale: the record was rotated to a later expiry, or is gone.
             if (!record || record.expiresAt === null || record.expiresAt > now) continue;
-            if (kind === TASK && (record as TaskRecord).status !== 'done' && (record as TaskRecord).status !== 'failed') continue;
+            if (kind === TASK && !hasEnded((record as TaskRecord).status)) continue;
             db.remove(id);
             purged++;
           }

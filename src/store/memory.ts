@@ -1,6 +1,7 @@
 import { RotorError } from '../errors.ts';
 import type { SessionState } from '../session/types.ts';
-import type { Store, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
+import { claimedTask, finishedTask, holdsClaim } from './records.ts';
+import type { Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
 
 /**
  * Everything in Maps: fast, and gone with the process. For tests, benchmarks and throwaway
@@ -47,7 +48,7 @@ export class MemoryStore implements Store {
       const task = this.tasks.get(id);
       this.queue.delete(id);
       if (!task) continue;
-      const running: TaskRecord = { ...task, status: 'running', worker, leaseUntil: now + leaseMs };
+      const running = claimedTask(task, worker, now + leaseMs);
       this.tasks.set(id, running);
       claimed.push(running);
     }
@@ -55,7 +56,7 @@ export class MemoryStore implements Store {
       for (const task of this.tasks.values()) {
         if (claimed.length >= max) break;
         if (task.status === 'running' && (task.leaseUntil ?? 0) < now) {
-          const running: TaskRecord = { ...task, worker, leaseUntil: now + leaseMs };
+          const running = claimedTask(task, worker, now + leaseMs);
           this.tasks.set(task.id, running);
           claimed.push(running);
         }
@@ -64,20 +65,11 @@ export class MemoryStore implements Store {
     return claimed;
   }
 
-  async finishTask(id: string, worker: string, outcome: TaskOutcome, now: number): Promise<boolean> {
+  async finishTask(id: string, claim: TaskClaim, outcome: TaskOutcome, now: number): Promise<boolean> {
     this.check();
     const task = this.tasks.get(id);
-    if (!task || task.status !== 'running' || task.worker !== worker) return false;
-    this.tasks.set(id, {
-      ...task,
-      status: outcome.status,
-      result: outcome.result,
-      contentType: outcome.contentType,
-      error: outcome.error,
-      finishedAt: now,
-      expiresAt: outcome.expiresAt,
-      leaseUntil: undefined,
-    });
+    if (!holdsClaim(task, claim)) return false;
+    this.tasks.set(id, finishedTask(task, outcome, now));
     return true;
   }
 

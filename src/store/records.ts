@@ -1,13 +1,23 @@
 /** What the durable stores share: how a task record changes when claimed and finished, and how failures are reported. */
 import { RotorError } from '../errors.ts';
-import type { TaskOutcome, TaskRecord } from './types.ts';
+import type { TaskClaim, TaskOutcome, TaskRecord, TaskStatus } from './types.ts';
 
-/** `task` claimed by `worker` until `leaseUntil`. */
+/** `task` claimed by `worker` until `leaseUntil`: the next attempt. */
 export function claimedTask(task: TaskRecord, worker: string, leaseUntil: number): TaskRecord {
-  return { ...task, status: 'running', worker, leaseUntil };
+  return { ...task, status: 'running', worker, leaseUntil, attempt: (task.attempt ?? 0) + 1 };
 }
 
-/** `task` finished with `outcome` at `now`: no lease any more, kept until `outcome.expiresAt`. */
+/** Whether `claim` is `task`'s current claim, the only one that may finish it. */
+export function holdsClaim(task: TaskRecord | undefined, claim: TaskClaim): task is TaskRecord {
+  return task?.status === 'running' && task.worker === claim.worker && task.attempt === claim.attempt;
+}
+
+/** A task that ended (done, failed, timed out): it is never claimed again and may be purged once expired. */
+export function hasEnded(status: TaskStatus): boolean {
+  return status === 'done' || status === 'failed' || status === 'timed_out';
+}
+
+/** `task` finished with `outcome` at `now`: no lease any more, kept (with the attempt that finished it) until `outcome.expiresAt`. */
 export function finishedTask(task: TaskRecord, outcome: TaskOutcome, now: number): TaskRecord {
   const { leaseUntil: _lease, result: _result, contentType: _type, error: _error, ...rest } = task;
   const finished: { -readonly [K in keyof TaskRecord]: TaskRecord[K] } = { ...rest, status: outcome.status, finishedAt: now, expiresAt: outcome.expiresAt };

@@ -8,8 +8,9 @@
  *                                and not yet in the task stream
  *   <p>:{tasks}:q          stream of released task ids, consumer group `rotor`
  *   <p>:{tasks}:t:<tid>    hash  d = the task as released (JSON), st status, w worker,
- *                                l leaseUntil, f finishedAt, x expiresAt, res result bytes,
- *                                ct contentType, err error, e its stream entry; PEXPIREAT once finished
+ *                                a attempt (claims so far), l leaseUntil, f finishedAt, x expiresAt,
+ *                                res result bytes, ct contentType, err error, e its stream entry;
+ *                                PEXPIREAT once finished
  *   <p>:{tasks}:leases     zset  running task id by leaseUntil
  *   <p>:{tasks}:pending    zset  "<rev>:<sid>" of commits whose outbox may not be relayed yet
  *   <p>:{users}:u          hash  name → user JSON (without lastTotpStep)
@@ -25,8 +26,11 @@
  *
  * Claims are one script on the tasks slot: XREADGROUP for new tasks, then tasks whose lease
  * (the `leases` zset, by the `now` the caller passes) ran out, moved to the new worker's
- * pending list with XCLAIM. A task stays in the stream's pending list until finishTask acks and
- * deletes it, so a node that dies mid-task only delays it.
+ * pending list with XCLAIM. Every claim bumps the task's attempt (HINCRBY), and finishTask's
+ * script stores an outcome only if worker and attempt are still the current claim's: a stale
+ * claim (its lease ran out, someone claimed again) cannot overwrite a newer one. A task stays in
+ * the stream's pending list until finishTask acks and deletes it, so a node that dies mid-task
+ * only delays it.
  *
  * Availability: no offline queue, no retries, a timeout on every command: while Redis is away
  * every call rejects with ROTOR_E_UNAVAILABLE at once (or after commandTimeoutMs if it hangs),
@@ -35,7 +39,7 @@
 import { Redis } from 'ioredis';
 import type { SessionState } from '../session/types.ts';
 import { storeCall, unavailable } from './records.ts';
-import type { Store, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
+import type { Store, TaskClaim, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
 
 export interface RedisStoreOptions {
   /** First part of every key (default `rotor`): several deployments can share one Redis. */
@@ -104,6 +108,7 @@ local claimed = {}
 local function take(tid)
   local key = prefix .. tid
   redis.call('HSET', key, 'st', 'running', 'w', worker, 'l', ARGV[5])
+  redis.call('HINCRBY', key, 'a', 1)
   redis.call('ZADD', KEYS[2], ARGV[5], tid)
   claimed[#claimed + 1] = redis.call('HGETALL', key)
 end
@@ -136,16 +141,17 @@ if #claimed < max then
 end
 return {claimed, redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[7], 'LIMIT', 0, ${RELAY_BATCH})}`;
 
-/** KEYS: stream, leases, task. ARGV: group, task id, worker, status, finishedAt, expiresAt, then field / value pairs. */
+/** KEYS: stream, leases, task. ARGV: group, task id, worker, attempt, status, finishedAt, expiresAt, then field / value pairs. */
 const FINISH = `
-if redis.call('HGET', KEYS[3], 'st') ~= 'running' or redis.call('HGET', KEYS[3], 'w') ~= ARGV[3] then return 0 end
+local current = redis.call('HMGET', KEYS[3], 'st', 'w', 'a')
+if current[1] ~= 'running' or current[2] ~= ARGV[3] or current[3] ~= ARGV[4] then return 0 end
 local entry = redis.call('HGET', KEYS[3], 'e')
 redis.call('HDEL', KEYS[3], 'l', 'res', 'ct', 'err')
-redis.call('HSET', KEYS[3], 'st', ARGV[4], 'f', ARGV[5], 'x', ARGV[6])
-for i = 7, #ARGV, 2 do
+redis.call('HSET', KEYS[3], 'st', ARGV[5], 'f', ARGV[6], 'x', ARGV[7])
+for i = 8, #ARGV, 2 do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
 end
-redis.call('PEXPIREAT', KEYS[3], ARGV[6])
+redis.call('PEXPIREAT', KEYS[3], ARGV[7])
 redis.call('ZREM', KEYS[2], ARGV[2])
 if entry then
   redis.pcall('XACK', KEYS[1], ARGV[1], entry)
@@ -269,14 +275,14 @@ export class RedisStore implements Store {
     });
   }
 
-  finishTask(id: string, worker: string, outcome: TaskOutcome, now: number): Promise<boolean> {
+  finishTask(id: string, claim: TaskClaim, outcome: TaskOutcome, now: number): Promise<boolean> {
     return this.call(async () => {
       const extra: Arg[] = [];
       if (outcome.result !== undefined) extra.push('res', outcome.result);
       if (outcome.contentType !== undefined) extra.push('ct', outcome.contentType);
       if (outcome.error !== undefined) extra.push('err', outcome.error);
       const { stream, leases } = this.keys;
-      const args = [stream, leases, this.keys.task(id), GROUP, id, worker, outcome.status, now, Math.ceil(outcome.expiresAt), ...extra];
+      const args = [stream, leases, this.keys.task(id), GROUP, id, claim.worker, String(claim.attempt), outcome.status, now, Math.ceil(outcome.expiresAt), ...extra];
       return (await this.redis.rotorFinish(...args)) === 1;
     });
   }
@@ -419,6 +425,7 @@ function decodeTask(fields: Record<string, Buffer>): TaskRecord | undefined {
   const task: { -readonly [K in keyof TaskRecord]: TaskRecord[K] } = JSON.parse(fields.d.toString());
   task.status = fields.st.toString() as TaskStatus;
   if (fields.w) task.worker = fields.w.toString();
+  if (fields.a) task.attempt = Number(fields.a);
   if (fields.l) task.leaseUntil = Number(fields.l);
   if (fields.f) task.finishedAt = Number(fields.f);
   if (fields.x) task.expiresAt = Number(fields.x);

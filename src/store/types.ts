@@ -1,8 +1,13 @@
 import type { SessionState, TaskSpec } from '../session/types.ts';
 
-export type TaskStatus = 'released' | 'running' | 'done' | 'failed';
+/** How a task ended: its handler resolved, rejected, or was told to stop at the timeout (its effect may or may not have happened). */
+export type TaskEnding = 'done' | 'failed' | 'timed_out';
+export type TaskStatus = 'released' | 'running' | TaskEnding;
 
-/** A released task: it belongs to a session, runs once on some node, keeps its result a while. */
+/**
+ * A released task: it belongs to a session, is claimed by some node, runs at most once per
+ * claim, keeps its outcome a while. A claim whose node dies leaves the task to a later claim.
+ */
 export interface TaskRecord extends TaskSpec {
   readonly sessionId: string;
   readonly user: string;
@@ -11,18 +16,30 @@ export interface TaskRecord extends TaskSpec {
   /** While running: the node that claimed it and until when its claim holds. */
   readonly worker?: string;
   readonly leaseUntil?: number;
+  /**
+   * Claims so far: 1 on the first, one more on every claim (a lease that ran out). The current
+   * claim's number is its fencing token: only it can finish the task. Kept once finished (the
+   * claim that finished it); absent while never claimed.
+   */
+  readonly attempt?: number;
   readonly finishedAt?: number;
   /** The handler's result bytes (done) and their content type. */
   readonly result?: Buffer;
   readonly contentType?: string;
-  /** The failure message (failed). */
+  /** The failure message (failed), or what a timeout means (timed_out). */
   readonly error?: string;
   /** When the store may forget the task (set when it finishes). */
   readonly expiresAt: number | null;
 }
 
+/** Who may finish a running task: the worker that claimed it, by the attempt number of that claim. */
+export interface TaskClaim {
+  readonly worker: string;
+  readonly attempt: number;
+}
+
 export interface TaskOutcome {
-  status: 'done' | 'failed';
+  status: TaskEnding;
   result?: Buffer;
   contentType?: string;
   error?: string;
@@ -61,11 +78,16 @@ export interface Store {
 
   /**
    * Claim up to `max` runnable tasks for `worker`: released ones, and running ones whose lease
-   * ran out (their node died). Each is marked running with a lease until `now + leaseMs`.
+   * ran out (their node died). Each is marked running with a lease until `now + leaseMs` and
+   * its `attempt` one more than before (1 on the first claim), in one atomic step.
    */
   claimTasks(worker: string, max: number, now: number, leaseMs: number): Promise<TaskRecord[]>;
-  /** Record a claimed task's outcome. Returns false if the task is unknown or not running. */
-  finishTask(id: string, worker: string, outcome: TaskOutcome, now: number): Promise<boolean>;
+  /**
+   * Record a claimed task's outcome, atomically with the check that `claim` is its current
+   * claim (same worker, same attempt). Returns false, changing nothing, if the task is unknown,
+   * not running, or claimed again since (a stale claim never overwrites a newer one).
+   */
+  finishTask(id: string, claim: TaskClaim, outcome: TaskOutcome, now: number): Promise<boolean>;
   loadTask(id: string): Promise<TaskRecord | undefined>;
 
   putUser(user: UserRecord): Promise<void>;

@@ -5,7 +5,7 @@ import { openStore } from '../../src/store/index.ts';
 import { RELAY_GRACE_MS, RedisStore, type RedisStoreOptions } from '../../src/store/redis.ts';
 import type { Store } from '../../src/store/types.ts';
 import { startRedis } from '../helpers/redis.ts';
-import { drainConcurrently, rejectsUnavailable, rotated, session, sleep, storeSuite, task, uid, type TapTest } from './suite.ts';
+import { claim, drainConcurrently, rejectsUnavailable, rotated, session, sleep, storeSuite, task, uid, type TapTest } from './suite.ts';
 
 // Fails the file, loudly, when redis-server cannot be started: CI must have it.
 const server = await startRedis();
@@ -48,7 +48,7 @@ async function everyCallUnavailable(t: TapTest, store: Store, boundMs: number): 
     ['commitSession', () => store.commitSession(rotated(s), 0, [])],
     ['commitSession with tasks', () => store.commitSession(rotated(s), 0, [task(s.id)])],
     ['claimTasks', () => store.claimTasks('w', 5, Date.now(), 1000)],
-    ['finishTask', () => store.finishTask('t', 'w', { status: 'done', expiresAt: Date.now() }, Date.now())],
+    ['finishTask', () => store.finishTask('t', claim('w'), { status: 'done', expiresAt: Date.now() }, Date.now())],
     ['loadTask', () => store.loadTask('t')],
     ['putUser', () => store.putUser({ name: 'u', passwordHash: 'x', createdAt: 0 })],
     ['loadUser', () => store.loadUser('u')],
@@ -105,7 +105,7 @@ t.test('redis: Redis going away fails every call fast, and the same store recove
   t.equal(await store.commitSession(rotated({ ...s, acked: true }), 0, [released]), true, 'commits work (scripts are loaded again)');
   const claimed = await store.claimTasks('w', 5, Date.now(), 60_000);
   t.strictSame(claimed.map((c) => c.id), [released.id], 'claims work (the consumer group is created again)');
-  t.equal(await store.finishTask(released.id, 'w', { status: 'done', expiresAt: Date.now() + 60_000 }, Date.now()), true);
+  t.equal(await store.finishTask(released.id, claim('w'), { status: 'done', expiresAt: Date.now() + 60_000 }, Date.now()), true);
 });
 
 t.test('redis: a frozen Redis times calls out instead of hanging them, and answers line up after', async (t) => {
@@ -201,7 +201,7 @@ t.test('redis: key layout and expiry', async (t) => {
   t.equal(await raw.pttl(taskKey), -1, 'a released task does not expire');
   await store.claimTasks('w', 1, now, 60_000);
   t.equal(await raw.zscore(`${prefix}:{tasks}:leases`, r.id), String(now + 60_000), 'its lease is kept in the leases zset');
-  await store.finishTask(r.id, 'w', { status: 'done', expiresAt: now + 30_000 }, now);
+  await store.finishTask(r.id, claim('w'), { status: 'done', expiresAt: now + 30_000 }, now);
   t.ok(Math.abs((await raw.pttl(taskKey)) - 30_000) < 5_000, 'a finished task expires with its result');
   t.equal(await raw.xlen(`${prefix}:{tasks}:q`), 0, 'and leaves the stream');
   t.equal(await raw.zcard(`${prefix}:{tasks}:leases`), 0, 'and the leases');
@@ -219,7 +219,7 @@ t.test('redis: purgeExpired drops stream consumers of nodes long gone, not busy 
   await store.commitSession({ ...s, acked: true }, 0, [done]);
   const now = Date.now();
   await store.claimTasks('gone', 1, now, 60_000);
-  await store.finishTask(done.id, 'gone', { status: 'done', expiresAt: now + 60_000 }, now);
+  await store.finishTask(done.id, claim('gone'), { status: 'done', expiresAt: now + 60_000 }, now);
   await store.commitSession({ ...s, acked: true, gen: 2 }, 1, [busy]);
   await store.claimTasks('busy', 1, now, 60_000);
   const consumers = async () => ((await raw.xinfo('CONSUMERS', `${prefix}:{tasks}:q`, 'rotor')) as string[][]).map((c) => c[1]).sort();
@@ -229,5 +229,5 @@ t.test('redis: purgeExpired drops stream consumers of nodes long gone, not busy 
   await sleep(150);
   t.equal(await store.purgeExpired(Date.now()), 0, 'consumers are not counted as purged records');
   t.strictSame(await consumers(), ['busy'], 'the idle one holding nothing is dropped, the one holding a task kept');
-  t.equal(await store.finishTask(busy.id, 'busy', { status: 'done', expiresAt: now + 60_000 }, now), true, 'and can still finish it');
+  t.equal(await store.finishTask(busy.id, claim('busy'), { status: 'done', expiresAt: now + 60_000 }, now), true, 'and can still finish it');
 });

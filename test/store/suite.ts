@@ -7,7 +7,7 @@ import type tap from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { isRotorError } from '../../src/errors.ts';
 import type { SessionState, TaskSpec } from '../../src/session/types.ts';
-import type { Store, TaskRecord, UserRecord } from '../../src/store/types.ts';
+import type { Store, TaskClaim, TaskRecord, UserRecord } from '../../src/store/types.ts';
 
 export type TapTest = Parameters<Parameters<typeof tap.test>[0]>[0];
 
@@ -61,6 +61,9 @@ export function rotated(state: SessionState, reply: Buffer = Buffer.from(`reply 
     expiresAt: Date.now() + HOUR,
   };
 }
+
+/** The claim `worker` holds by its `attempt`-th claim of a task: what finishTask must present. */
+export const claim = (worker: string, attempt = 1): TaskClaim => ({ worker, attempt });
 
 export function task(sessionId: string, over: Partial<TaskRecord> = {}): TaskRecord {
   return {
@@ -161,6 +164,15 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
     return store;
   };
   if (factory.cleanup) t.teardown(factory.cleanup);
+  /** A fresh store holding one released task, of an acked session. */
+  const oneReleased = async (tt: TapTest): Promise<{ store: Store; r: TaskRecord }> => {
+    const store = await fresh(tt);
+    const s = session();
+    await store.createSession(s);
+    const r = task(s.id);
+    await store.commitSession({ ...s, acked: true }, 0, [r]);
+    return { store, r };
+  };
 
   t.test(`${name}: createSession and loadSession`, async (t) => {
     const store = await fresh(t);
@@ -216,7 +228,7 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
     same(t, claimed.map((c) => c.id).sort(), released.map((r) => r.id).sort(), 'both claimable');
     for (const c of claimed) {
       const original = released.find((r) => r.id === c.id)!;
-      same(t, plain(c), plain({ ...original, status: 'running', worker: 'w1', leaseUntil: now + 5_000 }));
+      same(t, plain(c), plain({ ...original, status: 'running', worker: 'w1', leaseUntil: now + 5_000, attempt: 1 }), 'claimed: running, its lease, attempt 1');
     }
   });
 
@@ -310,25 +322,64 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
   });
 
   t.test(`${name}: a running task whose lease ran out is claimable again`, async (t) => {
-    const store = await fresh(t);
-    const s = session();
-    await store.createSession(s);
-    const r = task(s.id);
-    await store.commitSession({ ...s, acked: true }, 0, [r]);
+    const { store, r } = await oneReleased(t);
     const t0 = Date.now();
     const [first] = await store.claimTasks('dead-node', 5, t0, 1_000);
     t.equal(first?.id, r.id);
+    t.equal(first?.attempt, 1, 'the first claim is attempt 1');
     same(t, await store.claimTasks('other', 5, t0 + 999, 1_000), [], 'not while the lease holds');
     const [again] = await store.claimTasks('other', 5, t0 + 1_001, 1_000);
     t.equal(again?.id, r.id, 'claimable once the lease ran out');
     t.equal(again?.status, 'running');
     t.equal(again?.worker, 'other');
     t.equal(again?.leaseUntil, t0 + 2_001, 'with a new lease');
+    t.equal(again?.attempt, 2, 'and the next attempt number');
+    t.equal((await store.loadTask(r.id))?.attempt, 2, 'stored with the claim');
     same(t, await store.claimTasks('third', 5, t0 + 1_500, 1_000), [], 'the new lease holds');
     const outcome = { status: 'done' as const, result: Buffer.from('ok'), expiresAt: t0 + HOUR };
-    t.equal(await store.finishTask(r.id, 'dead-node', outcome, t0 + 1_600), false, 'the old claimer cannot finish it');
-    t.equal(await store.finishTask(r.id, 'other', outcome, t0 + 1_600), true, 'the new one can');
+    t.equal(await store.finishTask(r.id, claim('dead-node', 1), outcome, t0 + 1_600), false, 'the old claimer cannot finish it');
+    t.equal(await store.finishTask(r.id, claim('other', 1), outcome, t0 + 1_600), false, 'nor the new worker with the old attempt');
+    t.equal(await store.finishTask(r.id, claim('other', 2), outcome, t0 + 1_600), true, 'the new claim can');
+    t.equal((await store.loadTask(r.id))?.attempt, 2, 'a finished task keeps the attempt that finished it');
     same(t, await store.claimTasks('fourth', 5, t0 + 10 * HOUR, 1_000), [], 'a finished task is never claimed');
+  });
+
+  t.test(`${name}: a stale claim cannot finish a task claimed again, even by the same worker`, async (t) => {
+    const { store, r } = await oneReleased(t);
+    const t0 = Date.now();
+    // One node claims, stalls past its lease, and claims the task again itself.
+    t.equal((await store.claimTasks('node', 5, t0, 1_000))[0]?.attempt, 1);
+    const [again] = await store.claimTasks('node', 5, t0 + 1_001, 1_000);
+    t.equal(again?.attempt, 2, 'the same worker, a new attempt');
+    const stale = { status: 'done' as const, result: Buffer.from('stale'), expiresAt: t0 + HOUR };
+    const current = { status: 'done' as const, result: Buffer.from('fresh'), expiresAt: t0 + HOUR };
+    t.equal(await store.finishTask(r.id, claim('node', 1), stale, t0 + 1_100), false, 'the first attempt is refused');
+    same(t, plain(await store.loadTask(r.id)), plain(again), 'and changed nothing');
+    t.equal(await store.finishTask(r.id, claim('node', 3), stale, t0 + 1_100), false, 'an attempt not made yet is refused');
+    // The stale and the current claim finish at the same moment: only the current one lands.
+    const raced = await Promise.all([
+      store.finishTask(r.id, claim('node', 1), stale, t0 + 1_200),
+      store.finishTask(r.id, claim('node', 2), current, t0 + 1_200),
+      store.finishTask(r.id, claim('node', 1), stale, t0 + 1_200),
+    ]);
+    same(t, raced, [false, true, false], 'only the current claim finishes it');
+    t.equal(await store.finishTask(r.id, claim('node', 1), stale, t0 + 1_300), false, 'nor afterwards');
+    const done = await store.loadTask(r.id);
+    t.match(done, { status: 'done', attempt: 2, finishedAt: t0 + 1_200 });
+    t.equal(done?.result?.toString(), 'fresh', "the current claim's outcome stands");
+  });
+
+  t.test(`${name}: a timed-out outcome is stored, kept and never claimed again`, async (t) => {
+    const { store, r } = await oneReleased(t);
+    const now = Date.now();
+    await store.claimTasks('w', 5, now, 1_000);
+    const outcome = { status: 'timed_out' as const, error: 'told to stop after 60000 ms', expiresAt: now + HOUR };
+    t.equal(await store.finishTask(r.id, claim('w'), outcome, now + 10), true);
+    const loaded = await store.loadTask(r.id);
+    t.match(loaded, { status: 'timed_out', error: 'told to stop after 60000 ms', finishedAt: now + 10, attempt: 1, expiresAt: now + HOUR });
+    t.equal(loaded?.leaseUntil, undefined, 'it holds no lease');
+    same(t, await store.claimTasks('w2', 5, now + 10 * HOUR, 1_000), [], 'it is never claimed again');
+    t.equal(await store.finishTask(r.id, claim('w'), { status: 'done', expiresAt: now + HOUR }, now + 20), false, 'nor finished again');
   });
 
   t.test(`${name}: finishTask and loadTask`, async (t) => {
@@ -340,27 +391,27 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
     const now = Date.now();
     const result = awkwardBytes(1000);
     const done = { status: 'done' as const, result, contentType: 'application/octet-stream', expiresAt: now + HOUR };
-    t.equal(await store.finishTask(a.id, 'w', done, now), false, 'a released (unclaimed) task cannot be finished');
-    t.equal(await store.finishTask(uid('t'), 'w', done, now), false, 'an unknown task cannot be finished');
+    t.equal(await store.finishTask(a.id, claim('w'), done, now), false, 'a released (unclaimed) task cannot be finished');
+    t.equal(await store.finishTask(uid('t'), claim('w'), done, now), false, 'an unknown task cannot be finished');
     await store.claimTasks('w', 10, now, 60_000);
-    t.equal(await store.finishTask(a.id, 'intruder', done, now + 1), false, 'wrong worker');
+    t.equal(await store.finishTask(a.id, claim('intruder'), done, now + 1), false, 'wrong worker');
     t.equal((await store.loadTask(a.id))?.status, 'running', 'wrong worker changed nothing');
-    t.equal(await store.finishTask(a.id, 'w', done, now + 1), true, 'its claimer finishes it');
+    t.equal(await store.finishTask(a.id, claim('w'), done, now + 1), true, 'its claimer finishes it');
     const loaded = await store.loadTask(a.id);
     t.match(loaded, { id: a.id, sessionId: s.id, user: 'alice', name: 'mail', status: 'done', finishedAt: now + 1, contentType: 'application/octet-stream', expiresAt: now + HOUR });
     same(t, loaded?.payload, a.payload);
     t.ok(Buffer.isBuffer(loaded?.result) && loaded.result.equals(result), 'result bytes round-trip');
     t.equal(loaded?.leaseUntil, undefined, 'a finished task holds no lease');
-    t.equal(await store.finishTask(a.id, 'w', done, now + 2), false, 'a finished task cannot be finished again');
+    t.equal(await store.finishTask(a.id, claim('w'), done, now + 2), false, 'a finished task cannot be finished again');
     t.equal((await store.loadTask(a.id))?.finishedAt, now + 1, 'and stays as it was');
 
-    t.equal(await store.finishTask(b.id, 'w', { status: 'failed', error: 'boom: ünïcode', expiresAt: now + HOUR }, now + 3), true);
+    t.equal(await store.finishTask(b.id, claim('w'), { status: 'failed', error: 'boom: ünïcode', expiresAt: now + HOUR }, now + 3), true);
     t.match(await store.loadTask(b.id), { status: 'failed', error: 'boom: ünïcode', finishedAt: now + 3 });
     t.equal((await store.loadTask(b.id))?.result, undefined, 'a failed task has no result');
 
     await store.commitSession({ ...s, acked: true, gen: 2 }, 1, [c]);
     await store.claimTasks('w', 10, now, 60_000);
-    t.equal(await store.finishTask(c.id, 'w', { status: 'done', result: Buffer.alloc(0), expiresAt: now + HOUR }, now), true);
+    t.equal(await store.finishTask(c.id, claim('w'), { status: 'done', result: Buffer.alloc(0), expiresAt: now + HOUR }, now), true);
     const empty = await store.loadTask(c.id);
     t.ok(Buffer.isBuffer(empty?.result) && empty.result.length === 0, 'an empty result stays an empty Buffer');
     t.equal(await store.loadTask(uid('t')), undefined, 'an unknown task loads as undefined');
@@ -412,22 +463,24 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
     const live = session();
     const forever = session({ expiresAt: null });
     for (const s of [expired, live, forever]) await store.createSession(s);
-    const [finishedOld, finishedNew, running, released] = [task(live.id), task(live.id), task(live.id), task(live.id)];
-    await store.commitSession({ ...live, acked: true }, 0, [finishedOld, finishedNew, running]);
+    const [finishedOld, timedOutOld, finishedNew, running, released] = [task(live.id), task(live.id), task(live.id), task(live.id), task(live.id)];
+    await store.commitSession({ ...live, acked: true }, 0, [finishedOld, timedOutOld, finishedNew, running]);
     const now = Date.now();
-    t.equal((await store.claimTasks('w', 3, now, 1_000)).length, 3);
-    await store.finishTask(finishedOld.id, 'w', { status: 'done', result: Buffer.from('x'), expiresAt: soon }, now);
-    await store.finishTask(finishedNew.id, 'w', { status: 'failed', error: 'e', expiresAt: now + HOUR }, now);
+    t.equal((await store.claimTasks('w', 4, now, 1_000)).length, 4);
+    await store.finishTask(finishedOld.id, claim('w'), { status: 'done', result: Buffer.from('x'), expiresAt: soon }, now);
+    await store.finishTask(timedOutOld.id, claim('w'), { status: 'timed_out', error: 'told to stop', expiresAt: soon }, now);
+    await store.finishTask(finishedNew.id, claim('w'), { status: 'failed', error: 'e', expiresAt: now + HOUR }, now);
     await store.commitSession({ ...live, acked: true, gen: 2 }, 1, [released]);
 
     t.equal(await store.purgeExpired(Date.now()), 0, 'nothing has expired yet');
     t.ok(await store.loadSession(expired.id), 'not before its time');
     await sleep(soon - Date.now() + 30);
     const purged = await store.purgeExpired(Date.now());
-    if (factory.expiresByItself) t.ok(purged >= 0 && purged <= 2, 'counts at most what expired');
-    else t.equal(purged, 2, 'one session and one task');
+    if (factory.expiresByItself) t.ok(purged >= 0 && purged <= 3, 'counts at most what expired');
+    else t.equal(purged, 3, 'one session and two tasks');
     t.equal(await store.loadSession(expired.id), undefined, 'the expired session is gone');
     t.equal(await store.loadTask(finishedOld.id), undefined, 'the expired result is gone');
+    t.equal(await store.loadTask(timedOutOld.id), undefined, 'and the expired timed-out outcome');
     t.ok(await store.loadSession(live.id), 'a live session stays');
     t.ok(await store.loadSession(forever.id), 'a never-expiring session stays');
     t.equal((await store.loadTask(finishedNew.id))?.status, 'failed', 'a result still within its time stays');
@@ -495,8 +548,8 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
       await store.commitSession({ ...busy, acked: true }, 0, [done, failed, running]);
       await store.claimTasks('node-1', 3, now, 60_000);
       const doneResult = awkwardBytes(500);
-      await store.finishTask(done.id, 'node-1', { status: 'done', result: doneResult, contentType: 'text/x', expiresAt: now + HOUR }, now);
-      await store.finishTask(failed.id, 'node-1', { status: 'failed', error: 'nope', expiresAt: now + HOUR }, now);
+      await store.finishTask(done.id, claim('node-1'), { status: 'done', result: doneResult, contentType: 'text/x', expiresAt: now + HOUR }, now);
+      await store.finishTask(failed.id, claim('node-1'), { status: 'failed', error: 'nope', expiresAt: now + HOUR }, now);
       const busyLast = { ...rotated({ ...busy, acked: true, gen: 5 }), expiresAt: null };
       await store.commitSession(busyLast, 1, [released]);
       const revoked = session();
@@ -541,7 +594,8 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
       same(t, claimed.map((c) => c.id), [released.id], 'the released task is still queued, the running one still leased');
       const reclaimed = await again.claimTasks('node-2', 10, now + 61_000, 60_000);
       same(t, reclaimed.map((c) => c.id), [running.id], "the dead node's task is claimable after its lease");
-      t.equal(await again.finishTask(running.id, 'node-2', { status: 'done', expiresAt: now + HOUR }, now + 61_001), true);
+      t.equal(reclaimed[0]?.attempt, 2, 'as attempt 2: the claim made before the restart counts');
+      t.equal(await again.finishTask(running.id, claim('node-2', 2), { status: 'done', expiresAt: now + HOUR }, now + 61_001), true);
       t.equal(await again.commitSession(rotated({ ...pendingNext, acked: true }), 1, []), true, 'commits continue from the stored rev');
     });
   }
