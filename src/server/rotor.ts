@@ -249,7 +249,7 @@ export class Rotor {
       const state = await this.store.loadSession(sessionId);
       if (!state) return errorReply('ROTOR_E_SESSION_UNKNOWN');
       const now = this.now();
-      const admission = admit(state, presented, now, now + retentionMs);
+      const admission = admit(state, presented, now, now + retentionMs, op.kind === 'end');
       if (admission.verdict === 'replay') {
         // The key that signed the next token was retired since: that token is dead anyway.
         const bytes = replyFromRest(this.keys, admission.reply);

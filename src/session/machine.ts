@@ -6,7 +6,8 @@
  *  - newest token, not yet acked → ack: the previous token dies, held tasks are released;
  *    then the request proceeds;
  *  - newest token, acked → proceed;
- *  - the token before it, while the newest is not acked → replay the stored reply;
+ *  - the token before it, while the newest is not acked → replay the stored reply (a logout or
+ *    delete instead ends the session, cancelling the held tasks);
  *  - any older token → reuse: the whole session is revoked, held tasks are cancelled;
  *  - a revoked session refuses everything.
  */
@@ -43,8 +44,14 @@ export function isExpired(state: SessionState, now: number): boolean {
   return state.expiresAt !== null && now >= state.expiresAt;
 }
 
-/** Decide what a request carrying `token` may do to `state`. */
-export function admit(state: SessionState, token: PresentedToken, now: number, revokedUntil: number): Admission {
+/**
+ * Decide what a request carrying `token` may do to `state`. `ending`: the request ends the
+ * session (logout, delete). With the token before the newest, an ending request proceeds on the
+ * state as it is instead of being answered with the replay: the client lost the last reply and
+ * wants out, and replaying a reply about something else would leave the session live. Its held
+ * work was never acknowledged, so ending it cancels that work; nothing is released.
+ */
+export function admit(state: SessionState, token: PresentedToken, now: number, revokedUntil: number, ending = false): Admission {
   if (state.revoked) return { verdict: 'reject', code: 'ROTOR_E_SESSION_REVOKED', effects: [] };
   if (token.gen === state.gen) {
     if (token.hash !== state.tokenHash) return { verdict: 'reject', code: 'ROTOR_E_TOKEN_INVALID', effects: [] };
@@ -55,6 +62,7 @@ export function admit(state: SessionState, token: PresentedToken, now: number, r
   }
   if (token.gen === state.gen - 1 && state.prev !== null && !state.acked) {
     if (token.hash !== state.prev.hash) return { verdict: 'reject', code: 'ROTOR_E_TOKEN_INVALID', effects: [] };
+    if (ending) return { verdict: 'proceed', state, effects: [] };
     return { verdict: 'replay', reply: state.prev.reply };
   }
   if (token.gen < state.gen) {

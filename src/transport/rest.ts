@@ -171,13 +171,9 @@ export class TokenApi {
     const value = json.value;
     if (!isObject(value) || typeof value.token !== 'string') return shapeError('want {"token": "…"}');
     if (!TOKEN_TEXT.test(value.token)) return { status: 202, headers: [['Error', 'ROTOR_E_TOKEN_INVALID']] };
-    let reply = await this.send('DELETE', '/rotor/token', [['Token', value.token]]);
-    const successor = getHeader(reply, 'Token');
-    if (successor) {
-      // The token was the previous one and its successor is not used yet, so rotor replayed
-      // the last exchange instead of deleting. Its holder may have that reply; delete with it.
-      reply = await this.send('DELETE', '/rotor/token', [['Token', successor]]);
-    }
+    // With the token before the newest (its successor's reply was lost), rotor ends the session
+    // itself and cancels the work that reply held: nothing the client never acknowledged runs.
+    const reply = await this.send('DELETE', '/rotor/token', [['Token', value.token]]);
     const code = getHeader(reply, 'Error');
     if (reply.status === 202) return { status: 202, headers: [] };
     // Like the original, deleting a token that is already unusable succeeds: it is gone either way.

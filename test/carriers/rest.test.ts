@@ -78,6 +78,21 @@ t.test('delete', async (t) => {
   t.same(JSON.parse((await call('PUT', '/token', { token: t3 })).text), { Err: 'InvalidToken' }, '…deletes the session, successor and all');
 });
 
+t.test('DELETE with the previous token ends the session and never runs the work its lost reply held', async (t) => {
+  const t1 = await create({ shop: 1 });
+  // POST /reverse defers work; its 202 (with t2) is lost, so the client still holds t1.
+  const work = await fetch(`${base}/reverse`, { method: 'POST', headers: { Token: t1 }, body: 'stressed' });
+  t.equal(work.status, 202, 'the work is held until the ack');
+  const taskId = work.headers.get('task')!;
+  const t2 = work.headers.get('token')!;
+  await work.arrayBuffer();
+  t.equal((await call('DELETE', '/token', { token: t1 })).status, 202, 'DELETE with t1: 202');
+  await server.server.rotor.tasks.idle();
+  t.equal(await server.store.loadTask(taskId), undefined, 'the held task was never released');
+  const after = await call('PUT', '/token', { token: t2 });
+  t.same([JSON.parse(after.text), after.error], [{ Err: 'InvalidToken' }, 'ROTOR_E_SESSION_REVOKED'], 'the successor is dead too');
+});
+
 t.test('the original JSON extractor’s refusals: 415, 400, 422; and 405', async (t) => {
   const cases: Array<[string, Promise<Awaited<ReturnType<typeof call>>>, number]> = [
     ['no content type', call('POST', '/token', '{"meta":{}}', 'text/plain'), 415],

@@ -99,6 +99,18 @@ t.test('previous token before the ack: replay the stored reply, change nothing',
   t.strictSame(s2.held, [task('T')], 'held work stays held');
 });
 
+t.test('previous token before the ack, ending the session: proceeds unacked, and the end cancels the held work', async (t) => {
+  const s2 = use(fresh(), 1, [task('T')]).state;
+  const admission = admit(s2, { gen: 1, hash: 'h1' }, NOW, REVOKED_UNTIL, true);
+  t.equal(admission.verdict, 'proceed');
+  if (admission.verdict !== 'proceed') return;
+  t.equal(admission.state, s2, 'nothing acknowledged');
+  t.strictSame(releasedTasks(admission.effects), [], 'nothing released');
+  const ended = revoke(admission.state, 'logout', NOW, REVOKED_UNTIL);
+  t.strictSame(ended.effects[0], { type: 'cancel', tasks: [task('T')] }, 'the held work is cancelled');
+  t.equal(admit(s2, { gen: 1, hash: 'h9' }, NOW, REVOKED_UNTIL, true).verdict, 'reject', 'a wrong hash is still refused');
+});
+
 t.test('previous token after the ack: reuse', async (t) => {
   const s3 = use(use(fresh(), 1).state, 2).state; // tokens 1 and 2 used: the newest is 3
   const acked = admit(s3, { gen: 3, hash: 'h3' }, NOW, REVOKED_UNTIL);

@@ -100,12 +100,13 @@ interface Model {
 type Verdict = { kind: 'proceed' } | { kind: 'replay' } | { kind: 'error'; code: ErrorCode };
 
 /** What presenting generation `gen` of `s` at `now` must do: the whole rule table. */
-function classify(s: ModelSession, gen: number, now: number): Verdict {
+function classify(s: ModelSession, gen: number, now: number, ending = false): Verdict {
   const newest = s.tokens.length;
   if (now >= s.tokens[gen - 1].expiresAt) return { kind: 'error', code: 'ROTOR_E_TOKEN_EXPIRED' };
   if (s.revoked) return { kind: 'error', code: 'ROTOR_E_SESSION_REVOKED' };
   if (gen === newest) return { kind: 'proceed' };
-  if (gen === newest - 1 && !s.acked) return { kind: 'replay' };
+  // An end with the previous token ends the session (cancelling the held work) rather than replaying.
+  if (gen === newest - 1 && !s.acked) return ending ? { kind: 'proceed' } : { kind: 'replay' };
   return { kind: 'error', code: 'ROTOR_E_TOKEN_REUSED' };
 }
 
@@ -315,7 +316,8 @@ function expectReply(bytes: Buffer, status: number, headers: Header[], body?: st
 function settleExchange(m: Model, w: World, st: Step, bytes: Buffer): void {
   const { s } = st;
   const now = m.now;
-  const verdict = classify(s, st.gen, now);
+  const ending = st.action === 'logout' || st.action === 'delete';
+  const verdict = classify(s, st.gen, now, ending);
   const where = `${s.label} gen ${st.gen}/${s.tokens.length} ${st.action}`;
   if (st.forgery) {
     // Refused before anything else: no lookup, no revocation, nothing processed.
@@ -334,6 +336,12 @@ function settleExchange(m: Model, w: World, st: Step, bytes: Buffer): void {
     assert.ok(bytes.equals(s.prevReply), `${where}: a replay must be the first reply, byte for byte`);
     if (!st.lose) learn(s);
     return;
+  }
+  if (ending && st.gen === s.tokens.length - 1) {
+    // The client lost the last reply and ends the session: what that reply held never runs.
+    seen('end with the previous token');
+    expectReply(bytes, st.action === 'logout' ? 200 : 202, []);
+    return revokeModel(s, st.action === 'logout' ? 'logout' : 'deleted');
   }
   // Proceed: the token first acknowledges its predecessor.
   if (!s.acked) {
@@ -745,6 +753,7 @@ t.test('the driver follows the rotation model over generated histories', async (
       'ROTOR_E_TOKEN_INVALID',
       'proceed ack',
       'proceed logout',
+      'end with the previous token',
       'proceed delete',
       'proceed work',
       'task pending',
