@@ -5,11 +5,11 @@ import { errorReply, getHeader, serializeFrame, type Header, type RequestFrame, 
 
 export { errorReply, type Reply };
 import { admit, createSession, releasedTasks, revoke, rotate } from '../session/machine.ts';
-import { claimsExpireAt, hashToken, KeyRing, mintToken, verifyToken } from '../session/token.ts';
+import { claimsExpireAt, deriveId, hashToken, KeyRing, mintToken, verifyToken } from '../session/token.ts';
 import { pooledRandom, type RandomSource } from '../session/random.ts';
 import { replyAtRest, replyFromRest } from '../session/replay.ts';
 import type { RevokeReason, SessionState, TaskSpec } from '../session/types.ts';
-import type { Store, TaskRecord } from '../store/types.ts';
+import type { Store, TaskRecord, UserRecord } from '../store/types.ts';
 import { Router, type AppReply, type AppRequest, type RotorApp } from './app.ts';
 import { dummyHash, HashLimiter, matchTotp, verifyPassword } from './auth.ts';
 import { KeyedSerializer } from './locks.ts';
@@ -199,27 +199,57 @@ export class Rotor {
       const code = getHeader(frame, 'TOTP');
       if (!code) throw new RotorError('ROTOR_E_TOTP_REQUIRED');
       const step = matchTotp(record.totpSecret, code, this.now(), this.config.auth.totpWindow);
-      if (step === undefined || !(await this.store.acceptTotpStep(user, step))) throw new RotorError('ROTOR_E_AUTH_FAILED');
+      if (step === undefined) throw new RotorError('ROTOR_E_AUTH_FAILED');
+      return this.totpLogin(record, step, meta);
     }
-    return this.openSession(user, meta);
+    return (await this.openSession(user, meta)).reply;
+  }
+
+  /**
+   * A TOTP code works once, so a login whose reply was lost could not be sent again. Its session
+   * id is therefore derived from (key, user, step): the same login sent again finds the session
+   * its code opened and, while that session's first token is unused, gets the identical reply.
+   * The session is stored before the step is burned, so a store error costs the user nothing.
+   */
+  private totpLogin(record: UserRecord, step: number, meta: Record<string, unknown>): Promise<Reply> {
+    const id = deriveId(this.keys, `totp-login\0${record.name}\0${step}`);
+    return this.locks.run(id, async () => {
+      const earlier = await this.store.loadSession(id);
+      if (earlier) {
+        // Only a session nobody has used yet is handed out again, and only for the step it was opened with.
+        if (earlier.gen !== 1 || earlier.acked || earlier.revoked || !earlier.prev) throw new RotorError('ROTOR_E_AUTH_FAILED');
+        if (record.lastTotpStep !== step && !(await this.store.acceptTotpStep(record.name, step))) throw new RotorError('ROTOR_E_AUTH_FAILED');
+        const bytes = replyFromRest(this.keys, earlier.prev.reply);
+        if (!bytes) throw new RotorError('ROTOR_E_AUTH_FAILED');
+        return { bytes, close: false };
+      }
+      const { reply, state } = await this.openSession(record.name, meta, id);
+      if (!(await this.store.acceptTotpStep(record.name, step))) {
+        // A newer step was used meanwhile: this code is spent, and its session must never work.
+        const now = this.now();
+        await this.store.commitSession(revoke(state, 'deleted', now, now + this.config.session.revokedRetentionMinutes * 60_000).state, 0, []);
+        throw new RotorError('ROTOR_E_AUTH_FAILED');
+      }
+      return reply;
+    });
   }
 
   private createToken(frame: RequestFrame): Promise<Reply> {
     if (!this.config.session.openTokenCreate) throw new RotorError('ROTOR_E_FORBIDDEN', 'token creation without login is disabled');
-    return this.openSession('', parseMetaBody(frame, this.config.session.maxMetaBytes));
+    return this.openSession('', parseMetaBody(frame, this.config.session.maxMetaBytes)).then(({ reply }) => reply);
   }
 
-  private async openSession(user: string, meta: Record<string, unknown>): Promise<Reply> {
+  /** A new session and its first token. With `id` (a TOTP login), the reply is also kept for a retry. */
+  private async openSession(user: string, meta: Record<string, unknown>, id?: string): Promise<{ reply: Reply; state: SessionState }> {
     const now = this.now();
-    const id = this.random(16).toString('base64url');
-    const { token, expiresAt } = this.mint(id, 1, user, now);
-    await this.store.createSession(createSession({ id, user, tokenHash: hashToken(token), expiresAt, meta, now }));
+    const sessionId = id ?? this.random(16).toString('base64url');
+    const { token, expiresAt } = this.mint(sessionId, 1, user, now);
     const headers: Header[] = [['Token', token]];
-    if (user === '') {
-      headers.push(['Content-Type', JSON_TYPE]);
-      return plainReply(200, headers, Buffer.from(JSON.stringify(meta)));
-    }
-    return plainReply(200, headers);
+    const reply = user === '' ? plainReply(200, [...headers, ['Content-Type', JSON_TYPE]], Buffer.from(JSON.stringify(meta))) : plainReply(200, headers);
+    const loginReply = id === undefined ? undefined : replyAtRest(reply.bytes);
+    const state = createSession({ id: sessionId, user, tokenHash: hashToken(token), expiresAt, meta, now, loginReply });
+    await this.store.createSession(state);
+    return { reply, state };
   }
 
   private mint(sessionId: string, generation: number, user: string, now: number): { token: string; expiresAt: number | null } {
@@ -331,8 +361,9 @@ export class Rotor {
       const headers: Header[] = task.contentType ? [['Content-Type', task.contentType]] : [];
       return { status: 200, headers, body: task.result ?? Buffer.alloc(0) };
     }
-    if (task.status === 'failed') {
-      return { ...errorOutcome('ROTOR_E_TASK_FAILED'), headers: [['Content-Type', 'text/plain; charset=utf-8']], body: Buffer.from(task.error ?? '') };
+    if (task.status === 'failed' || task.status === 'timed_out') {
+      const code = task.status === 'failed' ? 'ROTOR_E_TASK_FAILED' : 'ROTOR_E_TASK_TIMED_OUT';
+      return { ...errorOutcome(code), headers: [['Content-Type', 'text/plain; charset=utf-8']], body: Buffer.from(task.error ?? '') };
     }
     return { status: 202, headers: [['Task', task.id], ['Wait-for', String(this.config.session.defaultWaitForSeconds)]] };
   }

@@ -20,6 +20,8 @@ export interface NewSession {
   expiresAt: number | null;
   meta: Record<string, unknown>;
   now: number;
+  /** The login reply as a store may keep it, when the same login may be sent again (TOTP). */
+  loginReply?: Buffer;
 }
 
 /** The state of a session just created by a login: its first token, nothing to ack yet. */
@@ -31,7 +33,8 @@ export function createSession(init: NewSession): SessionState {
     gen: 1,
     tokenHash: init.tokenHash,
     acked: false,
-    prev: null,
+    // No token comes before the first, so no presented token can match this empty hash.
+    prev: init.loginReply ? { hash: '', reply: init.loginReply } : null,
     held: [],
     meta: init.meta,
     createdAt: init.now,

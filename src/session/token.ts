@@ -203,6 +203,14 @@ export function resign(keys: KeyRing, unsigned: string): string | undefined {
   return secret && `${unsigned}.${mac(secret, unsigned)}`;
 }
 
+/**
+ * An id only the key holder can compute from `label`: 128 bits of HMAC-SHA256 with the signing
+ * key, base64url — the same shape as a random session id.
+ */
+export function deriveId(keys: KeyRing, label: string): string {
+  return mac(keys.signing.secret, label);
+}
+
 /** When a token's claims say it expires (ms), or null for never. */
 export function claimsExpireAt(claims: Pick<TokenClaims, 'issued' | 'ttlMinutes'>): number | null {
   return claims.ttlMinutes < 0 ? null : claims.issued * 1000 + claims.ttlMinutes * 60_000;

@@ -28,7 +28,9 @@ export interface SessionState {
   /**
    * Until the ack: the token before the newest one and the exact reply it was given, so a
    * client that lost that reply gets it again, byte for byte, with the same next token. The
-   * reply is kept without its token's MAC (session/replay.ts): no usable token at rest.
+   * reply is kept without its token's MAC (session/replay.ts): no usable token at rest. A
+   * session's first token has no predecessor: then `prev` may hold the login reply with an
+   * empty hash, for a TOTP login sent again (its code works once).
    */
   readonly prev: { readonly hash: string; readonly reply: Buffer } | null;
   /** Tasks the newest exchange deferred; released by the ack, cancelled by a revocation. */

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { getHeader } from '../../src/wire/index.ts';
+import { RotorError } from '../../src/errors.ts';
 import { resolveConfig } from '../../src/config/defaults.ts';
 import { dummyHash, hashPassword, verifyPassword, HashLimiter, newTotpSecret, totpFor, TOTP_PERIOD_SECONDS } from '../../src/server/auth.ts';
 import { seededRandom } from '../../src/session/random.ts';
@@ -52,11 +53,41 @@ t.test('TOTP: required, checked within one step, never accepted twice', async (t
   const stepMs = TOTP_PERIOD_SECONDS * 1000;
   t.equal(getHeader((await login(codeAt(h.clock.now - 3 * stepMs))).frame, 'Error'), 'ROTOR_E_AUTH_FAILED', 'three steps old');
   const first = await login(codeAt(h.clock.now));
-  t.ok(getHeader(first.frame, 'Token'), 'the current code logs in');
-  t.equal(getHeader((await login(codeAt(h.clock.now))).frame, 'Error'), 'ROTOR_E_AUTH_FAILED', 'the same code again is refused');
+  const token = getHeader(first.frame, 'Token')!;
+  t.ok(token, 'the current code logs in');
+  // The reply was lost: the same login again gets the identical reply, not a second session.
+  t.same((await login(codeAt(h.clock.now))).bytes, first.bytes, 'the same login again, first token unused: the identical reply');
+  t.equal(getHeader((await h.send('GET', '/hello', [['Token', token]])).frame, 'Error'), undefined, 'the token works');
+  t.equal(getHeader((await login(codeAt(h.clock.now))).frame, 'Error'), 'ROTOR_E_AUTH_FAILED', 'once its token was used, the same code is refused');
   t.equal(getHeader((await login(codeAt(h.clock.now - stepMs))).frame, 'Error'), 'ROTOR_E_AUTH_FAILED', 'an older step after a newer one is refused');
   h.clock.now += stepMs;
   t.ok(getHeader((await login(codeAt(h.clock.now))).frame, 'Token'), 'the next step’s code works');
+});
+
+t.test('TOTP: a login whose reply was lost can be sent again; a store error does not burn the code', async (t) => {
+  const h = await harness(exampleApp());
+  const secret = newTotpSecret();
+  await h.store.putUser({ ...(await h.store.loadUser('alice'))!, totpSecret: secret });
+  const code = totpFor(secret, 'alice').generate({ timestamp: h.clock.now });
+  const login = (password = 'pw') => h.send('POST', '/rotor/login', [['User', 'alice'], ['Password', password], ['TOTP', code]]);
+
+  // The session is stored, then burning the step fails (the store went away for a moment).
+  const accept = h.store.acceptTotpStep.bind(h.store);
+  let failures = 1;
+  h.store.acceptTotpStep = async (name, step) => {
+    if (failures-- > 0) throw new RotorError('ROTOR_E_UNAVAILABLE');
+    return accept(name, step);
+  };
+  t.equal(getHeader((await login()).frame, 'Error'), 'ROTOR_E_UNAVAILABLE', 'the first try meets the store error');
+  t.equal(getHeader((await login('wrong')).frame, 'Error'), 'ROTOR_E_AUTH_FAILED', 'a retry still needs the password');
+  const retried = await login();
+  const token = getHeader(retried.frame, 'Token');
+  t.ok(token, 'the retry logs in: the code was not burned by the failure');
+  t.equal((await h.store.loadUser('alice'))!.lastTotpStep, Math.floor(h.clock.now / 1000 / TOTP_PERIOD_SECONDS), 'and now the step is burned');
+  t.same((await login()).bytes, retried.bytes, 'its reply lost too: identical again');
+  const sessions: string[] = [];
+  for await (const state of h.store.listSessions()) sessions.push(state.id);
+  t.equal(sessions.length, 1, 'one session for one code, however often it is sent');
 });
 
 t.test('a login storm is bounded: past the queue, ROTOR_E_RATE_LIMITED with Wait-for', async (t) => {
