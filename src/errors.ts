@@ -48,6 +48,7 @@ export const ERRORS = {
   ROTOR_E_TASK_FAILED: { status: 500, fatal: false, meaning: 'The deferred task ran and failed; its error message is the body.' },
   ROTOR_E_INTERNAL: { status: 500, fatal: false, meaning: 'rotor itself failed (a bug); nothing was changed, retry with the same token.' },
   ROTOR_E_UNAVAILABLE: { status: 503, fatal: false, meaning: 'The store is unavailable; nothing was changed, retry with the same token.' },
+  ROTOR_E_TASK_TIMED_OUT: { status: 504, fatal: false, meaning: 'The deferred task ran past its time and its handler was told to stop: its effect may or may not have happened.' },
 } as const satisfies Record<string, { status: number; fatal: boolean; meaning: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -68,6 +69,7 @@ export const REASONS: Record<number, string> = {
   431: 'Headers Too Large',
   500: 'Internal Error',
   503: 'Unavailable',
+  504: 'Timed Out',
   505: 'Version Not Supported',
 };
 

@@ -32,7 +32,10 @@ export interface AppReply {
   headers?: Record<string, string>;
   body?: Buffer | string;
   contentType?: string;
-  /** Side effects run only after the ack, exactly once; only non-GET requests may defer. */
+  /**
+   * Side effects, run only after the ack, at most once per claim (see TaskHandler: a task can run
+   * again after a crash); only non-GET requests may defer.
+   */
   defer?: Deferral | Deferral[];
   /** Keys merged into the session's metadata. */
   meta?: Record<string, unknown>;
@@ -45,9 +48,18 @@ export interface AppReply {
 export type Handler = (request: AppRequest) => AppReply | Promise<AppReply>;
 
 export interface TaskContext {
+  /** Stable across every run of this task: the idempotency key for its effect. */
   readonly taskId: string;
   readonly user: string;
   readonly sessionId: string;
+  /** Which claim this run is: 1 the first time, more when an earlier run's outcome was never stored. */
+  readonly attempt: number;
+  /**
+   * Fires when the handler must stop: at `tasks.timeoutMs` (the task then ends timed out,
+   * whatever the handler does after), or when the node shuts down past its grace (the task is
+   * then left for another run). Pass it on to whatever the handler waits for.
+   */
+  readonly signal: AbortSignal;
 }
 
 export interface TaskResult {
@@ -55,7 +67,18 @@ export interface TaskResult {
   contentType?: string;
 }
 
-/** Runs once per task after the ack; the task id is an idempotency key across crashes. */
+/**
+ * Runs a task after the ack. Each claim of the task runs it at most once, but a task can be
+ * claimed again — the same `taskId`, a higher `attempt` — when an earlier run's outcome was not
+ * stored: its node died or was stopped mid-run, or storing the outcome kept failing. Exactly
+ * once is not possible across a crash (the effect and the stored outcome cannot commit
+ * together), so a handler whose effect must not happen twice makes it idempotent by `taskId`
+ * (an idempotency key at the payment provider, a unique key in its own database).
+ *
+ * Resolve with the result; reject to fail the task (`ROTOR_E_TASK_FAILED`, the message as its
+ * body). Past `tasks.timeoutMs` the task ends timed out (`ROTOR_E_TASK_TIMED_OUT`: the effect
+ * may or may not have happened) and is not run again; honour `signal` so it stops there.
+ */
 export type TaskHandler = (payload: unknown, context: TaskContext) => Promise<TaskResult | string | Buffer | void>;
 
 export interface RotorApp {

@@ -1,22 +1,65 @@
 import type { Logger } from '../log/index.ts';
-import type { TaskSettings } from '../config/defaults.ts';
-import type { Store, TaskRecord } from '../store/types.ts';
-import type { TaskHandler, TaskResult } from './app.ts';
+import { DEFAULTS, type TaskSettings } from '../config/defaults.ts';
+import type { Store, TaskClaim, TaskOutcome, TaskRecord } from '../store/types.ts';
+import type { TaskContext, TaskHandler, TaskResult } from './app.ts';
+
+/** One-shot timers; `set` returns its cancel. Tests pass a fake clock. */
+export interface Timers {
+  set(fn: () => void, ms: number): () => void;
+}
+
+export const realTimers: Timers = {
+  set(fn, ms) {
+    const timer = setTimeout(fn, ms);
+    timer.unref();
+    return () => clearTimeout(timer);
+  },
+};
+
+export interface TaskRunnerOptions {
+  timers?: Timers;
+  /** A finishTask that rejects is tried again this many times (default 4)… */
+  finishRetries?: number;
+  /** …after this long, doubling each time (default 250 ms: 0.25 + 0.5 + 1 + 2 s in all). */
+  finishBackoffMs?: number;
+  /** stop() lets running handlers go on this long before their signals fire. Default `connection.shutdownGraceMs`'s default. */
+  shutdownGraceMs?: number;
+}
+
+/** What one run of a handler came to, before it is stored. */
+type Ending = Omit<TaskOutcome, 'expiresAt'>;
 
 /**
- * Runs released tasks: claims them from the store (so on a shared store each runs on one node),
- * runs the registered handler with a timeout, stores the outcome. Woken at once when this node
- * releases a task, and by a poll for tasks released elsewhere or left by a dead node.
+ * Runs released tasks: claims them from the store with a lease of 2 × `tasks.timeoutMs` (so on
+ * a shared store each claim runs on one node), runs the registered handler, stores the outcome.
+ * Woken at once when this node releases a task, and by a poll for tasks released elsewhere or
+ * left by a dead node.
+ *
+ * The guarantee, and no more: each claim runs its handler at most once, and only the current
+ * claim can store an outcome (finishTask is fenced by the claim's attempt number). A task whose
+ * outcome was not stored — its node died or stopped mid-run, or storing failed past the retries
+ * — is claimed again once its lease runs out and runs again, with the same task id and the next
+ * attempt number: handlers make their effect idempotent by task id.
+ *
+ * A handler still running at `tasks.timeoutMs` is told to stop (its signal fires) and the task
+ * ends `timed_out` at once — its effect may or may not have happened; it is not run again, and
+ * whatever the handler does after is ignored.
  */
 export class TaskRunner {
   private running = 0;
   private active = new Set<Promise<void>>();
+  /** Running handlers' shutdown switches: stop() throws them once the grace is over. */
+  private interrupts = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
   /** The claim loop under way, if any: stop() waits for it so nothing claimed is left behind. */
   private loop: Promise<void> | undefined;
   private claiming = false;
   private again = false;
   private stopped = false;
+  private readonly timers: Timers;
+  private readonly finishRetries: number;
+  private readonly finishBackoffMs: number;
+  private readonly shutdownGraceMs: number;
 
   constructor(
     private readonly store: Store,
@@ -26,7 +69,13 @@ export class TaskRunner {
     private readonly log: Logger,
     private readonly now: () => number,
     readonly workerId: string,
-  ) {}
+    options: TaskRunnerOptions = {},
+  ) {
+    this.timers = options.timers ?? realTimers;
+    this.finishRetries = options.finishRetries ?? 4;
+    this.finishBackoffMs = options.finishBackoffMs ?? 250;
+    this.shutdownGraceMs = options.shutdownGraceMs ?? DEFAULTS.connection.shutdownGraceMs;
+  }
 
   start(): void {
     if (this.timer || this.stopped) return;
@@ -53,13 +102,21 @@ export class TaskRunner {
     });
   }
 
-  /** Stop claiming and wait for the tasks already running. */
+  /**
+   * Stop claiming; give the running handlers `shutdownGraceMs`, then fire their signals and
+   * return without storing their outcomes: their tasks run again elsewhere after their leases.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    // A claim in flight may still hand us tasks; they are ours now, so they run before we return.
+    // A claim in flight may still hand us tasks; they are ours now, so they start before we go on.
     await this.loop;
+    let cancel = () => {};
+    const graceOver = new Promise<void>((resolve) => (cancel = this.timers.set(resolve, this.shutdownGraceMs)));
+    await Promise.race([Promise.allSettled([...this.active]), graceOver]);
+    cancel();
+    for (const interrupt of [...this.interrupts]) interrupt();
     await Promise.allSettled([...this.active]);
   }
 
@@ -98,24 +155,77 @@ export class TaskRunner {
   }
 
   private async execute(task: TaskRecord): Promise<void> {
-    const handler = this.handlers[task.name];
-    let outcome: { status: 'done' | 'failed'; result?: Buffer; contentType?: string; error?: string };
-    try {
-      if (!handler) throw new Error(`no task handler named ${task.name}`);
-      const value = await withTimeout(
-        handler(task.payload, { taskId: task.id, user: task.user, sessionId: task.sessionId }),
-        this.settings.timeoutMs,
-      );
-      outcome = { status: 'done', ...normalizeResult(value) };
-    } catch (err) {
-      this.log.warn({ err, task: task.id, name: task.name }, 'task failed');
-      outcome = { status: 'failed', error: err instanceof Error ? err.message : String(err) };
+    const claim: TaskClaim = { worker: this.workerId, attempt: task.attempt ?? 1 };
+    const ending = await this.run(task, claim.attempt);
+    if (ending === 'interrupted') {
+      this.log.warn({ task: task.id, attempt: claim.attempt }, 'task left unfinished at shutdown: it runs again (next attempt) once its lease runs out');
+      return;
     }
-    const now = this.now();
+    await this.storeOutcome(task.id, claim, ending);
+  }
+
+  /** One run of the task's handler, up to its timeout or the shutdown, whichever comes first. */
+  private async run(task: TaskRecord, attempt: number): Promise<Ending | 'interrupted'> {
+    const handler = this.handlers[task.name];
+    if (!handler) return { status: 'failed', error: `no task handler named ${task.name}` };
+    const controller = new AbortController();
+    let stopped!: (why: 'timed_out' | 'interrupted') => void;
+    const stopping = new Promise<'timed_out' | 'interrupted'>((resolve) => (stopped = resolve));
+    // Settle the race first, then tell the handler: a handler that gives up at once cannot turn it into a failure.
+    const stop = (why: 'timed_out' | 'interrupted', reason: Error) => {
+      stopped(why);
+      controller.abort(reason);
+    };
+    const { timeoutMs } = this.settings;
+    const cancelTimeout = this.timers.set(() => stop('timed_out', new Error(`task timed out after ${timeoutMs} ms`)), timeoutMs);
+    const interrupt = () => stop('interrupted', new Error('rotor is shutting down'));
+    this.interrupts.add(interrupt);
+    const context: TaskContext = { taskId: task.id, user: task.user, sessionId: task.sessionId, attempt, signal: controller.signal };
+    const settled = (async (): Promise<Ending> => {
+      try {
+        return { status: 'done', ...normalizeResult(await handler(task.payload, context)) };
+      } catch (err) {
+        if (!controller.signal.aborted) this.log.warn({ err, task: task.id, name: task.name, attempt }, 'task failed');
+        return { status: 'failed', error: err instanceof Error ? err.message : String(err) };
+      }
+    })();
     try {
-      await this.store.finishTask(task.id, { worker: this.workerId, attempt: task.attempt ?? 1 }, { ...outcome, expiresAt: now + this.resultTtlMs }, now);
-    } catch (err) {
-      this.log.error({ err, task: task.id }, 'storing a task outcome failed');
+      const first = await Promise.race([settled, stopping]);
+      if (first === 'interrupted') return first;
+      if (first === 'timed_out') {
+        this.log.warn({ task: task.id, name: task.name, attempt, timeoutMs }, 'task timed out: told to stop');
+        return { status: 'timed_out', error: `the task timed out after ${timeoutMs} ms and was told to stop; its effect may or may not have happened` };
+      }
+      return first;
+    } finally {
+      cancelTimeout();
+      this.interrupts.delete(interrupt);
+    }
+  }
+
+  /**
+   * finishTask, tried again with a doubling backoff while the store rejects, up to
+   * `finishRetries` times. If it never gets through the outcome is lost: the task stays claimed
+   * until its lease runs out, then runs again (next attempt) wherever it is claimed.
+   */
+  private async storeOutcome(id: string, claim: TaskClaim, ending: Ending): Promise<void> {
+    for (let retry = 0; ; retry++) {
+      const now = this.now();
+      try {
+        if (await this.store.finishTask(id, claim, { ...ending, expiresAt: now + this.resultTtlMs }, now)) return;
+        // Refused. After a retry that may be our own earlier try, stored with its answer lost.
+        const stored = retry > 0 ? await this.store.loadTask(id).catch(() => undefined) : undefined;
+        if (stored?.attempt === claim.attempt && stored.status === ending.status) return;
+        this.log.warn({ task: id, attempt: claim.attempt }, 'task outcome refused: the task was claimed again after its lease ran out, and the newer claim decides');
+        return;
+      } catch (err) {
+        if (retry >= this.finishRetries) {
+          this.log.error({ err, task: id, attempt: claim.attempt, tries: retry + 1 }, 'storing a task outcome failed: it is lost, and the task runs again (next attempt) once its lease runs out');
+          return;
+        }
+        this.log.warn({ err, task: id, attempt: claim.attempt, retry: retry + 1 }, 'storing a task outcome failed; trying again');
+        await new Promise<void>((resolve) => this.timers.set(resolve, this.finishBackoffMs * 2 ** retry));
+      }
     }
   }
 }
@@ -126,13 +236,4 @@ function normalizeResult(value: TaskResult | string | Buffer | void): { result?:
   if (Buffer.isBuffer(value)) return { result: value, contentType: 'application/octet-stream' };
   const body = value.body === undefined ? undefined : typeof value.body === 'string' ? Buffer.from(value.body) : value.body;
   return { result: body, contentType: value.contentType };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`task timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
