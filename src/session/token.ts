@@ -111,7 +111,7 @@ class OneShotHmac {
 const oneShot = new WeakMap<Buffer, OneShotHmac>();
 
 /** The token MAC of `signed`: the first MAC_BYTES of HMAC-SHA256, base64url. */
-function mac(secret: Buffer, signed: string): string {
+export function mac(secret: Buffer, signed: string): string {
   if (sha256Hex) {
     let hmac = oneShot.get(secret);
     if (!hmac) oneShot.set(secret, (hmac = new OneShotHmac(secret, sha256Hex)));
