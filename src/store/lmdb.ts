@@ -28,7 +28,8 @@
  *   expiry    [expiresAt, kind, id]             what purgeExpired may forget, soonest first
  *   users     name → UserRecord
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { SessionState } from '../session/types.ts';
 import { claimedTask, finishedTask, hasEnded, holdsClaim, storeCall, unavailable } from './records.ts';
@@ -64,7 +65,9 @@ export class LmdbStore implements Store {
 
   static async open(dir: string, options: LmdbStoreOptions = {}): Promise<LmdbStore> {
     try {
-      mkdirSync(dir, { recursive: true });
+      // Password hashes and TOTP secrets live here: a directory rotor creates is its owner's
+      // alone, and so are the files, whatever the umask (chmod: a umask may take too much).
+      if (mkdirSync(dir, { recursive: true, mode: 0o700 }) !== undefined) chmodSync(dir, 0o700);
       const root = open({
         path: dir,
         maxDbs: 8,
@@ -74,7 +77,10 @@ export class LmdbStore implements Store {
         // one at a time against noSync's 3,000+, 6 k/s with 64 in flight against 11–41 k/s.)
         noSync: !options.fsync,
         overlappingSync: false,
+        ...{ permissionsMode: 0o600 }, // lmdb-js's mode for new files (src/env.cpp), not in its types
       });
+      // Files an older rotor made 0644 are tightened too.
+      for (const file of ['data.mdb', 'lock.mdb']) if ((statSync(join(dir, file)).mode & 0o777) !== 0o600) chmodSync(join(dir, file), 0o600);
       const records = { sharedStructuresKey: STRUCTURES };
       return new LmdbStore(
         root,
