@@ -16,7 +16,8 @@ import { openStore } from '../store/index.ts';
 import { RotorClient, tcpConnect, RotorClientError, type RotorResponse } from '../client/index.ts';
 import { checkTokenApiConfig, parseDuration } from '../transport/rest.ts';
 import { BENCH_DEFAULTS, formatResult, runBench, SCENARIOS, type Scenario, type SpawnOptions } from '../bench/index.ts';
-import { loadOrCreateKeys } from './keys.ts';
+import { loadOrCreateKeys, openDataDirWarning } from './keys.ts';
+import { PASSWORD_HELP, readPassword } from './password.ts';
 
 const storeOptions = (y: Argv) =>
   y
@@ -30,7 +31,7 @@ const clientOptions = (y: Argv) =>
     .option('port', { type: 'number', default: DEFAULTS.port })
     .option('token-file', { type: 'string', describe: 'where the newest token is kept between calls' })
     .option('user', { type: 'string', describe: 'log in as this user (when there is no token file yet)' })
-    .option('password', { type: 'string', describe: 'password (or env ROTOR_PASSWORD)' })
+    .option('password', { type: 'string', describe: PASSWORD_HELP })
     .option('totp', { type: 'string', describe: 'TOTP code, for users that have one' })
     .option('timeout', { type: 'number', default: 10_000, describe: 'ms to wait for each response' });
 
@@ -55,19 +56,24 @@ async function main(): Promise<void> {
           .option('ws-path', { type: 'string', default: '/rotor/ws', describe: 'the WebSocket upgrade path' })
           .option('token-api', { type: 'boolean', default: false, describe: "note 004's token server API (POST/PUT/DELETE /token) on --http-port, and metadata-only tokens without login on every carrier (trusted networks only)" })
           .option('dump', { type: 'boolean', default: false, describe: 'with --token-api: allow HEAD /dump (all metadata to the log)' })
-          .option('key-file', { type: 'string', describe: 'MAC keys (JSON); default <data>/keys.json' })
+          .option('key-file', {
+            type: 'string',
+            describe:
+              'MAC keys (JSON, mode 0600); default <data>/keys.json. Keep it outside the data directory (a secrets mount, another disk) so that a copy of the data directory, a backup or a stolen disk, does not carry the keys that sign tokens',
+          })
           .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve TLS' })
           .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
           .option('log-level', { type: 'string', default: 'info' }),
       async (args) => {
         if (args.dump && !args['token-api']) throw new Error('--dump goes with --token-api');
-        const tokenTtlMinutes = args['token-lifetime'] ? wholeMinutes(parseDuration(args['token-lifetime'])) : args['token-ttl'];
-        const purgeIntervalMs = args['purge-interval'] ? parseDuration(args['purge-interval']) : undefined;
+        // Given is given: `0s` or '' is checked like any other value, never taken for "unset".
+        const tokenTtlMinutes = args['token-lifetime'] !== undefined ? wholeMinutes(parseDuration(args['token-lifetime'])) : args['token-ttl'];
+        const purgeIntervalMs = args['purge-interval'] !== undefined ? parseDuration(args['purge-interval']) : undefined;
         const config = resolveConfig({
           host: args.host,
           port: args.port,
           logLevel: args['log-level'],
-          session: { tokenTtlMinutes, allowNeverExpiring: args['allow-never-expiring'], openTokenCreate: args['token-api'], ...(purgeIntervalMs ? { purgeIntervalMs } : {}) },
+          session: { tokenTtlMinutes, allowNeverExpiring: args['allow-never-expiring'], openTokenCreate: args['token-api'], ...(purgeIntervalMs !== undefined ? { purgeIntervalMs } : {}) },
         });
         if (args['token-api']) checkTokenApiConfig(config);
         const http =
@@ -81,11 +87,14 @@ async function main(): Promise<void> {
               };
         const log = createLogger({ level: config.logLevel });
         const random = pooledRandom();
-        if (Boolean(args['tls-cert']) !== Boolean(args['tls-key'])) throw new Error('--tls-cert and --tls-key go together');
-        const tls = args['tls-cert'] ? { cert: readFileSync(args['tls-cert']), key: readFileSync(args['tls-key']!) } : undefined;
-        const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
+        if ((args['tls-cert'] === undefined) !== (args['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
+        const tls = args['tls-cert'] !== undefined ? { cert: readFileSync(args['tls-cert']), key: readFileSync(args['tls-key']!) } : undefined;
+        const dataDirWarning = openDataDirWarningFor(args, args.store !== 'memory' && args['key-file'] === undefined);
+        if (dataDirWarning) log.warn({ dataDir: args.data }, dataDirWarning);
         // A memory store forgets every session on exit, so a throwaway key is enough there.
-        const keys = args.store === 'memory' && !args['key-file'] ? KeyRing.generate(random) : loadOrCreateKeys(args['key-file'] ?? join(args.data, 'keys.json'), random);
+        // Keys first: a key file others can read stops rotor before the store is opened.
+        const keys = args.store === 'memory' && args['key-file'] === undefined ? KeyRing.generate(random) : loadOrCreateKeys(args['key-file'] ?? join(args.data, 'keys.json'), random);
+        const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
         const server = await serve({ config, store, app: exampleApp(), keys, log, tls, random, http });
         const users = await store.listUsers();
         log.info({ address: server.tcp.address, http: server.http?.address, store: store.kind, tls: Boolean(tls), users: users.length }, 'rotor is listening');
@@ -109,11 +118,10 @@ async function main(): Promise<void> {
           (yy) =>
             yy
               .positional('name', { type: 'string', demandOption: true })
-              .option('password', { type: 'string', describe: 'the password (or env ROTOR_PASSWORD, or one line on stdin)' })
+              .option('password', { type: 'string', describe: PASSWORD_HELP })
               .option('totp', { type: 'boolean', default: false, describe: 'also require a TOTP code; prints the otpauth URI' }),
           async (args) => {
-            const password = args.password ?? process.env.ROTOR_PASSWORD ?? (await readLine());
-            if (!password) throw new Error('no password given (--password, ROTOR_PASSWORD, or stdin)');
+            const password = await readPassword(args.password);
             await withStore(args, async (store) => {
               const totpSecret = args.totp ? newTotpSecret() : undefined;
               const passwordHash = await hashPassword(password, DEFAULTS.auth, pooledRandom());
@@ -147,7 +155,7 @@ async function main(): Promise<void> {
       (y) => clientOptions(y).demandOption(['token-file', 'user']),
       async (args) => {
         const client = makeClient(args);
-        await client.login(args.user!, passwordOf(args), { totp: args.totp });
+        await client.login(args.user!, await readPassword(args.password), { totp: args.totp });
         client.close();
       },
     )
@@ -167,9 +175,9 @@ async function main(): Promise<void> {
         const client = makeClient(args);
         const saved = args['token-file'] && existsSync(args['token-file']) ? readFileSync(args['token-file'], 'utf8').trim() : '';
         if (saved) await client.useToken(saved);
-        else if (args.user) await client.login(args.user, passwordOf(args), { totp: args.totp });
+        else if (args.user) await client.login(args.user, await readPassword(args.password), { totp: args.totp });
         else throw new Error('no token: give --token-file with a token in it, or --user');
-        const body = args['data-file'] ? readFileSync(args['data-file']) : args.data;
+        const body = args['data-file'] !== undefined ? readFileSync(args['data-file']) : args.data;
         let response = await client.request(args.verb.toUpperCase(), args.path, { body, contentType: args['content-type'] });
         if (args.wait && response.tasks.length > 0) {
           for (const id of response.tasks) response = await client.waitForTask(id);
@@ -259,6 +267,8 @@ type StoreArgs = { store: string; data: string; fsync: boolean };
 
 async function withStore(args: StoreArgs, work: (store: Awaited<ReturnType<typeof openStore>>) => Promise<void>): Promise<void> {
   if (args.store === 'memory') throw new Error('users of a memory store live only inside its server; use the default embedded store or redis');
+  const warning = openDataDirWarningFor(args, false);
+  if (warning) console.error(`rotor: warning: ${warning}`);
   const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
   try {
     await work(store);
@@ -267,7 +277,7 @@ async function withStore(args: StoreArgs, work: (store: Awaited<ReturnType<typeo
   }
 }
 
-type ClientArgs = { host: string; port: number; 'token-file'?: string; timeout: number; password?: string };
+type ClientArgs = { host: string; port: number; 'token-file'?: string; timeout: number };
 
 function makeClient(args: ClientArgs): RotorClient {
   const file = args['token-file'];
@@ -283,10 +293,10 @@ function makeClient(args: ClientArgs): RotorClient {
   });
 }
 
-function passwordOf(args: ClientArgs): string {
-  const password = args.password ?? process.env.ROTOR_PASSWORD;
-  if (password === undefined) throw new Error('no password: give --password or set ROTOR_PASSWORD');
-  return password;
+/** The data directory's warning, if rotor uses it: for the embedded store, or for keys kept in it. */
+function openDataDirWarningFor(args: StoreArgs, keysInDataDir: boolean): string | undefined {
+  const embedded = args.store === 'lmdb' || args.store === '';
+  return embedded || keysInDataDir ? openDataDirWarning(args.data) : undefined;
 }
 
 function printHead(response: RotorResponse): void {
@@ -297,22 +307,6 @@ function printHead(response: RotorResponse): void {
 function wholeMinutes(ms: number): number {
   if (ms % 60_000 !== 0) throw new Error('the token lifetime must be whole minutes');
   return ms / 60_000;
-}
-
-function readLine(): Promise<string> {
-  return new Promise((resolve) => {
-    if (process.stdin.isTTY) process.stderr.write('password: ');
-    let text = '';
-    process.stdin.setEncoding('utf8');
-    process.stdin.on('data', (chunk) => {
-      text += chunk;
-      if (text.includes('\n')) {
-        process.stdin.pause();
-        resolve(text.split('\n')[0].replace(/\r$/, ''));
-      }
-    });
-    process.stdin.on('end', () => resolve(text.trim()));
-  });
 }
 
 await main();

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +19,11 @@ import { openStore } from '../../src/store/index.ts';
 import { exampleApp } from '../../src/app/example.ts';
 import { RawConn, request, sleep, startServer, summary } from './helpers.ts';
 
+type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
+
 const BIN = fileURLToPath(new URL('../../bin/rotor.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const PTY_RUN = fileURLToPath(new URL('./pty_run.py', import.meta.url));
 // A guard against a hung child only: on a loaded machine a start can take many seconds.
 const SPAWN_TIMEOUT_MS = 60_000;
 const CLI_JOBS = 3;
@@ -32,11 +35,24 @@ interface Run {
   stderr: string;
 }
 
-function startCli(args: string[]): { child: ChildProcess; done: Promise<Run> } {
+interface CliInput {
+  /** Variables set for the command (ROTOR_PASSWORD is unset unless given here). */
+  env?: Record<string, string>;
+  /** Written to the command's stdin, which is then closed; without it stdin is /dev/null. */
+  stdin?: string;
+}
+
+function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  delete env.ROTOR_PASSWORD; // passwords come from the arguments only
+  delete env.ROTOR_PASSWORD; // passwords come from where each test says only
   delete env.NODE_OPTIONS; // tap's process tracking is no use to the CLI, and costs each start time
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
+  return { ...env, ...extra };
+}
+
+function startCli(args: string[], input: CliInput = {}, command = [process.execPath, BIN]): { child: ChildProcess; done: Promise<Run> } {
+  const stdin = input.stdin === undefined ? 'ignore' : 'pipe';
+  const child = spawn(command[0], [...command.slice(1), ...args], { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'], env: cliEnv(input.env) });
+  if (input.stdin !== undefined) child.stdin!.end(input.stdin);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk) => (stdout += chunk));
@@ -56,11 +72,27 @@ let running = 0;
 const waiting: Array<() => void> = [];
 
 /** One short-lived command, once fewer than CLI_JOBS are running. */
-async function cli(...args: string[]): Promise<Run> {
+const cli = (...args: string[]): Promise<Run> => cliWith({}, ...args);
+
+async function cliWith(input: CliInput, ...args: string[]): Promise<Run> {
+  return queued(() => startCli(args, input).done);
+}
+
+/**
+ * `rotor ARGS` on a pseudo-terminal of its own (test/e2e/pty_run.py): `keys` and Enter are
+ * typed once `prompt` shows. Gives what the terminal showed, the echo of the typing included.
+ */
+async function cliOnTerminal(prompt: string, keys: string, ...args: string[]): Promise<{ shown: string; typed: boolean; code: number }> {
+  const run = await queued(() => startCli([prompt, keys, process.execPath, BIN, ...args], {}, ['python3', PTY_RUN]).done);
+  if (run.code !== 0) throw new Error(`pty_run.py failed: ${JSON.stringify(run)}`);
+  return JSON.parse(run.stdout);
+}
+
+async function queued<T>(job: () => Promise<T>): Promise<T> {
   if (running >= CLI_JOBS) await new Promise<void>((resolve) => waiting.push(resolve));
   else running++;
   try {
-    return await startCli(args).done;
+    return await job();
   } finally {
     const next = waiting.shift();
     if (next) next();
@@ -99,7 +131,7 @@ const login = ['--port', port, '--user', 'alice', '--password', 'pw'];
 
 // --- the chains, all started now ------------------------------------------------------------
 
-const help = Promise.all([cli('--help'), cli('serve', '--help')]);
+const help = Promise.all([cli('--help'), cli('serve', '--help'), cli('call', '--help'), cli('user', 'add', '--help')]);
 
 const oneShot = cli('call', ...login, 'GET', '/hello');
 
@@ -113,16 +145,51 @@ const withTokenFile = (async () => {
   return { first, second, tokens: [token1, token2] };
 })();
 
-const dataDir = join(tmp, 'data');
+const oneShotStdin = cliWith({ stdin: 'pw\n' }, 'call', '--port', port, '--user', 'alice', 'GET', '/hello');
+const oneShotEnv = cliWith({ env: { ROTOR_PASSWORD: 'pw' } }, 'call', '--port', port, '--user', 'alice', 'GET', '/hello');
+
+// rotor creates this directory (and its parent): user add opens the embedded store in it.
+const dataDir = join(tmp, 'new', 'data');
 const users = (async () => {
   const add = await cli('user', 'add', 'bob', '--password', 'builder', '--data', dataDir);
+  const addStdin = await cliWith({ stdin: 'carpenter\n' }, 'user', 'add', 'carol', '--data', dataDir);
+  const addEnv = await cliWith({ env: { ROTOR_PASSWORD: 'electrician' } }, 'user', 'add', 'erin', '--data', dataDir);
   const list = await cli('user', 'list', '--data', dataDir);
-  return { add, list };
+  return { add, addStdin, addEnv, list };
 })();
 
+// On a terminal the password is typed at a prompt; `\x7f` is the backspace key.
+const terminalDataDir = join(tmp, 'terminal-data');
+const onTerminal = cliOnTerminal('password: ', 'plumbez\x7fr', 'user', 'add', 'dave', '--data', terminalDataDir);
+
+// An existing data directory open to everyone, with a key file anyone may read.
+const openDataDir = join(tmp, 'open-data');
+mkdirSync(openDataDir, { mode: 0o755 });
+chmodSync(openDataDir, 0o755);
+const openKeyFile = join(openDataDir, 'keys.json');
+writeFileSync(openKeyFile, JSON.stringify([{ id: 'k1', secret: Buffer.alloc(32, 7).toString('base64') }]));
+chmodSync(openKeyFile, 0o644);
+const openKeys = (async () => cli('serve', '--data', openDataDir, '--port', String(await freePort())))();
+const openDirUsers = cli('user', 'list', '--data', openDataDir);
+
+// Flags whose zero or empty value used to mean "the default".
+const zeroFlags = (async () => {
+  const serveWith = async (...flags: string[]) => cli('serve', '--store', 'memory', '--port', String(await freePort()), ...flags);
+  return {
+    purgeZero: await serveWith('--purge-interval', '0s'),
+    purgeEmpty: await serveWith('--purge-interval', ''),
+    lifetimeEmpty: await serveWith('--token-lifetime', ''),
+    tlsEmpty: await serveWith('--tls-cert', '', '--tls-key', ''),
+    keyFileEmpty: await serveWith('--key-file', ''),
+    dataFileEmpty: await cli('call', ...login, '--data-file', '', 'POST', '/reverse', '--data', 'abc'),
+  };
+})();
+
+// --key-file keeps the keys out of the data directory; rotor creates the file and its directory.
+const memoryKeyFile = join(tmp, 'keys', 'memory-keys.json');
 const memoryServer = (async () => {
   const servePort = await freePort();
-  const server = startCli(['serve', '--store', 'memory', '--port', String(servePort), '--log-level', 'warn']);
+  const server = startCli(['serve', '--store', 'memory', '--port', String(servePort), '--log-level', 'warn', '--key-file', memoryKeyFile]);
   let exited = false;
   void server.done.then(() => (exited = true));
   try {
@@ -151,18 +218,42 @@ const memoryServer = (async () => {
 // Nothing may reject unobserved before its subtest awaits it.
 const bench = cli('bench', '--spawn', 'rotor', '--duration', '500', '--warmup', '100', '--connections', '1', '--pipeline', '2', '--json', '--no-progress');
 const benchElsewhere = cli('bench', '--host', '192.0.2.1', '--duration', '100');
-for (const chain of [help, oneShot, withTokenFile, users, memoryServer, bench, benchElsewhere]) chain.catch(() => {});
+const chains = [help, oneShot, oneShotStdin, oneShotEnv, withTokenFile, users, onTerminal, openKeys, openDirUsers, zeroFlags, memoryServer, bench, benchElsewhere];
+for (const chain of chains) chain.catch(() => {});
+
+const modeOf = (path: string): number => statSync(path).mode & 0o777;
+const octal = (mode: number): string => `0${mode.toString(8)}`;
+
+/** Log in to a server on the embedded store in `dir` once with each password; the statuses. */
+async function loginStatuses(t: TapTest, dir: string, user: string, passwords: string[]): Promise<number[]> {
+  const store = await openStore('lmdb', { dataDir: dir });
+  const server = await serve({ store, app: exampleApp(), config: { port: 0, logLevel: 'silent' } });
+  const conn = await RawConn.connect(server.tcp.address.port);
+  t.teardown(async () => {
+    conn.destroy();
+    await server.close();
+    await store.close();
+  });
+  const statuses: number[] = [];
+  for (const password of passwords) statuses.push((await conn.call(request('POST', '/rotor/login', { User: user, Password: password }))).status);
+  return statuses;
+}
 
 // --- the checks ------------------------------------------------------------------------------
 
 t.test('rotor --help and rotor serve --help exit 0', async (t) => {
-  const [top, serve] = await help;
+  const [top, serve, call, userAdd] = await help;
   t.equal(top.code, 0, top.stderr);
   t.match(top.stdout, /rotor serve/);
   t.match(top.stdout, /rotor call <verb> <path>/);
   t.equal(serve.code, 0, serve.stderr);
   t.match(serve.stdout, /--store/);
   t.match(serve.stdout, /--port/);
+  t.match(serve.stdout.replace(/\s+/g, ' '), /--key-file .*outside the data directory/, 'serve --help says why the key file may live elsewhere');
+  for (const [name, run] of [['call', call], ['user add', userAdd]] as const) {
+    t.equal(run.code, 0, run.stderr);
+    t.match(run.stdout.replace(/\s+/g, ' '), /--password .*visible to other users .*\bps\b/, `${name} --help warns that --password shows in ps`);
+  }
 });
 
 t.test('rotor call logs in, prints the reply body, and logs out', async (t) => {
@@ -170,6 +261,12 @@ t.test('rotor call logs in, prints the reply body, and logs out', async (t) => {
   t.equal(run.stderr, '');
   t.equal(run.stdout, 'hello, alice');
   t.equal(run.code, 0);
+});
+
+t.test('rotor call --user takes the password from one line on stdin, or from ROTOR_PASSWORD', async (t) => {
+  for (const [how, run] of [['stdin', await oneShotStdin], ['ROTOR_PASSWORD', await oneShotEnv]] as const) {
+    t.strictSame([run.code, run.stdout, run.stderr], [0, 'hello, alice', ''], how);
+  }
 });
 
 t.test('rotor call --token-file: the second call uses the rotated token; --wait fetches the result', async (t) => {
@@ -190,9 +287,17 @@ t.test('rotor call --token-file: the second call uses the rotated token; --wait 
 });
 
 t.test('rotor user add / user list on the embedded store; the user can log in', async (t) => {
-  const { add, list } = await users;
-  t.strictSame([add.code, add.stdout, add.stderr], [0, 'user bob saved\n', ''], 'user add');
-  t.strictSame([list.code, list.stdout, list.stderr], [0, 'bob\n', ''], 'user list');
+  const { add, addStdin, addEnv, list } = await users;
+  t.strictSame([add.code, add.stdout, add.stderr], [0, 'user bob saved\n', ''], 'user add --password');
+  t.strictSame([addStdin.code, addStdin.stdout, addStdin.stderr], [0, 'user carol saved\n', ''], 'user add, the password on stdin');
+  t.strictSame([addEnv.code, addEnv.stdout, addEnv.stderr], [0, 'user erin saved\n', ''], 'user add, the password in ROTOR_PASSWORD');
+  t.strictSame([list.code, list.stdout, list.stderr], [0, 'bob\ncarol\nerin\n', ''], 'user list');
+
+  // The store holds password hashes and TOTP secrets: only its owner may read it.
+  t.equal(octal(modeOf(dataDir)), '0700', 'the data directory rotor created');
+  for (const file of ['data.mdb', 'lock.mdb']) t.equal(octal(modeOf(join(dataDir, file))), '0600', file);
+  t.strictSame(await loginStatuses(t, dataDir, 'carol', ['carpenter', 'wrong']), [200, 401], 'carol: the password from stdin');
+  t.strictSame(await loginStatuses(t, dataDir, 'erin', ['electrician', 'wrong']), [200, 401], 'erin: the password from ROTOR_PASSWORD');
 
   // A server on that data directory lets bob in with the password given to `user add`.
   const store = await openStore('lmdb', { dataDir });
@@ -211,6 +316,47 @@ t.test('rotor user add / user list on the embedded store; the user can log in', 
   t.strictSame(summary(hello), { status: 200, error: undefined, body: 'hello, bob' });
 });
 
+t.test('rotor user add on a terminal prompts for the password without echoing it', async (t) => {
+  const { shown, typed, code } = await onTerminal;
+  t.ok(typed, `the prompt showed: ${JSON.stringify(shown)}`);
+  t.equal(code, 0, shown);
+  t.match(shown, /user dave saved/);
+  t.notMatch(shown, /plumb/, 'nothing typed was echoed');
+  t.strictSame(await loginStatuses(t, terminalDataDir, 'dave', ['plumber', 'plumbez']), [200, 401], 'the backspace took the z out');
+});
+
+t.test('rotor serve refuses a key file others can read, and warns about an open data directory', async (t) => {
+  const run = await openKeys;
+  t.equal(run.code, 1, 'refused to start');
+  t.match(run.stderr, `rotor: ${openKeyFile}`, 'the error names the key file');
+  t.match(run.stderr, `chmod 600 ${openKeyFile}`, 'and says how to fix it');
+  const logged = run.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+  const warning = logged.find((entry) => String(entry.msg).includes(`chmod 700 ${openDataDir}`));
+  t.equal(warning?.level, 40, `the data directory's mode is warned about, with the fix: ${run.stdout}`);
+  t.equal(octal(modeOf(openKeyFile)), '0644', 'rotor left the file as it was');
+
+  const users = await openDirUsers;
+  t.strictSame([users.code, users.stdout], [0, ''], 'rotor user list still works there');
+  t.match(users.stderr, `rotor: warning: the data directory ${openDataDir}`, 'and warns on stderr');
+  t.match(users.stderr, `chmod 700 ${openDataDir}`);
+});
+
+t.test('zero and empty flag values are refused, not taken for the default', async (t) => {
+  const { purgeZero, purgeEmpty, lifetimeEmpty, tlsEmpty, keyFileEmpty, dataFileEmpty } = await zeroFlags;
+  t.strictSame([purgeZero.code, purgeZero.stdout], [1, ''], '--purge-interval 0s');
+  t.match(purgeZero.stderr, /session\.purgeIntervalMs must be an integer from 1000 to 5400000, got 0/);
+  t.strictSame([purgeEmpty.code, purgeEmpty.stdout], [1, ''], '--purge-interval ""');
+  t.match(purgeEmpty.stderr, /bad duration ""/);
+  t.strictSame([lifetimeEmpty.code, lifetimeEmpty.stdout], [1, ''], '--token-lifetime ""');
+  t.match(lifetimeEmpty.stderr, /bad duration ""/);
+  t.strictSame([tlsEmpty.code, tlsEmpty.stdout], [1, ''], '--tls-cert "" --tls-key "" (not plain TCP)');
+  t.match(tlsEmpty.stderr, /ENOENT/);
+  t.strictSame([keyFileEmpty.code, keyFileEmpty.stdout], [1, ''], '--key-file "" (not a throwaway key)');
+  t.match(keyFileEmpty.stderr, /ENOENT/);
+  t.strictSame([dataFileEmpty.code, dataFileEmpty.stdout], [1, ''], '--data-file "" (not --data)');
+  t.match(dataFileEmpty.stderr, /ENOENT/);
+});
+
 t.test('rotor serve --store memory serves frames and exits 0 on SIGTERM', async (t) => {
   const { ping, loginReply, run, exitMs, idleGotBytes } = await memoryServer;
   t.strictSame(ping, { status: 200, error: undefined, body: undefined }, 'ping');
@@ -219,6 +365,8 @@ t.test('rotor serve --store memory serves frames and exits 0 on SIGTERM', async 
   t.equal(run.code, 0, `exit code (${run.stderr})`);
   t.ok(exitMs < 5_000, `exited ${exitMs} ms after SIGTERM`);
   t.equal(idleGotBytes, 0, 'an idle connection was closed without a frame');
+  t.equal(octal(modeOf(memoryKeyFile)), '0600', 'the --key-file rotor created');
+  t.equal(octal(modeOf(join(tmp, 'keys'))), '0700', 'and its directory');
 });
 
 t.test('rotor bench drives a spawned rotor and reports JSON; it refuses a non-loopback target', async (t) => {
