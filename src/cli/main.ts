@@ -121,6 +121,8 @@ async function main(): Promise<void> {
               .option('password', { type: 'string', describe: PASSWORD_HELP })
               .option('totp', { type: 'boolean', default: false, describe: 'also require a TOTP code; prints the otpauth URI' }),
           async (args) => {
+            // The server refuses longer names at login (400), so such a user could never log in.
+            if (Buffer.byteLength(args.name) > DEFAULTS.auth.maxUserNameBytes) throw new Error(`a user name is at most ${DEFAULTS.auth.maxUserNameBytes} bytes`);
             const password = await readPassword(args.password);
             await withStore(args, async (store) => {
               const totpSecret = args.totp ? newTotpSecret() : undefined;

@@ -154,8 +154,9 @@ const users = (async () => {
   const add = await cli('user', 'add', 'bob', '--password', 'builder', '--data', dataDir);
   const addStdin = await cliWith({ stdin: 'carpenter\n' }, 'user', 'add', 'carol', '--data', dataDir);
   const addEnv = await cliWith({ env: { ROTOR_PASSWORD: 'electrician' } }, 'user', 'add', 'erin', '--data', dataDir);
+  const tooLong = await cli('user', 'add', 'x'.repeat(257), '--password', 'p', '--data', dataDir);
   const list = await cli('user', 'list', '--data', dataDir);
-  return { add, addStdin, addEnv, list };
+  return { add, addStdin, addEnv, tooLong, list };
 })();
 
 // On a terminal the password is typed at a prompt; `\x7f` is the backspace key.
@@ -287,7 +288,9 @@ t.test('rotor call --token-file: the second call uses the rotated token; --wait 
 });
 
 t.test('rotor user add / user list on the embedded store; the user can log in', async (t) => {
-  const { add, addStdin, addEnv, list } = await users;
+  const { add, addStdin, addEnv, tooLong, list } = await users;
+  t.equal(tooLong.code, 1, 'a name the server would refuse at login is refused here');
+  t.match(tooLong.stderr, /at most 256 bytes/);
   t.strictSame([add.code, add.stdout, add.stderr], [0, 'user bob saved\n', ''], 'user add --password');
   t.strictSame([addStdin.code, addStdin.stdout, addStdin.stderr], [0, 'user carol saved\n', ''], 'user add, the password on stdin');
   t.strictSame([addEnv.code, addEnv.stdout, addEnv.stderr], [0, 'user erin saved\n', ''], 'user add, the password in ROTOR_PASSWORD');
