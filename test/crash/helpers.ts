@@ -9,6 +9,8 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RotorClient, tcpConnect, TransportError } from '../../src/client/index.ts';
+import { hasEnded } from '../../src/store/records.ts';
+import type { Store, TaskRecord } from '../../src/store/types.ts';
 import { FrameParser } from '../../src/wire/index.ts';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'node.ts');
@@ -103,12 +105,18 @@ export class RotorNode {
 export interface TaskLine {
   pid: number;
   at: number;
+  /** The claim's attempt number the handler was given. */
+  attempt: number;
 }
 export interface TaskRuns {
   starts: TaskLine[];
   finishes: TaskLine[];
   skips: TaskLine[];
+  /** The attempt of each run (its `start` or `skip` line), in log order. */
+  attempts: number[];
 }
+
+export const noRuns = (): TaskRuns => ({ starts: [], finishes: [], skips: [], attempts: [] });
 
 /** The task log, by task id, lines in file order. */
 export function readTaskLog(file: string): Map<string, TaskRuns> {
@@ -116,23 +124,26 @@ export function readTaskLog(file: string): Map<string, TaskRuns> {
   if (!existsSync(file)) return runs;
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     if (line === '') continue;
-    const [what, id, pid, at] = line.split(' ');
+    const [what, id, pid, at, attempt] = line.split(' ');
     let entry = runs.get(id);
-    if (!entry) runs.set(id, (entry = { starts: [], finishes: [], skips: [] }));
-    const record = { pid: Number(pid), at: Number(at) };
+    if (!entry) runs.set(id, (entry = noRuns()));
+    const record = { pid: Number(pid), at: Number(at), attempt: Number(attempt) };
+    if (!Number.isInteger(record.attempt)) throw new Error(`bad log line ${JSON.stringify(line)}`);
     if (what === 'start') entry.starts.push(record);
     else if (what === 'finish') entry.finishes.push(record);
     else if (what === 'skip') entry.skips.push(record);
     else throw new Error(`bad log line ${JSON.stringify(line)}`);
+    if (what !== 'finish') entry.attempts.push(record.attempt);
   }
   return runs;
 }
 
 /**
- * What is wrong with one task's runs, or undefined. A task runs once; it may start again only
- * when the process of its earlier start was SIGKILLed before that start's `finish`; a `skip`
- * (the idempotency check saw a `finish`) only after a `finish` by a process that was SIGKILLed
- * (it died before storing the outcome).
+ * What is wrong with one task's runs, or undefined. The guarantee: at most one run per claim.
+ * A task may start again only when the process of its earlier start was SIGKILLed before that
+ * start's `finish`; a `skip` (the idempotency check saw a `finish`) only after a `finish` by a
+ * process that was SIGKILLed (it died before storing the outcome). Every run is a new claim:
+ * its attempt number is higher than every earlier run's, so a run again is attempt 2 or more.
  */
 export function runProblem(runs: TaskRuns, killed: ReadonlySet<number>): string | undefined {
   if (runs.finishes.length > 1) return `finished ${runs.finishes.length} times`;
@@ -144,6 +155,41 @@ export function runProblem(runs: TaskRuns, killed: ReadonlySet<number>): string 
     if (!killed.has(start.pid)) return `started again though process ${start.pid} was never killed`;
   }
   if (runs.skips.length > 0 && (finisher === undefined || !killed.has(finisher))) return `skipped, but its finisher ${finisher} was not killed`;
+  if (runs.attempts.some((attempt, i) => attempt < 1 || (i > 0 && attempt <= runs.attempts[i - 1]))) {
+    return `runs with attempts ${runs.attempts.join(',')}: each run must be a later claim than the one before`;
+  }
+  return undefined;
+}
+
+/**
+ * Poll `store` until every task in `ids` has ended (done, failed or timed out), or until
+ * `limitMs` — a guard against a hang, not a deadline anything is expected to meet.
+ */
+export async function waitUntilEnded(store: Store, ids: readonly string[], limitMs: number): Promise<{ ended: Map<string, TaskRecord>; missing: string[] }> {
+  const giveUpAt = Date.now() + limitMs;
+  const ended = new Map<string, TaskRecord>();
+  let missing = [...ids];
+  for (;;) {
+    const records = await Promise.all(missing.map((id) => store.loadTask(id)));
+    records.forEach((record, i) => {
+      if (record && hasEnded(record.status)) ended.set(missing[i], record);
+    });
+    missing = missing.filter((id) => !ended.has(id));
+    if (missing.length === 0 || Date.now() > giveUpAt) return { ended, missing };
+    await sleep(200);
+  }
+}
+
+/**
+ * What is wrong between the store's record of an ended task and its runs in the log, or
+ * undefined: it did not fail; done means a run finished (its effect is in the log); and the
+ * claim that stored the outcome is the task's last run — an earlier, stale claim never did.
+ */
+export function outcomeProblem(record: TaskRecord, runs: TaskRuns): string | undefined {
+  if (record.status === 'failed') return `failed: ${record.error}`;
+  if (record.status === 'done' && runs.finishes.length === 0) return 'done in the store, but no run finished';
+  const last = runs.attempts[runs.attempts.length - 1];
+  if (record.attempt !== last) return `stored by attempt ${record.attempt}, but the last run was attempt ${last}`;
   return undefined;
 }
 

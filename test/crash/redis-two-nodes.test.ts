@@ -1,9 +1,9 @@
 /**
  * Issue 4 with a shared store: two rotor nodes (child processes) on one throwaway redis-server,
  * sharing a key file. A session moves freely between them, a lost reply is replayed by the
- * other node byte for byte, released tasks run once across both, and when one node is
- * SIGKILLed its clients carry on at the other, which runs the dead node's claimed tasks once
- * their lease (2 × tasks.timeoutMs) has run out.
+ * other node byte for byte, released tasks run once across both while no node dies, and when
+ * one node is SIGKILLed its clients carry on at the other, which runs the dead node's claimed
+ * tasks once their lease (2 × tasks.timeoutMs) has run out — as attempt 2, whose outcome stands.
  */
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,15 +12,18 @@ import { join } from 'node:path';
 import { loadOrCreateKeys } from '../../src/cli/keys.ts';
 import type { RotorClient } from '../../src/client/index.ts';
 import { pooledRandom } from '../../src/session/random.ts';
+import { RedisStore } from '../../src/store/redis.ts';
+import type { TaskRecord } from '../../src/store/types.ts';
 import { FrameParser, getHeader } from '../../src/wire/index.ts';
 import { startRedis } from '../helpers/redis.ts';
-import { crashClient, persist, rawExchange, readTaskLog, RotorNode, runProblem, sleep, type TaskRuns } from './helpers.ts';
+import { crashClient, noRuns, outcomeProblem, persist, rawExchange, readTaskLog, RotorNode, runProblem, sleep, waitUntilEnded, type TaskRuns } from './helpers.ts';
 
 const TASK_TIMEOUT_MS = 1500;
 const LEASE_MS = 2 * TASK_TIMEOUT_MS;
 /** Slow tasks are still running when their node is killed. */
 const SLOW_TASK_MS = 1000;
-const QUIET_DEADLINE_MS = 15_000;
+/** Waiting for tasks to end gives up after this: a guard against a hang, nothing is expected to come near it. */
+const DRAIN_LIMIT_MS = 120_000;
 
 const redis = await startRedis();
 t.teardown(() => redis.close());
@@ -37,21 +40,21 @@ t.teardown(async () => {
 });
 await Promise.all([a.start(), b.start()]);
 const killed = () => new Set([...a.killed, ...b.killed]);
+/** The nodes' shared store, read from here to see when tasks have ended. */
+const store = await RedisStore.open(redis.url);
+t.teardown(() => store.close());
 
-/** Wait until every task in `ids` has a finish line; the log then. */
-async function allFinished(ids: readonly string[]): Promise<{ runs: Map<string, TaskRuns>; missing: string[] }> {
-  const deadline = Date.now() + QUIET_DEADLINE_MS;
-  for (;;) {
-    const runs = readTaskLog(logFile);
-    const missing = ids.filter((id) => (runs.get(id)?.finishes.length ?? 0) === 0);
-    if (missing.length === 0 || Date.now() > deadline) return { runs, missing };
-    await sleep(100);
-  }
+/** Wait until the store says every task in `ids` has ended; the log then. */
+async function allEnded(ids: readonly string[]): Promise<{ runs: Map<string, TaskRuns>; ended: Map<string, TaskRecord>; missing: string[] }> {
+  const { ended, missing } = await waitUntilEnded(store, ids, DRAIN_LIMIT_MS);
+  return { runs: readTaskLog(logFile), ended, missing };
 }
 
-function problems(runs: Map<string, TaskRuns>, ids: readonly string[]): string[] {
+/** What is wrong with the runs of `ids` and with their stored outcomes. */
+function problems(runs: Map<string, TaskRuns>, ended: Map<string, TaskRecord>, ids: readonly string[]): string[] {
   return ids.flatMap((id) => {
-    const problem = runProblem(runs.get(id) ?? { starts: [], finishes: [], skips: [] }, killed());
+    const record = ended.get(id);
+    const problem = runProblem(runs.get(id) ?? noRuns(), killed()) ?? (record && outcomeProblem(record, runs.get(id) ?? noRuns()));
     return problem ? [`${id}: ${problem}`] : [];
   });
 }
@@ -87,9 +90,10 @@ t.test('a session moves between nodes, and a lost reply is replayed by the other
   at = b;
   client.close();
   await client.ack();
-  const { runs, missing } = await allFinished([taskId!]);
+  const { runs, ended, missing } = await allEnded([taskId!]);
   t.same(missing, [], 'acked on B, the task ran');
   t.equal(runs.get(taskId!)?.starts.length, 1, 'once, though two nodes answered its exchange');
+  t.match(ended.get(taskId!), { status: 'done', attempt: 1 }, 'on its first claim');
   at = a;
   client.close();
   const result = await client.task(taskId!);
@@ -97,7 +101,7 @@ t.test('a session moves between nodes, and a lost reply is replayed by the other
   client.close();
 });
 
-t.test('tasks released on either node run exactly once across both', async (t) => {
+t.test('while no node dies, tasks released on either node run once across both', async (t) => {
   const CLIENTS = 6;
   const ROUNDS = 15;
   const acked: string[] = [];
@@ -121,11 +125,12 @@ t.test('tasks released on either node run exactly once across both', async (t) =
     }),
   );
   t.equal(acked.length, CLIENTS * ROUNDS, `${acked.length} tasks acked, each posted on one node and acked on the other`);
-  const { runs, missing } = await allFinished(acked);
-  t.same(missing, [], 'all finished');
-  const twice = acked.filter((id) => runs.get(id)!.starts.length !== 1 || runs.get(id)!.skips.length !== 0);
-  t.same(twice, [], 'each started exactly once');
-  t.same(problems(runs, acked), [], 'and finished exactly once');
+  const { runs, ended, missing } = await allEnded(acked);
+  t.same(missing, [], 'all ended');
+  const twice = acked.filter((id) => runs.get(id)?.starts.length !== 1 || runs.get(id)!.skips.length !== 0);
+  t.same(twice, [], 'each started once: one claim each, no lease ran out');
+  t.same(problems(runs, ended, acked), [], 'and finished once, stored by that claim');
+  t.same(acked.filter((id) => ended.get(id)?.attempt !== 1), [], 'every one on its first claim');
   const byPid = new Map<number, number>();
   for (const id of acked) byPid.set(runs.get(id)!.starts[0].pid, (byPid.get(runs.get(id)!.starts[0].pid) ?? 0) + 1);
   t.comment(`tasks run per node: A ${byPid.get(a.pid!) ?? 0}, B ${byPid.get(b.pid!) ?? 0}`);
@@ -200,12 +205,14 @@ t.test('when A is SIGKILLed its clients carry on at B, which runs the tasks A ha
 
   t.ok(startedOnA.length > 0, `A was running ${startedOnA.length} slow tasks when it was killed`);
   const all = [...slowIds, ...acked];
-  const { runs, missing } = await allFinished(all);
-  t.same(missing, [], `all ${all.length} acknowledged tasks finished`);
-  t.same(problems(runs, all), [], 'none ran twice unless the kill interrupted it');
+  const { runs, ended, missing } = await allEnded(all);
+  t.same(missing, [], `all ${all.length} acknowledged tasks ended`);
+  t.same(problems(runs, ended, all), [], 'none ran twice unless the kill interrupted it, and then as a later claim, whose outcome stands');
   for (const id of startedOnA) {
     const [onA, onB] = runs.get(id)!.starts;
     t.ok(onA.pid === aPid && onB?.pid === b.pid && runs.get(id)!.finishes[0]?.pid === b.pid, `slow task ${id}: started on A, run again and finished by B`);
+    t.ok(onB && onB.attempt > onA.attempt, `as a later claim (attempt ${onA.attempt} on A, ${onB?.attempt} on B)`);
+    t.match(ended.get(id), { status: 'done', attempt: onB?.attempt }, "B's claim stored the outcome");
     // The lease began at the claim, a moment before the start line.
     t.ok(onB && onB.at - onA.at >= LEASE_MS - 250, `only after A's lease ran out (${onB ? onB.at - onA.at : '-'} ms after A started it)`);
   }
