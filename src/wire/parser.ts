@@ -42,6 +42,11 @@ type StartLine =
  * Memory is bounded by the limits: an unfinished line is refused once it is longer than a
  * line may be, a header block once it is larger than a block may be, and a body once its
  * announced length is larger than a body may be — before a single body byte is buffered.
+ *
+ * The error never depends on how the bytes were split: it is the rule broken first in byte
+ * order, as a reader given one byte at a time would find it (spec.md §1, "Which error").
+ * A header line counts as the longer of its form as sent and as serializeFrame writes it, so
+ * whatever is accepted can be written back within the same limits.
  */
 export class FrameParser {
   private readonly limits: WireLimits;
@@ -103,29 +108,24 @@ export class FrameParser {
           continue;
         }
         const lf = buf.indexOf(LF, pos);
+        this.checkLineBytes(buf, pos, lf === -1 ? end - 1 : lf);
         if (lf === -1) {
-          this.checkPartialLine(buf, pos, end);
           // Copy a short remainder so a large chunk is not retained for a few bytes of it.
           const rest = buf.subarray(pos, end);
           this.pending = rest.length < 4096 ? Buffer.from(rest) : rest;
           pos = end;
           break;
         }
-        if (lf === pos || buf[lf - 1] !== CR) this.fail('ROTOR_E_BAD_LINE_ENDING');
-        const lineEnd = lf - 1;
-        const lineLength = lineEnd - pos;
-        if (lineLength > this.limits.maxLineBytes) this.fail('ROTOR_E_LINE_TOO_LONG');
-        this.headerBytes += lineLength + 2;
-        if (this.headerBytes > this.limits.maxHeaderBytes) this.fail('ROTOR_E_HEADERS_TOO_LARGE');
-        // A bare CR anywhere in a complete line is a line-ending error too, as it is for a partial line.
-        const cr = buf.indexOf(CR, pos);
-        if (cr !== -1 && cr < lineEnd) this.fail('ROTOR_E_BAD_LINE_ENDING');
         const lineStart = pos;
+        const lineEnd = lf - 1;
+        const lineLength = lineEnd - lineStart;
         pos = lf + 1;
         if (this.state === State.StartLine) {
+          this.headerBytes += lineLength + 2;
           this.start = parseStartLine(buf, lineStart, lineEnd);
           this.state = State.Headers;
         } else if (lineLength === 0) {
+          this.headerBytes += 2;
           if (this.bodyLength <= 0) {
             if (this.bodyLength === 0) this.bodyParts.push(EMPTY);
             frames.push(this.finishFrame());
@@ -134,7 +134,16 @@ export class FrameParser {
             this.state = State.Body;
           }
         } else {
-          this.parseHeaderLine(buf, lineStart, lineEnd);
+          const colon = buf.indexOf(COLON, lineStart);
+          const hasColon = colon !== -1 && colon < lineEnd;
+          // Counted as the longer of the line as sent and as written (`Name: value`): only a
+          // line with no blank around its value is the shorter one, by the missing space.
+          const written = hasColon && !isBlank(buf[colon + 1]) && !isBlank(buf[lineEnd - 1]) ? lineLength + 1 : lineLength;
+          if (written > this.limits.maxLineBytes) this.fail('ROTOR_E_LINE_TOO_LONG');
+          this.headerBytes += written + 2;
+          if (this.headerBytes > this.limits.maxHeaderBytes) this.fail('ROTOR_E_HEADERS_TOO_LARGE');
+          if (!hasColon) this.fail('ROTOR_E_BAD_HEADER');
+          this.parseHeaderLine(buf, lineStart, colon, lineEnd);
         }
       }
     } catch (err) {
@@ -167,20 +176,42 @@ export class FrameParser {
     return undefined;
   }
 
-  private checkPartialLine(buf: Buffer, pos: number, end: number): void {
-    const partial = end - pos;
-    // A CR may be the last byte (its LF is still in flight), so allow one byte beyond the line.
-    if (partial > this.limits.maxLineBytes + 1) this.fail('ROTOR_E_LINE_TOO_LONG');
-    if (this.headerBytes + partial > this.limits.maxHeaderBytes + 1) this.fail('ROTOR_E_HEADERS_TOO_LARGE');
-    // Report a bare CR as soon as it is seen rather than waiting for a line end.
-    const cr = buf.indexOf(CR, pos);
-    if (cr !== -1 && cr < end - 1) this.fail('ROTOR_E_BAD_LINE_ENDING');
+  /**
+   * The byte rules of the line that starts at `start`, over its bytes up to `last` (its LF, or
+   * the last byte received so far). Each rule is broken at one byte, the first that proves it
+   * whatever follows; the rule broken at the earliest byte wins, and at the same byte the line
+   * ending beats the line length, which beats the block size. So the answer is the one a
+   * byte-at-a-time reader gives, however the bytes were split.
+   */
+  private checkLineBytes(buf: Buffer, start: number, last: number): void {
+    let at = Number.MAX_SAFE_INTEGER;
+    let code: ErrorCode = 'ROTOR_E_BAD_LINE_ENDING';
+    // A bare CR is proved by the byte after it; a bare LF by itself. Only the first CR matters:
+    // it is bare, or it ends the line.
+    const cr = buf.indexOf(CR, start);
+    if (cr !== -1 && cr < last && buf[cr + 1] !== LF) at = cr + 1;
+    else if (buf[last] === LF && (last === start || buf[last - 1] !== CR)) at = last;
+    // Too long: byte maxLineBytes + 1 of the line is content unless it is a CR that an LF follows.
+    const extra = start + this.limits.maxLineBytes;
+    if (extra <= last && buf[extra] !== LF) {
+      const proof = buf[extra] !== CR ? extra : extra + 1 <= last && buf[extra + 1] !== LF ? extra + 1 : -1;
+      if (proof !== -1 && proof < at) {
+        at = proof;
+        code = 'ROTOR_E_LINE_TOO_LONG';
+      }
+    }
+    // Too large: every byte of the block counts, CR and LF too.
+    const overflow = start + this.limits.maxHeaderBytes - this.headerBytes;
+    if (overflow <= last && overflow < at) {
+      at = overflow;
+      code = 'ROTOR_E_HEADERS_TOO_LARGE';
+    }
+    if (at <= last) this.fail(code);
   }
 
-  private parseHeaderLine(buf: Buffer, start: number, end: number): void {
-    if (this.headers.length >= this.limits.maxHeaders) this.fail('ROTOR_E_TOO_MANY_HEADERS');
-    const colon = buf.indexOf(COLON, start);
-    if (colon === -1 || colon >= end || colon === start || colon - start > MAX_HEADER_NAME) this.fail('ROTOR_E_BAD_HEADER');
+  /** A complete header line that has its colon: form, duplicates, then BIN-Length or the count. */
+  private parseHeaderLine(buf: Buffer, start: number, colon: number, end: number): void {
+    if (colon === start || colon - start > MAX_HEADER_NAME) this.fail('ROTOR_E_BAD_HEADER');
     for (let i = start; i < colon; i++) {
       if (!isNameByte(buf[i])) this.fail('ROTOR_E_BAD_HEADER');
     }
@@ -191,15 +222,9 @@ export class FrameParser {
     let highBit = false;
     for (let i = valueStart; i < valueEnd; i++) {
       const byte = buf[i];
-      if ((byte < SP && byte !== HT) || byte === 127) {
-        this.fail(byte === CR ? 'ROTOR_E_BAD_LINE_ENDING' : 'ROTOR_E_BAD_HEADER');
-      }
+      if ((byte < SP && byte !== HT) || byte === 127) this.fail('ROTOR_E_BAD_HEADER');
       if (byte > 127) highBit = true;
     }
-    const name = buf.toString('latin1', start, colon);
-    const lower = name.toLowerCase();
-    if (this.seen.includes(lower)) this.fail('ROTOR_E_DUPLICATE_HEADER');
-    this.seen.push(lower);
     let value: string;
     if (highBit) {
       const bytes = buf.subarray(valueStart, valueEnd);
@@ -208,10 +233,16 @@ export class FrameParser {
     } else {
       value = buf.toString('latin1', valueStart, valueEnd);
     }
+    const name = buf.toString('latin1', start, colon);
+    const lower = name.toLowerCase();
+    if (this.seen.includes(lower)) this.fail('ROTOR_E_DUPLICATE_HEADER');
+    this.seen.push(lower);
     if (lower === BIN_LENGTH_LOWER) {
       this.bodyLength = parseLength(value, this.limits.maxBodyBytes);
       return;
     }
+    // BIN-Length is framing, not a header of the frame: it is not counted, wherever it stands.
+    if (this.headers.length >= this.limits.maxHeaders) this.fail('ROTOR_E_TOO_MANY_HEADERS');
     this.headers.push([name, value]);
   }
 
@@ -241,6 +272,10 @@ export class FrameParser {
   }
 }
 
+function isBlank(byte: number | undefined): boolean {
+  return byte === SP || byte === HT;
+}
+
 function isNameByte(byte: number): boolean {
   return (
     (byte >= 0x61 && byte <= 0x7a) || // a-z
@@ -265,7 +300,7 @@ function parseLength(value: string, max: number): number {
 function parseStartLine(buf: Buffer, start: number, end: number): StartLine {
   for (let i = start; i < end; i++) {
     const byte = buf[i];
-    if (byte < SP || byte > 126) throw new RotorError(byte === CR ? 'ROTOR_E_BAD_LINE_ENDING' : 'ROTOR_E_BAD_START_LINE');
+    if (byte < SP || byte > 126) throw new RotorError('ROTOR_E_BAD_START_LINE');
   }
   const line = buf.toString('latin1', start, end);
   const first = line.indexOf(' ');

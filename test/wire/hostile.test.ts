@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { FrameParser } from '../../src/wire/index.ts';
 import { DEFAULTS, type WireLimits } from '../../src/config/defaults.ts';
 import type { ErrorCode } from '../../src/errors.ts';
@@ -7,6 +7,11 @@ import { SMALL_LIMITS, ascii, bytewise, feed, plain, splitAt } from './fixtures/
 const START = 'GET / ROTOR/1\r\n';
 const VALID = ascii('PING /ok ROTOR/1\r\nA: 1\r\n\r\n');
 const utf8 = (text: string): Buffer => Buffer.from(text, 'utf8');
+const pad = (n: number): string => 'v'.repeat(n);
+/** Three header lines of 60 bytes before their CRLF: with START, 201 bytes of SMALL_LIMITS' 256. */
+const FILL_3_LINES = ['A', 'B', 'C'].map((name) => `${name}: ${pad(57)}\r\n`).join('');
+/** Exactly SMALL_LIMITS.maxHeaders headers. */
+const FOUR_HEADERS = 'A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n';
 
 interface Case {
   name: string;
@@ -94,10 +99,35 @@ const CASES: Case[] = [
   { name: 'header line one byte over maxLineBytes', bytes: ascii(`${START}X: ${'v'.repeat(SMALL_LIMITS.maxLineBytes - 2)}\r\n\r\n`), code: 'ROTOR_E_LINE_TOO_LONG', limits: SMALL_LIMITS },
   { name: 'one header more than maxHeaders', bytes: ascii(`${START}A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n`), code: 'ROTOR_E_TOO_MANY_HEADERS', limits: SMALL_LIMITS },
   { name: 'body one byte over maxBodyBytes', bytes: ascii(`${START}BIN-Length: ${SMALL_LIMITS.maxBodyBytes + 1}\r\n\r\n`), code: 'ROTOR_E_BODY_TOO_LARGE', limits: SMALL_LIMITS },
+  // A header line counts as the longer of its form as sent and `Name: value` (as rotor writes it).
+  { name: '`Name:value` of exactly maxLineBytes (as `Name: value` one over)', bytes: ascii(`${START}X:${pad(SMALL_LIMITS.maxLineBytes - 2)}\r\n\r\n`), code: 'ROTOR_E_LINE_TOO_LONG', limits: SMALL_LIMITS },
+  { name: '`Name:` with an empty value, exactly maxLineBytes', bytes: ascii(`${START}${'N'.repeat(SMALL_LIMITS.maxLineBytes - 1)}:\r\n\r\n`), code: 'ROTOR_E_LINE_TOO_LONG', limits: SMALL_LIMITS },
+  { name: 'header block of exactly maxHeaderBytes whose last line is `Name:value`', bytes: ascii(`${START}${FILL_3_LINES}D:${pad(49)}\r\n\r\n`), code: 'ROTOR_E_HEADERS_TOO_LARGE', limits: SMALL_LIMITS },
 ];
 
-t.test('each hostile input gives its exact error code, however it is chunked', async (t) => {
-  for (const c of CASES) {
+/**
+ * Inputs that break two rules. The error is the rule broken first in byte order, judged as if
+ * the bytes arrived one at a time; at the same byte: line ending, then line length, then block
+ * size, then what a complete line says (its form, a duplicate, BIN-Length, the header count).
+ */
+const TWO_DEFECTS: Case[] = [
+  { name: 'bare CR early in a line that is also too long', bytes: ascii(`${START}X: a\rb${pad(80)}\r\n\r\n`), code: 'ROTOR_E_BAD_LINE_ENDING', limits: SMALL_LIMITS },
+  { name: 'bare CR in a line already too long', bytes: ascii(`${START}X: ${pad(70)}\rb\r\n\r\n`), code: 'ROTOR_E_LINE_TOO_LONG', limits: SMALL_LIMITS },
+  { name: 'bare CR as byte maxLineBytes + 1: the byte after it breaks both rules', bytes: ascii(`${START}X: ${pad(SMALL_LIMITS.maxLineBytes - 3)}\rb\r\n\r\n`), code: 'ROTOR_E_BAD_LINE_ENDING', limits: SMALL_LIMITS },
+  { name: 'bare CR early in a line where the block overflows', bytes: ascii(`${START}${FILL_3_LINES}X: a\rb${pad(50)}\r\n\r\n`), code: 'ROTOR_E_BAD_LINE_ENDING', limits: SMALL_LIMITS },
+  { name: 'bare CR after the block overflowed', bytes: ascii(`${START}${FILL_3_LINES}X: ${pad(53)}\rb\r\n\r\n`), code: 'ROTOR_E_HEADERS_TOO_LARGE', limits: SMALL_LIMITS },
+  { name: 'bare LF as the byte that overflows the block', bytes: ascii(`${START}${FILL_3_LINES}X: ${pad(52)}\n\r\n`), code: 'ROTOR_E_BAD_LINE_ENDING', limits: SMALL_LIMITS },
+  { name: 'block overflows before the line is too long', bytes: ascii(`${START}${FILL_3_LINES}X: ${pad(80)}\r\n\r\n`), code: 'ROTOR_E_HEADERS_TOO_LARGE', limits: SMALL_LIMITS },
+  { name: 'line too long before the block overflows', bytes: ascii(`${START}X: ${pad(250)}\r\n\r\n`), code: 'ROTOR_E_LINE_TOO_LONG', limits: SMALL_LIMITS },
+  { name: 'start line too long and of another version', bytes: ascii(`GET /${'p'.repeat(70)} HTTP/1.1\r\n\r\n`), code: 'ROTOR_E_LINE_TOO_LONG', limits: SMALL_LIMITS },
+  { name: '`Name:value` of exactly maxLineBytes with a bad name', bytes: ascii(`${START}X_Y:${pad(SMALL_LIMITS.maxLineBytes - 4)}\r\n\r\n`), code: 'ROTOR_E_LINE_TOO_LONG', limits: SMALL_LIMITS },
+  { name: 'one header too many, and malformed', bytes: ascii(`${START}${FOUR_HEADERS}no colon\r\n\r\n`), code: 'ROTOR_E_BAD_HEADER', limits: SMALL_LIMITS },
+  { name: 'one header too many, and a duplicate', bytes: ascii(`${START}${FOUR_HEADERS}a: 5\r\n\r\n`), code: 'ROTOR_E_DUPLICATE_HEADER', limits: SMALL_LIMITS },
+  { name: 'BIN-Length over the body limit after maxHeaders headers (it does not count)', bytes: ascii(`${START}${FOUR_HEADERS}BIN-Length: ${SMALL_LIMITS.maxBodyBytes + 1}\r\n\r\n`), code: 'ROTOR_E_BODY_TOO_LARGE', limits: SMALL_LIMITS },
+];
+
+function checkEveryChunking(t: Test, c: Case): void {
+  {
     const expected = { outcome: 'error', codes: [c.code], frames: 0, framesAfterError: 0 };
     const summarize = (chunks: Buffer[], prefix = 0) => {
       const run = feed(chunks, c.limits);
@@ -119,6 +149,15 @@ t.test('each hostile input gives its exact error code, however it is chunked', a
       `${c.name}: the frame before it is delivered, the one after is not`,
     );
   }
+}
+
+t.test('each hostile input gives its exact error code, however it is chunked', async (t) => {
+  for (const c of CASES) checkEveryChunking(t, c);
+});
+
+t.test('an input that breaks two rules gives the same one code however it is chunked: the first in byte order', async (t) => {
+  t.equal(FILL_3_LINES.length + START.length, 201, 'the filler leaves 55 bytes of the block');
+  for (const c of TWO_DEFECTS) checkEveryChunking(t, c);
 });
 
 t.test('a bare CR is reported as soon as the byte after it arrives, not at the next LF', async (t) => {
@@ -211,6 +250,35 @@ t.test('exactly maxHeaders headers are accepted, one more is ROTOR_E_TOO_MANY_HE
   const wayTooMany = feed(bytewise(block(10 * max)));
   t.strictSame(wayTooMany.pushErrors.map((e) => e.code), ['ROTOR_E_TOO_MANY_HEADERS'], 'many more, byte by byte');
   t.ok(wayTooMany.consumedAtError! < block(max + 2).length, 'reported at the first header too many');
+});
+
+t.test('BIN-Length does not count toward maxHeaders, wherever it stands', async (t) => {
+  const max = SMALL_LIMITS.maxHeaders;
+  const block = (count: number, at: number): Buffer => {
+    const lines = Array.from({ length: count }, (_, i) => `H${i}: ${i}\r\n`);
+    lines.splice(at, 0, 'BIN-Length: 2\r\n');
+    return ascii(`${START}${lines.join('')}\r\nok`);
+  };
+  const accepted: number[] = [];
+  const refused: number[] = [];
+  for (let at = 0; at <= max + 1; at++) {
+    if (at <= max) {
+      for (const [how, chunks] of [['one chunk', [block(max, at)]], ['byte by byte', bytewise(block(max, at))]] as const) {
+        const run = feed(chunks, SMALL_LIMITS);
+        if (run.outcome === 'clean' && run.frames[0]?.headers.length === max && run.frames[0]?.body?.toString() === 'ok') accepted.push(at);
+        else t.fail(`${max} headers, BIN-Length at ${at} (${how}): ${run.pushErrors[0]?.code ?? run.outcome}`);
+      }
+    }
+    for (const chunks of [[block(max + 1, at)], bytewise(block(max + 1, at))]) {
+      const run = feed(chunks, SMALL_LIMITS);
+      if (run.pushErrors.length === 1 && run.pushErrors[0]?.code === 'ROTOR_E_TOO_MANY_HEADERS') refused.push(at);
+      else t.fail(`${max + 1} headers, BIN-Length at ${at}: ${run.pushErrors[0]?.code ?? run.outcome}`);
+    }
+  }
+  /** Every position, once per way of chunking. */
+  const positions = (count: number): number[] => Array.from({ length: count }, (_, at) => [at, at]).flat();
+  t.strictSame(accepted, positions(max + 1), `maxHeaders headers and BIN-Length at each of the ${max + 1} positions: accepted`);
+  t.strictSame(refused, positions(max + 2), `maxHeaders + 1 headers and BIN-Length at each of the ${max + 2} positions: refused`);
 });
 
 t.test('line and header-block limits are inclusive', async (t) => {
