@@ -1,5 +1,5 @@
 /** rotor's frame codec: transport-free, shared by every carrier. */
 export { FrameParser, type ParseResult } from './parser.ts';
-export { serializeFrame } from './serialize.ts';
+export { serializeFrame, FrameLimitError } from './serialize.ts';
 export { getHeader, PROTOCOL_VERSION, BIN_LENGTH, type Frame, type RequestFrame, type ResponseFrame, type Header } from './frame.ts';
 export { errorReply, type Reply } from './reply.ts';

@@ -1,3 +1,6 @@
+import type { WireLimits } from '../config/defaults.ts';
+import { DEFAULTS } from '../config/defaults.ts';
+import type { ErrorCode } from '../errors.ts';
 import { BIN_LENGTH, PROTOCOL_VERSION, type Frame, type Header } from './frame.ts';
 
 const NAME = /^[A-Za-z0-9-]{1,64}$/;
@@ -6,13 +9,31 @@ const NAME = /^[A-Za-z0-9-]{1,64}$/;
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$/;
 // A lone surrogate would be written as U+FFFD and so parse back to a different string.
 const LONE_SURROGATE = /\p{Surrogate}/u;
+/** `BIN-Length: ` */
+const BIN_LENGTH_PREFIX = BIN_LENGTH.length + 2;
+
+/**
+ * A frame the serializer will not write because a parser with the same limits would refuse its
+ * bytes; `code` is the error that parser would give. (A TypeError is a frame no limits allow.)
+ */
+export class FrameLimitError extends RangeError {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = 'FrameLimitError';
+    this.code = code;
+  }
+}
 
 /**
  * The canonical byte form of a frame: start line, headers in order, `BIN-Length` last when the
  * frame has a body, an empty line, the body. Throws TypeError for a frame that could not be
- * parsed back (a bug in the caller, never a peer's fault), so no header can smuggle a line break.
+ * parsed back (a bug in the caller, never a peer's fault), so no header can smuggle a line break,
+ * and FrameLimitError for one that `new FrameParser(limits)` would refuse: it never writes bytes
+ * its own parser, with the same limits, does not accept.
  */
-export function serializeFrame(frame: Frame): Buffer {
+export function serializeFrame(frame: Frame, limits: WireLimits = DEFAULTS.wire): Buffer {
   let head: string;
   if (frame.kind === 'request') {
     if (!/^[A-Z]{1,16}$/.test(frame.verb)) throw new TypeError(`bad verb ${JSON.stringify(frame.verb)}`);
@@ -23,29 +44,74 @@ export function serializeFrame(frame: Frame): Buffer {
     if (!/^[\x20-\x7e]*$/.test(frame.reason)) throw new TypeError(`bad reason ${JSON.stringify(frame.reason)}`);
     head = `${PROTOCOL_VERSION} ${frame.status} ${frame.reason}\r\n`;
   }
-  head += serializeHeaders(frame.headers);
+  // The start line is ASCII; a header line is at most 3 bytes per UTF-16 unit of its value.
+  let mayBreakLimits = head.length - 2 > limits.maxLineBytes || frame.headers.length > limits.maxHeaders;
+  const seen = new Set<string>();
+  for (const [name, value] of frame.headers) {
+    checkHeader(name, value, seen);
+    head += `${name}: ${value}\r\n`;
+    if (name.length + 2 + 3 * value.length > limits.maxLineBytes) mayBreakLimits = true;
+  }
   const body = frame.body;
   if (body !== undefined) head += `${BIN_LENGTH}: ${body.length}\r\n`;
   head += '\r\n';
-  if (body === undefined || body.length === 0) return Buffer.from(head, 'utf8');
   const headLength = Buffer.byteLength(head, 'utf8');
+  if (mayBreakLimits || headLength > limits.maxHeaderBytes || (body !== undefined && body.length > limits.maxBodyBytes)) {
+    const refusal = limitBroken(frame, head.indexOf('\r\n'), limits);
+    if (refusal) throw refusal;
+  }
+  if (body === undefined || body.length === 0) return Buffer.from(head, 'utf8');
   const out = Buffer.allocUnsafe(headLength + body.length);
   out.write(head, 0, 'utf8');
   body.copy(out, headLength);
   return out;
 }
 
-function serializeHeaders(headers: readonly Header[]): string {
-  let text = '';
-  const seen = new Set<string>();
-  for (const [name, value] of headers) {
-    if (!NAME.test(name)) throw new TypeError(`bad header name ${JSON.stringify(name)}`);
-    const lower = name.toLowerCase();
-    if (lower === 'bin-length') throw new TypeError('BIN-Length is derived from the body, not set as a header');
-    if (seen.has(lower)) throw new TypeError(`duplicate header ${name}`);
-    seen.add(lower);
-    if (BAD_VALUE.test(value) || LONE_SURROGATE.test(value)) throw new TypeError(`bad value for header ${name}`);
-    text += `${name}: ${value}\r\n`;
+function checkHeader(name: string, value: string, seen: Set<string>): void {
+  if (!NAME.test(name)) throw new TypeError(`bad header name ${JSON.stringify(name)}`);
+  const lower = name.toLowerCase();
+  if (lower === 'bin-length') throw new TypeError('BIN-Length is derived from the body, not set as a header');
+  if (seen.has(lower)) throw new TypeError(`duplicate header ${name}`);
+  seen.add(lower);
+  if (BAD_VALUE.test(value) || LONE_SURROGATE.test(value)) throw new TypeError(`bad value for header ${name}`);
+}
+
+/**
+ * The first limit the frame's canonical bytes break, judged as the parser judges them: line by
+ * line in byte order, a line's length and the block size at the byte that proves them (the
+ * length first at the same byte), then the header count (BIN-Length not counted) or the body.
+ */
+function limitBroken(frame: Frame, startLength: number, limits: WireLimits): FrameLimitError | undefined {
+  let block = 0;
+  const line = (length: number, what: string): FrameLimitError | undefined => {
+    const tooLongAt = length > limits.maxLineBytes ? limits.maxLineBytes : Infinity;
+    const overflowAt = block + length + 2 > limits.maxHeaderBytes ? limits.maxHeaderBytes - block : Infinity;
+    block += length + 2;
+    if (tooLongAt !== Infinity && tooLongAt <= overflowAt) {
+      return new FrameLimitError('ROTOR_E_LINE_TOO_LONG', `${what} would be ${length} bytes, over maxLineBytes (${limits.maxLineBytes})`);
+    }
+    if (overflowAt !== Infinity) {
+      return new FrameLimitError('ROTOR_E_HEADERS_TOO_LARGE', `the header block would pass maxHeaderBytes (${limits.maxHeaderBytes}) at ${what}`);
+    }
+    return undefined;
+  };
+  const broken =
+    line(startLength, 'the start line') ??
+    frame.headers.reduce<FrameLimitError | undefined>(
+      (found, [name, value], i) =>
+        found ??
+        line(name.length + 2 + Buffer.byteLength(value, 'utf8'), `header ${name}`) ??
+        (i >= limits.maxHeaders ? new FrameLimitError('ROTOR_E_TOO_MANY_HEADERS', `${frame.headers.length} headers, over maxHeaders (${limits.maxHeaders})`) : undefined),
+      undefined,
+    );
+  if (broken) return broken;
+  const body = frame.body;
+  if (body !== undefined) {
+    const bodyLine = line(BIN_LENGTH_PREFIX + String(body.length).length, BIN_LENGTH);
+    if (bodyLine) return bodyLine;
+    if (body.length > limits.maxBodyBytes) {
+      return new FrameLimitError('ROTOR_E_BODY_TOO_LARGE', `a body of ${body.length} bytes, over maxBodyBytes (${limits.maxBodyBytes})`);
+    }
   }
-  return text;
+  return line(0, 'the empty line');
 }

@@ -41,7 +41,7 @@ t.test('the fixtures back to back parse to all frames, in order', async (t) => {
   t.equal(run.outcome, 'clean');
   t.strictSame(run.frames.map(plain), ALL_FRAMES.map(plain));
   t.equal(
-    Buffer.concat(run.frames.map(serializeFrame)).toString('hex'),
+    Buffer.concat(run.frames.map((f) => serializeFrame(f))).toString('hex'),
     ALL_BYTES.toString('hex'),
     'and serialize back to the same stream',
   );

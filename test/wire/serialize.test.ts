@@ -1,6 +1,8 @@
 import t from 'tap';
-import { FrameParser, serializeFrame, type Frame, type Header, type RequestFrame, type ResponseFrame } from '../../src/wire/index.ts';
-import { plain } from './fixtures/helpers.ts';
+import { FrameLimitError, FrameParser, serializeFrame, type Frame, type Header, type RequestFrame, type ResponseFrame } from '../../src/wire/index.ts';
+import { DEFAULTS, type WireLimits } from '../../src/config/defaults.ts';
+import type { ErrorCode } from '../../src/errors.ts';
+import { NO_LIMITS, SMALL_LIMITS, ascii, feed, plain } from './fixtures/helpers.ts';
 
 const request = (over: Partial<RequestFrame> = {}): RequestFrame => ({
   kind: 'request',
@@ -20,12 +22,12 @@ const response = (over: Partial<ResponseFrame> = {}): ResponseFrame => ({
 });
 const withHeader = (name: string, value: string): RequestFrame => request({ headers: [[name, value]] });
 
-type Asserts = Pick<typeof t, 'equal' | 'strictSame'>;
+type Asserts = Pick<typeof t, 'equal' | 'strictSame' | 'ok' | 'match'>;
 
-/** Serialize, and check that the bytes parse back to the very same frame. */
-function roundTrip(t: Asserts, frame: Frame, what: string): Buffer {
-  const bytes = serializeFrame(frame);
-  const parser = new FrameParser();
+/** Serialize, and check that the bytes parse back to the very same frame (under the same limits). */
+function roundTrip(t: Asserts, frame: Frame, what: string, limits: WireLimits = DEFAULTS.wire): Buffer {
+  const bytes = serializeFrame(frame, limits);
+  const parser = new FrameParser(limits);
   const result = parser.push(bytes);
   t.equal(result.error, undefined, `${what}: parses without error`);
   t.strictSame(result.frames.map(plain), [plain(frame)], `${what}: parses back to the same frame`);
@@ -169,4 +171,83 @@ t.test('the serializer does not modify the frame it is given', async (t) => {
   t.strictSame(headers, [['A', '1']]);
   t.equal(body.toString(), 'body');
   t.equal(frame.body, body);
+});
+
+/** The serializer refuses with `code`, and a parser with the same limits refuses the frame's bytes with it too. */
+function refused(t: Asserts, frame: Frame, code: ErrorCode, what: string, limits: WireLimits = SMALL_LIMITS): void {
+  let error: unknown;
+  try {
+    serializeFrame(frame, limits);
+  } catch (err) {
+    error = err;
+  }
+  t.ok(error instanceof FrameLimitError && error instanceof RangeError, `${what}: a FrameLimitError (a RangeError), not bytes`);
+  t.equal((error as FrameLimitError | undefined)?.code, code, `${what}: ${code}`);
+  t.match((error as Error | undefined)?.message ?? '', /max(LineBytes|HeaderBytes|Headers|BodyBytes) \(\d+\)/, `${what}: the message names the limit`);
+  t.equal(feed([serializeFrame(frame, NO_LIMITS)], limits).pushErrors[0]?.code, code, `${what}: the parser refuses those bytes with the same code`);
+}
+
+t.test('at each limit exactly the serializer writes what the parser accepts; one byte more is a FrameLimitError', async (t) => {
+  const { maxLineBytes, maxHeaderBytes, maxHeaders, maxBodyBytes } = SMALL_LIMITS;
+  const value = (lineLength: number, name = 'X'): string => 'v'.repeat(lineLength - name.length - 2);
+  // A line at the limit, counted in bytes: `X: ` and then 2-byte characters.
+  const wide = 'é'.repeat((maxLineBytes - 3) / 2 - 0.5) + 'v';
+  t.equal(Buffer.byteLength(`X: ${wide}`), maxLineBytes, 'the wide value fills the line to the byte');
+  roundTrip(t, withHeader('X', wide), 'a line of exactly maxLineBytes bytes of UTF-8', SMALL_LIMITS);
+  refused(t, withHeader('X', `${wide.slice(0, -1)}é`), 'ROTOR_E_LINE_TOO_LONG', 'one byte more, though not one character more');
+  roundTrip(t, withHeader('X', value(maxLineBytes)), 'a header line of exactly maxLineBytes', SMALL_LIMITS);
+  refused(t, withHeader('X', value(maxLineBytes + 1)), 'ROTOR_E_LINE_TOO_LONG', 'a header line one byte over');
+  const path = `/${'p'.repeat(maxLineBytes - 'GET  ROTOR/1'.length - 1)}`;
+  roundTrip(t, request({ path }), 'a start line of exactly maxLineBytes', SMALL_LIMITS);
+  refused(t, request({ path: `${path}p` }), 'ROTOR_E_LINE_TOO_LONG', 'a start line one byte over');
+  refused(t, response({ reason: 'r'.repeat(maxLineBytes) }), 'ROTOR_E_LINE_TOO_LONG', 'a status line over');
+
+  // The block: the start line (14 + CRLF), four lines, the empty line.
+  const lines = (last: number): Header[] => [['A', value(60, 'A')], ['B', value(60, 'B')], ['C', value(60, 'C')], ['D', value(last, 'D')]];
+  const exact = request({ path: '/', headers: lines(maxHeaderBytes - 15 - 3 * 62 - 2 - 2) });
+  t.equal(serializeFrame(exact, NO_LIMITS).length, maxHeaderBytes, 'the block is exactly maxHeaderBytes');
+  roundTrip(t, exact, 'a header block of exactly maxHeaderBytes', SMALL_LIMITS);
+  refused(t, request({ path: '/', headers: lines(maxHeaderBytes - 15 - 3 * 62 - 2 - 1) }), 'ROTOR_E_HEADERS_TOO_LARGE', 'one byte more');
+  refused(t, request({ path: '/', headers: lines(45), body: Buffer.alloc(100) }), 'ROTOR_E_HEADERS_TOO_LARGE', 'one that BIN-Length takes over the limit');
+  roundTrip(t, request({ path: '/', headers: lines(45) }), 'the same without a body', SMALL_LIMITS);
+
+  const many = (count: number): Header[] => Array.from({ length: count }, (_, i) => [`H${i}`, 'v'] as Header);
+  roundTrip(t, request({ headers: many(maxHeaders) }), 'exactly maxHeaders headers', SMALL_LIMITS);
+  roundTrip(t, request({ headers: many(maxHeaders), body: Buffer.from('x') }), 'maxHeaders headers and a body: BIN-Length is not counted', SMALL_LIMITS);
+  refused(t, request({ headers: many(maxHeaders + 1) }), 'ROTOR_E_TOO_MANY_HEADERS', 'one header more');
+
+  roundTrip(t, request({ body: Buffer.alloc(maxBodyBytes, 1) }), 'a body of exactly maxBodyBytes', SMALL_LIMITS);
+  refused(t, request({ body: Buffer.alloc(maxBodyBytes + 1, 1) }), 'ROTOR_E_BODY_TOO_LARGE', 'one byte more');
+
+  // Two limits at once: the one the parser reports, the first in byte order.
+  refused(t, request({ headers: [...many(maxHeaders + 1), ['Z', value(maxLineBytes + 1)]] }), 'ROTOR_E_TOO_MANY_HEADERS', 'too many headers before a long line');
+  refused(t, request({ headers: [['Z', value(maxLineBytes + 1)], ...many(maxHeaders + 1)] }), 'ROTOR_E_LINE_TOO_LONG', 'a long line before too many headers');
+});
+
+t.test('without limits given, serializeFrame holds frames to the defaults, as new FrameParser() does', async (t) => {
+  const { maxLineBytes } = DEFAULTS.wire;
+  roundTrip(t, withHeader('X', 'v'.repeat(maxLineBytes - 3)), 'a line of exactly the default maxLineBytes');
+  refused(t, withHeader('X', 'v'.repeat(maxLineBytes - 2)), 'ROTOR_E_LINE_TOO_LONG', 'one byte more', DEFAULTS.wire);
+});
+
+t.test('a header line accepted at the limit writes back within it: `Name:value` counts as `Name: value`', async (t) => {
+  const { maxLineBytes } = SMALL_LIMITS;
+  const start = 'GET / ROTOR/1\r\n';
+  for (const [what, line, accepted] of [
+    ['`X: value`, exactly the limit', `X: ${'v'.repeat(maxLineBytes - 3)}`, true],
+    ['`X:value`, one byte under as sent, exactly the limit as written', `X:${'v'.repeat(maxLineBytes - 3)}`, true],
+    ['`X:value`, exactly the limit as sent, one over as written', `X:${'v'.repeat(maxLineBytes - 2)}`, false],
+    ['`X:value ` with a trailing blank, exactly the limit', `X:${'v'.repeat(maxLineBytes - 3)} `, true],
+    ['`X:\tvalue`, exactly the limit', `X:\t${'v'.repeat(maxLineBytes - 3)}`, true],
+  ] as const) {
+    const run = feed([ascii(`${start}${line}\r\n\r\n`)], SMALL_LIMITS);
+    if (!accepted) {
+      t.strictSame(run.pushErrors.map((e) => e.code), ['ROTOR_E_LINE_TOO_LONG'], `${what}: refused`);
+      continue;
+    }
+    t.equal(run.outcome, 'clean', `${what}: accepted`);
+    const again = serializeFrame(run.frames[0]!, SMALL_LIMITS);
+    t.equal(again.toString('latin1').split('\r\n')[1], `X: ${'v'.repeat(maxLineBytes - 3)}`, `${what}: written as \`X: value\`, exactly the limit`);
+    t.strictSame(feed([again], SMALL_LIMITS).frames.map(plain), run.frames.map(plain), `${what}: and read back the same`);
+  }
 });
