@@ -63,6 +63,9 @@ async function main(): Promise<void> {
           })
           .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve TLS' })
           .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
+          .option('max-connections', { type: 'number', default: DEFAULTS.connection.maxConnections, describe: 'connections open at once, per listener' })
+          .option('max-connections-per-address', { type: 'number', default: DEFAULTS.connection.maxConnectionsPerAddress, describe: 'connections one client address (an IPv6 /64) may hold, per listener; behind a proxy, raise it to --max-connections' })
+          .option('listen-backlog', { type: 'number', default: DEFAULTS.connection.listenBacklog, describe: 'listen(2) backlog of every listener (Linux caps it at net.core.somaxconn)' })
           .option('log-level', { type: 'string', default: 'info' }),
       async (args) => {
         if (args.dump && !args['token-api']) throw new Error('--dump goes with --token-api');
@@ -73,6 +76,7 @@ async function main(): Promise<void> {
           host: args.host,
           port: args.port,
           logLevel: args['log-level'],
+          connection: { maxConnections: args['max-connections'], maxConnectionsPerAddress: args['max-connections-per-address'], listenBacklog: args['listen-backlog'] },
           session: { tokenTtlMinutes, allowNeverExpiring: args['allow-never-expiring'], openTokenCreate: args['token-api'], ...(purgeIntervalMs !== undefined ? { purgeIntervalMs } : {}) },
         });
         if (args['token-api']) checkTokenApiConfig(config);

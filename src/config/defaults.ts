@@ -15,7 +15,16 @@ export interface WireLimits {
 }
 
 export interface ConnectionLimits {
+  /** Connections open at once on each listener (TCP/TLS; HTTP with its WebSockets). */
   maxConnections: number;
+  /**
+   * Connections one source address may hold at once on each listener, so one peer cannot take
+   * every slot (IPv6 addresses count per /64, which one host usually holds). Behind a proxy or
+   * load balancer every client shares its address: raise this to maxConnections there.
+   */
+  maxConnectionsPerAddress: number;
+  /** The listen(2) backlog of every listener: connections the kernel queues before rotor accepts them (Linux caps it at net.core.somaxconn). */
+  listenBacklog: number;
   /** Frames of one connection being worked on at once; past it the socket is paused. */
   maxInFlight: number;
   /** From the first byte of a frame to the end of its header block. */
@@ -127,6 +136,8 @@ export const DEFAULTS: RotorConfig = Object.freeze({
   }),
   connection: Object.freeze({
     maxConnections: 10_000,
+    maxConnectionsPerAddress: 256,
+    listenBacklog: 4096,
     maxInFlight: 64,
     headerTimeoutMs: 10_000,
     frameTimeoutMs: 60_000,
@@ -210,6 +221,9 @@ export function resolveConfig(override: DeepPartial<RotorConfig> = {}): RotorCon
   checkInt('wire.maxHeaders', wire.maxHeaders, 1, 10_000);
   checkInt('wire.maxBodyBytes', wire.maxBodyBytes, 0, 1 << 30);
   checkInt('connection.maxConnections', connection.maxConnections, 1);
+  // May exceed maxConnections (then only the global cap binds), so lowering one cap needs no change to the other.
+  checkInt('connection.maxConnectionsPerAddress', connection.maxConnectionsPerAddress, 1);
+  checkInt('connection.listenBacklog', connection.listenBacklog, 1, 65535);
   checkInt('connection.maxInFlight', connection.maxInFlight, 1, 100_000);
   for (const key of ['headerTimeoutMs', 'frameTimeoutMs', 'idleTimeoutMs', 'drainTimeoutMs', 'sweepIntervalMs', 'shutdownGraceMs'] as const) {
     checkInt(`connection.${key}`, connection[key], 1);

@@ -32,7 +32,8 @@
  * for HTTP's own lines), body wire.maxBodyBytes, headersTimeout = connection.headerTimeoutMs,
  * requestTimeout = connection.frameTimeoutMs, keepAliveTimeout = connection.idleTimeoutMs,
  * connection.maxInFlight requests of one socket dispatched at once (pipelined requests beyond
- * that wait, and the socket is paused), connection.maxConnections sockets, drainTimeoutMs for
+ * that wait, and the socket is paused), connection.maxConnections sockets and
+ * connection.maxConnectionsPerAddress of them from one address (src/transport/admission.ts), drainTimeoutMs for
  * a peer that does not read its responses, shutdownGraceMs on close.
  */
 import http from 'node:http';
@@ -47,6 +48,7 @@ import { errorReply, type Reply } from '../wire/index.ts';
 import type { FrameHandler } from './connection.ts';
 import { HTML_TYPE, renderEnvelope, wantsHtml } from './html.ts';
 import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';
+import { Admission, refuse } from './admission.ts';
 import { listenOn } from './listen.ts';
 import { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';
 import type { HttpAnswer, TokenApi } from './rest.ts';
@@ -213,6 +215,7 @@ export async function listenHttp(handler: FrameHandler, config: RotorConfig, log
   const live = new Set<net.Socket>();
   const lanes = new Map<net.Socket, Lane>();
   const refused = new WeakSet<net.Socket>();
+  const admission = new Admission(limits);
   const ws = options.ws ? new WebSocketCarrier(handler, config, log) : undefined;
   const wsPath = options.wsPath ?? DEFAULT_WS_PATH;
   const tokenApi = options.tokenApi;
@@ -340,13 +343,11 @@ export async function listenHttp(handler: FrameHandler, config: RotorConfig, log
     onRequest(req, res);
   });
   server.on('connection', (socket: net.Socket) => {
-    if (closing || live.size >= limits.maxConnections) {
+    const refusal = closing ? 'ROTOR_E_SHUTTING_DOWN' : admission.admit(socket);
+    if (refusal) {
       refused.add(socket);
-      socket.on('error', () => {});
       // Before a TLS handshake there is no way to say why; in plain HTTP there is.
-      if (options.tls) socket.destroy();
-      else socket.end(rawErrorResponse(closing ? 'ROTOR_E_SHUTTING_DOWN' : 'ROTOR_E_TOO_MANY_CONNECTIONS'));
-      setTimeout(() => socket.destroy(), 1_000).unref();
+      refuse(socket, options.tls ? undefined : rawErrorResponse(refusal));
       return;
     }
     live.add(socket);
@@ -392,7 +393,7 @@ export async function listenHttp(handler: FrameHandler, config: RotorConfig, log
   }, limits.sweepIntervalMs);
   sweep.unref();
 
-  const bound = await listenOn(server, options.port, options.host, log, 'HTTP');
+  const bound = await listenOn(server, options.port, options.host, limits.listenBacklog, log, 'HTTP');
 
   return {
     address: { host: bound.address, port: bound.port },

@@ -2,13 +2,14 @@ import type net from 'node:net';
 import type { Logger } from '../log/index.ts';
 
 /**
- * Bind a server and resolve with its address; a bind error rejects, later errors are logged.
- * (Any listener can use it: TCP, HTTP.)
+ * Bind a server with a listen(2) backlog (connection.listenBacklog; Linux caps it at
+ * net.core.somaxconn) and resolve with its address; a bind error rejects, later errors are
+ * logged. (Every listener uses it: TCP, TLS, HTTP.)
  */
-export async function listenOn(server: net.Server, port: number, host: string, log: Logger, what: string): Promise<net.AddressInfo> {
+export async function listenOn(server: net.Server, port: number, host: string, backlog: number, log: Logger, what: string): Promise<net.AddressInfo> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog }, () => {
       server.off('error', reject);
       resolve();
     });

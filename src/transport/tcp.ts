@@ -3,6 +3,7 @@ import tls from 'node:tls';
 import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import { errorReply } from '../wire/index.ts';
+import { Admission, refuse } from './admission.ts';
 import { StreamConnection, type FrameHandler } from './connection.ts';
 import { listenOn } from './listen.ts';
 
@@ -22,20 +23,17 @@ export interface Listener {
 
 /**
  * Serve rotor frames over TCP (or TLS). Any Duplex would do — the connection logic lives in
- * StreamConnection — this adds the connection cap, the deadline sweep and graceful close.
+ * StreamConnection — this adds the connection caps, the deadline sweep and graceful close.
  */
 export async function listenStream(handler: FrameHandler, config: RotorConfig, log: Logger, options: ListenOptions): Promise<Listener> {
   const live = new Set<StreamConnection>();
   const limits = config.connection;
+  const admission = new Admission(limits);
   let closing: Promise<void> | undefined;
 
   const accept = (socket: net.Socket) => {
-    if (closing || live.size >= limits.maxConnections) {
-      socket.on('error', () => {});
-      socket.end(errorReply(closing ? 'ROTOR_E_SHUTTING_DOWN' : 'ROTOR_E_TOO_MANY_CONNECTIONS').bytes);
-      setTimeout(() => socket.destroy(), 1_000).unref();
-      return;
-    }
+    const refusal = closing ? 'ROTOR_E_SHUTTING_DOWN' : admission.admit(socket);
+    if (refusal) return refuse(socket, errorReply(refusal).bytes);
     socket.setNoDelay(true);
     const connection = new StreamConnection(socket, handler, config.wire, limits, log);
     live.add(connection);
@@ -55,7 +53,7 @@ export async function listenStream(handler: FrameHandler, config: RotorConfig, l
   }, limits.sweepIntervalMs);
   sweep.unref();
 
-  const bound = await listenOn(server, options.port, options.host, log, options.tls ? 'TLS' : 'TCP');
+  const bound = await listenOn(server, options.port, options.host, limits.listenBacklog, log, options.tls ? 'TLS' : 'TCP');
 
   return {
     address: { host: bound.address, port: bound.port },

@@ -237,6 +237,29 @@ export function openStream(port: number, secure?: tls.ConnectionOptions): Promis
   });
 }
 
+/** A raw connection to 127.0.0.1 from `from` (any loopback address): what it received, and whether it has closed. */
+export class Probe {
+  readonly received: Buffer[] = [];
+  closed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => this.received.push(chunk));
+    socket.on('error', () => {});
+    socket.once('close', () => (this.closed = true));
+  }
+
+  static open(port: number, from = '127.0.0.1'): Promise<Probe> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port, localAddress: from }, () => resolve(new Probe(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  get bytes(): Buffer {
+    return Buffer.concat(this.received);
+  }
+}
+
 export interface RawResult {
   bytes: Buffer;
   closed: boolean;

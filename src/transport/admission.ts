@@ -1,0 +1,69 @@
+import { isIPv6 } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ConnectionLimits } from '../config/defaults.ts';
+import type { ErrorCode } from '../errors.ts';
+
+/**
+ * Who may connect to one listener: at most `maxConnections` connections at once, and at most
+ * `maxConnectionsPerAddress` of them from one source address, so one peer cannot take every
+ * slot. Every listener (TCP, TLS, HTTP and the WebSockets on it) counts here; a slot is taken
+ * by `admit` and given back when the socket closes.
+ */
+export class Admission {
+  private readonly perAddress = new Map<string, number>();
+  private total = 0;
+
+  constructor(private readonly limits: Pick<ConnectionLimits, 'maxConnections' | 'maxConnectionsPerAddress'>) {}
+
+  /** Connections holding a slot now. */
+  get connections(): number {
+    return this.total;
+  }
+
+  /** Take a slot for `socket`, or the code it is refused with. */
+  admit(socket: { remoteAddress?: string; once(event: 'close', listener: () => void): unknown }): ErrorCode | undefined {
+    const address = addressKey(socket.remoteAddress);
+    const held = this.perAddress.get(address) ?? 0;
+    if (this.total >= this.limits.maxConnections || held >= this.limits.maxConnectionsPerAddress) return 'ROTOR_E_TOO_MANY_CONNECTIONS';
+    this.total++;
+    this.perAddress.set(address, held + 1);
+    socket.once('close', () => {
+      this.total--;
+      const left = this.perAddress.get(address)! - 1;
+      if (left === 0) this.perAddress.delete(address);
+      else this.perAddress.set(address, left);
+    });
+    return undefined;
+  }
+}
+
+/**
+ * Refuse a connection: say why when there is a way to (`bytes`) and end; read and discard what
+ * the peer sent, so its FIN closes the socket at once and unread input does not turn our close
+ * into a reset that overtakes the answer; drop it after a second if the peer lingers.
+ */
+export function refuse(socket: Duplex, bytes?: Buffer | string): void {
+  socket.on('error', () => {});
+  if (bytes === undefined) {
+    socket.destroy();
+    return;
+  }
+  socket.end(bytes);
+  socket.resume();
+  setTimeout(() => socket.destroy(), 1_000).unref();
+}
+
+/**
+ * What counts as one source: an IPv4 address (also when it arrives IPv4-mapped, `::ffff:a.b.c.d`),
+ * or the /64 of an IPv6 address — one host is usually given a whole /64 and may use any address in it.
+ */
+export function addressKey(address: string | undefined): string {
+  if (address === undefined) return '';
+  if (address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
+  if (!isIPv6(address)) return address;
+  const [head, tail = ''] = address.split('%')[0].split('::');
+  const front = head === '' ? [] : head.split(':');
+  const back = address.includes('::') ? (tail === '' ? [] : tail.split(':')) : [];
+  const groups = [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back];
+  return `${groups.slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16)).join(':')}::/64`;
+}
