@@ -107,7 +107,7 @@ export interface AuthSettings {
 export interface TaskSettings {
   /** Released tasks run at once per node. */
   concurrency: number;
-  /** A task handler that runs longer than this is failed. */
+  /** A task handler that runs longer than this is told to stop (its AbortSignal) and ends timed out: it may or may not have had its effect. */
   timeoutMs: number;
   /** How often a node looks for released tasks it was not told about (other nodes, restarts). */
   pollIntervalMs: number;

@@ -94,6 +94,7 @@ export class Rotor {
       deps.log,
       this.now,
       nodeId,
+      { shutdownGraceMs: deps.config.connection.shutdownGraceMs },
     );
   }
 
