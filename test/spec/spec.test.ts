@@ -1,6 +1,6 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { ERRORS } from '../../src/errors.ts';
+import { ERRORS, REASONS, reasonFor } from '../../src/errors.ts';
 import { DEFAULTS } from '../../src/config/defaults.ts';
 import { FrameParser, serializeFrame } from '../../src/wire/index.ts';
 import { httpTranscript, showHttp, transcript, wireBytes } from './transcript.ts';
@@ -55,4 +55,12 @@ t.test('the limits table shows the defaults', async (t) => {
   for (const [, section, key, value] of rows) {
     t.equal(String(sections[section]?.[key]), value, `${section}.${key}`);
   }
+});
+
+t.test('§1 lists exactly the reason phrases rotor sends', async (t) => {
+  const bullet = /- \*\*Reason phrase\.\*\*([\s\S]*?)\n- \*\*/.exec(spec)?.[1] ?? '';
+  const listed = Object.fromEntries([...bullet.matchAll(/(\d{3}) `([^`]+)`/g)].map(([, status, reason]) => [status, reason]));
+  t.strictSame(listed, Object.fromEntries(Object.entries(REASONS)), 'status by status');
+  t.match(bullet, /`OK` below 400 and `Error` from 400 up/, 'and what any other status gets');
+  t.strictSame([reasonFor(299), reasonFor(418)], ['OK', 'Error'], 'which is what it sends');
 });
