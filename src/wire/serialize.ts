@@ -55,16 +55,27 @@ export function serializeFrame(frame: Frame, limits: WireLimits = DEFAULTS.wire)
   const body = frame.body;
   if (body !== undefined) head += `${BIN_LENGTH}: ${body.length}\r\n`;
   head += '\r\n';
-  const headLength = Buffer.byteLength(head, 'utf8');
-  if (mayBreakLimits || headLength > limits.maxHeaderBytes || (body !== undefined && body.length > limits.maxBodyBytes)) {
-    const refusal = limitBroken(frame, head.indexOf('\r\n'), limits);
-    if (refusal) throw refusal;
+  if (body === undefined || body.length === 0) {
+    // The head is the whole frame: encode it once and measure that.
+    const out = Buffer.from(head, 'utf8');
+    checkLimits(frame, head, out.length, mayBreakLimits, limits);
+    return out;
   }
-  if (body === undefined || body.length === 0) return Buffer.from(head, 'utf8');
+  const headLength = Buffer.byteLength(head, 'utf8');
+  checkLimits(frame, head, headLength, mayBreakLimits, limits);
   const out = Buffer.allocUnsafe(headLength + body.length);
   out.write(head, 0, 'utf8');
   body.copy(out, headLength);
   return out;
+}
+
+function checkLimits(frame: Frame, head: string, headLength: number, mayBreakLimits: boolean, limits: WireLimits): void {
+  const body = frame.body;
+  // BIN-Length's line has at most 15 digits: it can only be too long under a tiny line limit.
+  const bodyMayBreak = body !== undefined && (body.length > limits.maxBodyBytes || BIN_LENGTH_PREFIX + 15 > limits.maxLineBytes);
+  if (!mayBreakLimits && !bodyMayBreak && headLength <= limits.maxHeaderBytes) return;
+  const refusal = limitBroken(frame, head.indexOf('\r\n'), limits);
+  if (refusal) throw refusal;
 }
 
 function checkHeader(name: string, value: string, seen: Set<string>): void {

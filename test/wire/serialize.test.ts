@@ -219,6 +219,11 @@ t.test('at each limit exactly the serializer writes what the parser accepts; one
   roundTrip(t, request({ body: Buffer.alloc(maxBodyBytes, 1) }), 'a body of exactly maxBodyBytes', SMALL_LIMITS);
   refused(t, request({ body: Buffer.alloc(maxBodyBytes + 1, 1) }), 'ROTOR_E_BODY_TOO_LARGE', 'one byte more');
 
+  // BIN-Length's own line is a line too: `BIN-Length: 100` is 15 bytes.
+  const tiny: WireLimits = { maxLineBytes: 14, maxHeaderBytes: 1000, maxHeaders: 4, maxBodyBytes: 1000 };
+  roundTrip(t, request({ path: '/', body: Buffer.alloc(99) }), '`BIN-Length: 99` under a 14-byte line limit', tiny);
+  refused(t, request({ path: '/', body: Buffer.alloc(100) }), 'ROTOR_E_LINE_TOO_LONG', '`BIN-Length: 100` over it', tiny);
+
   // Two limits at once: the one the parser reports, the first in byte order.
   refused(t, request({ headers: [...many(maxHeaders + 1), ['Z', value(maxLineBytes + 1)]] }), 'ROTOR_E_TOO_MANY_HEADERS', 'too many headers before a long line');
   refused(t, request({ headers: [['Z', value(maxLineBytes + 1)], ...many(maxHeaders + 1)] }), 'ROTOR_E_LINE_TOO_LONG', 'a long line before too many headers');
