@@ -48,11 +48,19 @@ export class StreamTransport implements ClientTransport {
 
   request(frame: RequestFrame): Promise<ResponseFrame> {
     if (this.dead) return Promise.reject(this.dead);
+    // Serialized before anything is queued: a frame the codec refuses must not leave a waiter
+    // behind, or the next response would go to the wrong request.
+    let bytes: Buffer;
+    try {
+      bytes = serializeFrame(frame);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.kill(new TransportError(`no response within ${this.timeoutMs} ms`)), this.timeoutMs);
       timer.unref();
       this.waiting.push({ resolve, reject, timer });
-      this.socket.write(serializeFrame(frame));
+      this.socket.write(bytes);
     });
   }
 

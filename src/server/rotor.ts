@@ -322,7 +322,7 @@ export class Rotor {
     const { token, expiresAt } = this.mint(admitted.id, admitted.gen + 1, admitted.user, now);
     const headers: Header[] = [['Token', token], ...outcome.headers];
     if (outcome.error) headers.push(['Error', outcome.error]);
-    const reply = serializeFrame({ kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body });
+    const reply = serializeFrame({ kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body }, this.config.wire);
     const rotated = rotate(admitted, {
       nextHash: hashToken(token),
       nextExpiresAt: expiresAt,

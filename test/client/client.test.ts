@@ -123,3 +123,14 @@ t.test('resume and metadata exchange rotate; logout ends', async (t) => {
   await client.logout();
   t.equal(client.token, undefined);
 });
+
+t.test('a frame the codec refuses is rejected without leaving a waiter behind', async (t) => {
+  const { port } = await start(t);
+  const transport = await tcpConnect({ port, timeoutMs: 2000 })();
+  t.teardown(() => transport.close());
+  const ping = { kind: 'request', verb: 'GET', path: '/rotor/ping', headers: [], body: undefined } as const;
+  await t.rejects(transport.request({ ...ping, headers: [['X-Big', 'x'.repeat(9000)]] }), 'over the line limit: refused before anything is sent');
+  await t.rejects(transport.request({ ...ping, headers: [['Bad Name', 'x']] }), 'a bad header name likewise');
+  const answers = await Promise.all([transport.request(ping), transport.request({ ...ping, path: '/rotor/nothing' })]);
+  t.same(answers.map((a) => a.status), [200, 404], 'each later request gets its own reply');
+});
