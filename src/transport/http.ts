@@ -50,6 +50,7 @@ import { HTML_TYPE, renderEnvelope, wantsHtml } from './html.ts';
 import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';
 import { Admission, refuse } from './admission.ts';
 import { listenOn } from './listen.ts';
+import { Sweeper } from './sweep.ts';
 import { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';
 import type { HttpAnswer, TokenApi } from './rest.ts';
 import type { Listener } from './tcp.ts';
@@ -188,6 +189,12 @@ class Lane {
   ) {
     this.gate = new InFlightGate(maxInFlight, () => this.updateReading());
     this.reading = new ReadSwitch(() => socket.pause(), () => socket.resume());
+  }
+
+  /** How long the oldest response handed to node has waited for the peer to read it (0: none waits). */
+  stalledSince(now: number): number {
+    const oldest = this.unflushed.values().next();
+    return oldest.done ? 0 : now - oldest.value;
   }
 
   updateReading(): void {
@@ -379,19 +386,16 @@ export async function listenHttp(handler: FrameHandler, config: RotorConfig, log
   });
   server.on('tlsClientError', (err: Error) => log.debug({ err }, 'TLS handshake failed'));
 
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const lane of lanes.values()) {
-      for (const since of lane.unflushed.values()) {
-        if (now - since > limits.drainTimeoutMs) {
-          log.debug('HTTP peer stopped reading: dropped');
-          lane.socket.destroy();
-          break;
-        }
-      }
-    }
-  }, limits.sweepIntervalMs);
-  sweep.unref();
+  // node:http enforces its own header, request and keep-alive timeouts; the drain deadline is rotor's.
+  const sweeper = new Sweeper(
+    () => lanes.values(),
+    (lane, now) => !lane.socket.destroyed && lane.stalledSince(now) > limits.drainTimeoutMs,
+    (lane) => {
+      log.debug('HTTP peer stopped reading: dropped');
+      lane.socket.destroy();
+    },
+    { intervalMs: limits.sweepIntervalMs, batchSize: limits.sweepBatchSize },
+  );
 
   const bound = await listenOn(server, options.port, options.host, limits.listenBacklog, log, 'HTTP');
 
@@ -414,7 +418,7 @@ export async function listenHttp(handler: FrameHandler, config: RotorConfig, log
         ws?.destroy();
         server.closeAllConnections();
         for (const socket of live) socket.destroy();
-        clearInterval(sweep);
+        sweeper.stop();
         await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 100).unref())]);
       })();
       return closing;

@@ -4,8 +4,9 @@ import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import { errorReply } from '../wire/index.ts';
 import { Admission, refuse } from './admission.ts';
-import { StreamConnection, type FrameHandler } from './connection.ts';
+import { StreamConnection, type FrameHandler, type Held } from './connection.ts';
 import { listenOn } from './listen.ts';
+import { Sweeper } from './sweep.ts';
 
 export interface ListenOptions {
   host: string;
@@ -21,21 +22,27 @@ export interface Listener {
   close(): Promise<void>;
 }
 
+export interface StreamListener extends Listener {
+  /** The most any one connection has held at once since the start (frames unanswered, bytes unparsed). */
+  readonly peakHeld: Readonly<Held>;
+}
+
 /**
  * Serve rotor frames over TCP (or TLS). Any Duplex would do — the connection logic lives in
  * StreamConnection — this adds the connection caps, the deadline sweep and graceful close.
  */
-export async function listenStream(handler: FrameHandler, config: RotorConfig, log: Logger, options: ListenOptions): Promise<Listener> {
+export async function listenStream(handler: FrameHandler, config: RotorConfig, log: Logger, options: ListenOptions): Promise<StreamListener> {
   const live = new Set<StreamConnection>();
   const limits = config.connection;
   const admission = new Admission(limits);
+  const peakHeld: Held = { frames: 0, bytes: 0 };
   let closing: Promise<void> | undefined;
 
   const accept = (socket: net.Socket) => {
     const refusal = closing ? 'ROTOR_E_SHUTTING_DOWN' : admission.admit(socket);
     if (refusal) return refuse(socket, errorReply(refusal).bytes);
     socket.setNoDelay(true);
-    const connection = new StreamConnection(socket, handler, config.wire, limits, log);
+    const connection = new StreamConnection(socket, handler, config.wire, limits, log, peakHeld);
     live.add(connection);
     connection.whenClosed(() => live.delete(connection));
   };
@@ -47,11 +54,12 @@ export async function listenStream(handler: FrameHandler, config: RotorConfig, l
     : net.createServer({ allowHalfOpen: true }, accept);
   server.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'));
 
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const connection of live) connection.sweep(now);
-  }, limits.sweepIntervalMs);
-  sweep.unref();
+  const sweeper = new Sweeper(
+    () => live,
+    (connection, now) => connection.overdue(now),
+    (connection, now) => connection.sweep(now),
+    { intervalMs: limits.sweepIntervalMs, batchSize: limits.sweepBatchSize },
+  );
 
   const bound = await listenOn(server, options.port, options.host, limits.listenBacklog, log, options.tls ? 'TLS' : 'TCP');
 
@@ -60,6 +68,7 @@ export async function listenStream(handler: FrameHandler, config: RotorConfig, l
     get connections() {
       return live.size;
     },
+    peakHeld,
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -68,7 +77,7 @@ export async function listenStream(handler: FrameHandler, config: RotorConfig, l
         const allClosed = Promise.all([...live].map((c) => new Promise<void>((resolve) => c.whenClosed(resolve))));
         await Promise.race([allClosed, grace]);
         for (const connection of live) connection.destroy();
-        clearInterval(sweep);
+        sweeper.stop();
         await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 100).unref())]);
       })();
       return closing;

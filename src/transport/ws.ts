@@ -26,6 +26,7 @@ import { errorReply, type Reply } from '../wire/index.ts';
 import type { FrameHandler } from './connection.ts';
 import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';
 import { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';
+import { Sweeper } from './sweep.ts';
 
 export const DEFAULT_WS_PATH = '/rotor/ws';
 
@@ -42,8 +43,8 @@ export function closeCodeFor(code: ErrorCode): number {
 export class WebSocketCarrier {
   private readonly server: WebSocketServer;
   private readonly live = new Set<WsConnection>();
-  private readonly pingTimer: NodeJS.Timeout;
-  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly pinger: Sweeper<WsConnection>;
+  private readonly sweeper: Sweeper<WsConnection>;
 
   constructor(
     private readonly handler: FrameHandler,
@@ -58,15 +59,20 @@ export class WebSocketCarrier {
       // Text messages are refused anyway; binary ones are never decoded as UTF-8.
       skipUTF8Validation: true,
     });
-    this.pingTimer = setInterval(() => {
-      for (const connection of this.live) connection.heartbeat();
-    }, config.carriers.wsPingIntervalMs);
-    this.pingTimer.unref();
-    this.sweepTimer = setInterval(() => {
-      const now = Date.now();
-      for (const connection of this.live) connection.sweep(now);
-    }, config.connection.sweepIntervalMs);
-    this.sweepTimer.unref();
+    // Pings and deadlines both go in batches across turns: thousands of sockets at once would hold the loop.
+    const batchSize = config.connection.sweepBatchSize;
+    this.pinger = new Sweeper(
+      () => this.live,
+      (connection) => !connection.isClosed,
+      (connection) => connection.heartbeat(),
+      { intervalMs: config.carriers.wsPingIntervalMs, batchSize },
+    );
+    this.sweeper = new Sweeper(
+      () => this.live,
+      (connection, now) => connection.overdue(now),
+      (connection, now) => connection.sweep(now),
+      { intervalMs: config.connection.sweepIntervalMs, batchSize },
+    );
   }
 
   get connections(): number {
@@ -92,8 +98,8 @@ export class WebSocketCarrier {
   }
 
   destroy(): void {
-    clearInterval(this.pingTimer);
-    clearInterval(this.sweepTimer);
+    this.pinger.stop();
+    this.sweeper.stop();
     for (const connection of this.live) connection.destroy();
     this.server.close();
   }
@@ -134,6 +140,10 @@ class WsConnection {
     else this.onClosed.push(callback);
   }
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   heartbeat(): void {
     if (this.closed) return;
     if (!this.answeredPing) {
@@ -145,16 +155,27 @@ class WsConnection {
     this.ws.ping();
   }
 
+  /** Whether a deadline has passed (cheap, no side effects: the sweep asks it of every connection). */
+  overdue(now: number): boolean {
+    return this.deadlinePassed(now) !== undefined;
+  }
+
+  /** Enforce the deadline that has passed, if one has. */
   sweep(now: number): void {
-    if (this.closed) return;
-    if (this.drainingSince !== 0 && now - this.drainingSince > this.config.connection.drainTimeoutMs) {
+    const passed = this.deadlinePassed(now);
+    if (passed === 'drain') {
       this.log.debug('websocket peer stopped reading: dropped');
       this.ws.terminate();
-      return;
-    }
-    if (!this.closing && this.slots.length === 0 && this.gate.inFlight === 0 && now - this.lastActivityAt > this.config.connection.idleTimeoutMs) {
+    } else if (passed === 'idle') {
       this.fail('ROTOR_E_IDLE_TIMEOUT');
     }
+  }
+
+  private deadlinePassed(now: number): 'drain' | 'idle' | undefined {
+    if (this.closed) return undefined;
+    if (this.drainingSince !== 0 && now - this.drainingSince > this.config.connection.drainTimeoutMs) return 'drain';
+    if (!this.closing && this.slots.length === 0 && this.gate.inFlight === 0 && now - this.lastActivityAt > this.config.connection.idleTimeoutMs) return 'idle';
+    return undefined;
   }
 
   /** Take no more frames, answer those in flight, then close (1001). Frames still waiting for a slot are dropped, as on TCP. */

@@ -54,8 +54,9 @@ for (const secure of [false, true]) {
     t.teardown(() => server.close());
     const clientTls = secure ? { ca: server.tls!.cert, servername: 'localhost' } : undefined;
 
-    // 40 fits in the in-flight window (64); 150 makes frames wait their turn behind it.
-    for (const count of [40, 150]) {
+    // 40 fits in the in-flight window (64); 150 makes frames wait their turn behind it; 3000
+    // (81 KB) takes more than one read, and most of it waits unparsed while the FIN arrives.
+    for (const count of [40, 150, 3000]) {
       await t.test(`${count} frames, then FIN: ${count} replies, in order, then the close`, async (t) => {
         const token = await loginToken(server);
         // The first /hello rotates (a store commit), the later ones replay it (a store read); the
