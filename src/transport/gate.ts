@@ -19,13 +19,21 @@ export function dispatchSafely(handler: FrameHandler, frame: Frame, log: Logger)
  * The in-flight cap of one connection, shared by the HTTP and WebSocket carriers: work starts
  * in arrival order, at most `max` at once. A carrier's parser may hand over more requests than
  * that in one go (node:http and `ws` emit every request a chunk holds, paused or not); those
- * wait here, bounded by the chunk, while the carrier pauses its socket.
+ * wait here, bounded by the chunk, while the carrier pauses its socket. A slot that frees while
+ * work waits is filled on a later turn of the event loop (setImmediate), not at once: otherwise
+ * one chunk's thousands of requests would all run in one chain of microtasks while every other
+ * connection waits. So one connection starts at most `max` per turn.
  */
 export class InFlightGate {
   /** Waiting work, oldest from `head` on (an index, not shift(): a chunk can hold thousands). */
   private line: Array<{ run: (() => Promise<void>) | undefined }> = [];
   private head = 0;
   private running = 0;
+  private refillScheduled = false;
+  private readonly refill = (): void => {
+    this.refillScheduled = false;
+    this.pump();
+  };
 
   /** `changed` runs after every start and finish, for the carrier to pause or resume reading. */
   constructor(
@@ -37,9 +45,9 @@ export class InFlightGate {
     return this.running;
   }
 
-  /** At the cap: more input would only wait. */
+  /** At the cap, or work is waiting: more input would only wait. */
   get full(): boolean {
-    return this.running >= this.max;
+    return this.running >= this.max || this.head < this.line.length;
   }
 
   /** Take a place in line now; the work starts, in line order, once it is handed over and a slot is free. */
@@ -58,6 +66,12 @@ export class InFlightGate {
     this.head = 0;
   }
 
+  private scheduleRefill(): void {
+    if (this.refillScheduled) return;
+    this.refillScheduled = true;
+    setImmediate(this.refill);
+  }
+
   private pump(): void {
     while (this.head < this.line.length && this.line[this.head].run !== undefined && this.running < this.max) {
       const run = this.line[this.head++].run!;
@@ -73,7 +87,8 @@ export class InFlightGate {
         .catch(() => undefined)
         .finally(() => {
           this.running--;
-          this.pump();
+          if (this.head < this.line.length) this.scheduleRefill();
+          else this.changed();
         });
     }
     this.changed();

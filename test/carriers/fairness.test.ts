@@ -9,7 +9,7 @@ import { StreamConnection } from '../../src/transport/connection.ts';
 import { Sweeper } from '../../src/transport/sweep.ts';
 import type { StreamListener } from '../../src/transport/tcp.ts';
 import { getHeader, type Frame } from '../../src/wire/index.ts';
-import { parseFrames, Probe, startServer, until } from './helpers.ts';
+import { parseFrames, parseHttpResponses, Probe, startServer, until, type TestServer } from './helpers.ts';
 
 const PING = Buffer.from('GET /rotor/ping ROTOR/1\r\n\r\n');
 
@@ -114,39 +114,63 @@ t.test('a pipeliner: at most 2 × maxInFlight frames held at a time, every reply
   t.ok(peak.frames <= 2 * MAX_IN_FLIGHT, `never more than 2 × maxInFlight frames held: ${peak.frames}`);
 });
 
-t.test('peers pipelining without reading do not keep a fresh client waiting for their work', async (t) => {
-  const PEERS = 10;
-  const EACH = 2_000; // one read's worth each (54 KB): the whole burst is in the kernel before the server reads any of it
-  const server = await startServer();
-  t.teardown(() => server.close());
-  const rotor = server.server.rotor;
-  const dispatch = rotor.dispatch.bind(rotor);
-  let pipelined = 0;
-  rotor.dispatch = (frame: Frame) => {
-    if (frame.kind === 'request' && frame.headers.length === 0) pipelined++;
-    return dispatch(frame);
-  };
+/** How a carrier takes a burst of pipelined pings, a fresh client's ping, and answers them. */
+const PIPELINERS = [
+  {
+    name: 'TCP',
+    port: (server: TestServer) => server.tcpPort,
+    listener: (server: TestServer) => server.server.tcp,
+    each: 2_000, // 54 KB each: one read
+    ping: PING.toString('latin1'),
+    freshPing: 'GET /rotor/ping ROTOR/1\r\nX-Fresh: 1\r\n\r\n',
+    statuses: (bytes: Buffer) => parseFrames(bytes).map((f) => f.status),
+  },
+  {
+    name: 'HTTP',
+    port: (server: TestServer) => server.httpPort,
+    listener: (server: TestServer) => server.server.http!,
+    each: 1_500, // 55 KB each: one read
+    ping: 'GET /rotor/ping HTTP/1.1\r\nHost: x\r\n\r\n',
+    freshPing: 'GET /rotor/ping HTTP/1.1\r\nHost: x\r\nX-Fresh: 1\r\n\r\n',
+    statuses: (bytes: Buffer) => parseHttpResponses(bytes).map((r) => r.status),
+  },
+];
 
-  const peers: Probe[] = [];
-  for (let i = 0; i < PEERS; i++) peers.push(await Probe.open(server.tcpPort));
-  const fresh = await Probe.open(server.tcpPort);
-  t.teardown(() => [...peers, fresh].forEach((p) => p.socket.destroy()));
-  for (const peer of peers) peer.socket.pause(); // they do not read their replies (yet)
-  await until(() => server.server.tcp.connections === PEERS + 1);
+for (const carrier of PIPELINERS) {
+  t.test(`${carrier.name}: peers pipelining without reading do not keep a fresh client waiting for their work`, async (t) => {
+    const PEERS = 10;
+    const EACH = carrier.each;
+    const server = await startServer();
+    t.teardown(() => server.close());
+    const rotor = server.server.rotor;
+    const dispatch = rotor.dispatch.bind(rotor);
+    let pipelined = 0;
+    rotor.dispatch = (frame: Frame) => {
+      if (frame.kind === 'request' && frame.headers.length === 0) pipelined++;
+      return dispatch(frame);
+    };
 
-  let pipelinedWhenFreshAnswered = -1;
-  fresh.socket.once('data', () => (pipelinedWhenFreshAnswered = pipelined));
-  // All in one synchronous stretch: every peer's burst is in the server's socket buffers before the fresh ping.
-  const burst = Buffer.concat(Array.from({ length: EACH }, () => PING));
-  for (const peer of peers) peer.socket.write(burst);
-  fresh.socket.write('GET /rotor/ping ROTOR/1\r\nX-Fresh: 1\r\n\r\n');
+    const peers: Probe[] = [];
+    for (let i = 0; i < PEERS; i++) peers.push(await Probe.open(carrier.port(server)));
+    const fresh = await Probe.open(carrier.port(server));
+    t.teardown(() => [...peers, fresh].forEach((p) => p.socket.destroy()));
+    for (const peer of peers) peer.socket.pause(); // they do not read their replies (yet)
+    await until(() => carrier.listener(server).connections === PEERS + 1);
 
-  await until(() => pipelinedWhenFreshAnswered >= 0, 20_000);
-  t.strictSame(parseFrames(fresh.bytes).map((f) => f.status), [200], 'the fresh client got its pong');
-  t.ok(pipelinedWhenFreshAnswered < PEERS * EACH, `answered while the peers' work was still queued: ${pipelinedWhenFreshAnswered} of ${PEERS * EACH} of their frames dispatched`);
+    let pipelinedWhenFreshAnswered = -1;
+    fresh.socket.once('data', () => (pipelinedWhenFreshAnswered = pipelined));
+    // All in one synchronous stretch: every peer's burst is in the server's socket buffers before the fresh ping.
+    const burst = Buffer.from(carrier.ping.repeat(EACH), 'latin1');
+    for (const peer of peers) peer.socket.write(burst);
+    fresh.socket.write(carrier.freshPing);
 
-  // The peers' work was real and is all done once they read.
-  for (const peer of peers) peer.socket.resume();
-  await until(() => peers.every((p) => parseFrames(p.bytes).length === EACH), 20_000);
-  t.equal(pipelined, PEERS * EACH, 'every pipelined frame was answered in the end');
-});
+    await until(() => pipelinedWhenFreshAnswered >= 0, 20_000);
+    t.strictSame(carrier.statuses(fresh.bytes), [200], 'the fresh client got its pong');
+    t.ok(pipelinedWhenFreshAnswered < PEERS * EACH, `answered while the peers' work was still queued: ${pipelinedWhenFreshAnswered} of ${PEERS * EACH} of their frames dispatched`);
+
+    // The peers' work was real and is all done once they read.
+    for (const peer of peers) peer.socket.resume();
+    await until(() => peers.every((p) => carrier.statuses(p.bytes).length === EACH), 20_000);
+    t.equal(pipelined, PEERS * EACH, 'every pipelined frame was answered in the end');
+  });
+}
