@@ -4,11 +4,11 @@
  * socket is opened rather than misbehaving under load.
  */
 export interface WireLimits {
-  /** Longest start or header line, CRLF excluded. */
+  /** Longest start or header line, CRLF excluded; a `Name:value` line counts as `Name: value` (what it re-serializes to). */
   maxLineBytes: number;
-  /** Largest header block: start line + header lines + CRLFs. */
+  /** Largest header block: start line + header lines + the empty line, every CRLF included. */
   maxHeaderBytes: number;
-  /** Most header lines in one frame (counts, not only bytes: many tiny headers cost memory too). */
+  /** Most header lines in one frame, BIN-Length not counted (counts, not only bytes: many tiny headers cost memory too). */
   maxHeaders: number;
   /** Largest BIN-Length accepted; checked as soon as the header is read. */
   maxBodyBytes: number;
