@@ -118,6 +118,20 @@ export interface TaskSettings {
   pollIntervalMs: number;
 }
 
+/** Watching a running rotor: metrics, health, logs. */
+export interface ObservabilitySettings {
+  /** Port of the operations listener (Prometheus `/metrics`, `/livez`, `/readyz`); 0 = off. */
+  metricsPort: number;
+  /** Address of the operations listener (loopback by default: metrics are not for the public). */
+  metricsHost: string;
+  /** One access-log line per exchange at info level (request id, operation, outcome; never a secret). */
+  accessLog: boolean;
+  /** Of the exchanges, the fraction that get an access-log line (1 = all). Security events are always logged. */
+  accessLogSample: number;
+  /** Human-readable logs (pino-pretty): 'auto' = when stdout is a terminal. */
+  prettyLogs: 'auto' | 'always' | 'never';
+}
+
 export interface RotorConfig {
   host: string;
   port: number;
@@ -127,6 +141,7 @@ export interface RotorConfig {
   session: SessionSettings;
   auth: AuthSettings;
   tasks: TaskSettings;
+  observability: ObservabilitySettings;
   logLevel: string;
 }
 
@@ -184,6 +199,13 @@ export const DEFAULTS: RotorConfig = Object.freeze({
     timeoutMs: 60_000,
     pollIntervalMs: 1_000,
   }),
+  observability: Object.freeze({
+    metricsPort: 0,
+    metricsHost: '127.0.0.1',
+    accessLog: true,
+    accessLogSample: 1,
+    prettyLogs: 'auto',
+  }),
   logLevel: 'info',
 }) as RotorConfig;
 
@@ -217,6 +239,7 @@ export function resolveConfig(override: DeepPartial<RotorConfig> = {}): RotorCon
     session: mergeSection(DEFAULTS.session, override.session),
     auth: mergeSection(DEFAULTS.auth, override.auth),
     tasks: mergeSection(DEFAULTS.tasks, override.tasks),
+    observability: mergeSection(DEFAULTS.observability, override.observability),
     logLevel: override.logLevel ?? DEFAULTS.logLevel,
   };
   if (typeof config.host !== 'string' || config.host === '') throw new ConfigError('host must be a non-empty string');
