@@ -9,6 +9,7 @@ import { benchCommand } from './commands/bench.ts';
 import { clientCommands } from './commands/client.ts';
 import { serveCommand } from './commands/serve.ts';
 import { userCommand } from './commands/user.ts';
+import { rotorVersion } from './version.ts';
 
 const COMMANDS: Array<(y: Argv) => Argv> = [serveCommand, userCommand, clientCommands, benchCommand];
 
@@ -17,11 +18,18 @@ async function main(): Promise<void> {
   await cli
     .demandCommand(1)
     .strict()
+    .recommendCommands()
     .help()
+    .alias('help', 'h')
+    .version(rotorVersion())
+    .alias('version', 'v')
     .fail((message, err, y) => {
       if (err) {
         const code = err instanceof RotorClientError ? ` (${err.code})` : '';
         console.error(`rotor: ${err.message}${code}`);
+      } else if (message.startsWith('Did you mean')) {
+        // A typo: the suggestion is the answer, a page of help would bury it.
+        console.error(`rotor: no such command. ${message} (rotor --help lists them)`);
       } else {
         console.error(y.help().toString());
         console.error(`\nrotor: ${message}`);

@@ -2,124 +2,20 @@
  * The real `rotor` command (node bin/rotor.js) as a user runs it: as a client against an
  * in-process server, managing users in an embedded store, and as a server it starts and stops.
  *
- * Starting the CLI costs a second or more of CPU (tsx loads the sources), so the independent
- * command chains all start at once below, at most CLI_JOBS commands running at a time, and each
- * subtest then checks its own chain.
+ * Starting the CLI costs a second or more of CPU, so the independent command chains all start
+ * at once below (helpers.ts runs a few at a time), and each subtest then checks its own chain.
  */
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { getHeader } from '../../src/wire/index.ts';
 import { serve } from '../../src/server/index.ts';
 import { openStore } from '../../src/store/index.ts';
 import { exampleApp } from '../../src/app/example.ts';
-import { RawConn, request, sleep, startServer, summary } from './helpers.ts';
+import { cli, cliOnTerminal, cliWith, connectWhenUp, freePort, RawConn, request, startCli, startServer, summary } from './helpers.ts';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
-
-const BIN = fileURLToPath(new URL('../../bin/rotor.js', import.meta.url));
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const PTY_RUN = fileURLToPath(new URL('./pty_run.py', import.meta.url));
-// A guard against a hung child only: on a loaded machine a start can take many seconds.
-const SPAWN_TIMEOUT_MS = 60_000;
-const CLI_JOBS = 3;
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface CliInput {
-  /** Variables set for the command (ROTOR_PASSWORD is unset unless given here). */
-  env?: Record<string, string>;
-  /** Written to the command's stdin, which is then closed; without it stdin is /dev/null. */
-  stdin?: string;
-}
-
-function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.ROTOR_PASSWORD; // passwords come from where each test says only
-  delete env.NODE_OPTIONS; // tap's process tracking is no use to the CLI, and costs each start time
-  return { ...env, ...extra };
-}
-
-function startCli(args: string[], input: CliInput = {}, command = [process.execPath, BIN]): { child: ChildProcess; done: Promise<Run> } {
-  const stdin = input.stdin === undefined ? 'ignore' : 'pipe';
-  const child = spawn(command[0], [...command.slice(1), ...args], { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'], env: cliEnv(input.env) });
-  if (input.stdin !== undefined) child.stdin!.end(input.stdin);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const timer = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT_MS);
-  const done = new Promise<Run>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  return { child, done };
-}
-
-let running = 0;
-const waiting: Array<() => void> = [];
-
-/** One short-lived command, once fewer than CLI_JOBS are running. */
-const cli = (...args: string[]): Promise<Run> => cliWith({}, ...args);
-
-async function cliWith(input: CliInput, ...args: string[]): Promise<Run> {
-  return queued(() => startCli(args, input).done);
-}
-
-/**
- * `rotor ARGS` on a pseudo-terminal of its own (test/e2e/pty_run.py): `keys` and Enter are
- * typed once `prompt` shows. Gives what the terminal showed, the echo of the typing included.
- */
-async function cliOnTerminal(prompt: string, keys: string, ...args: string[]): Promise<{ shown: string; typed: boolean; code: number }> {
-  const run = await queued(() => startCli([prompt, keys, process.execPath, BIN, ...args], {}, ['python3', PTY_RUN]).done);
-  if (run.code !== 0) throw new Error(`pty_run.py failed: ${JSON.stringify(run)}`);
-  return JSON.parse(run.stdout);
-}
-
-async function queued<T>(job: () => Promise<T>): Promise<T> {
-  if (running >= CLI_JOBS) await new Promise<void>((resolve) => waiting.push(resolve));
-  else running++;
-  try {
-    return await job();
-  } finally {
-    const next = waiting.shift();
-    if (next) next();
-    else running--;
-  }
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** Connect once the server listens (a starting CLI takes a while). */
-async function connectWhenUp(port: number, exited: () => boolean): Promise<RawConn> {
-  const deadline = Date.now() + SPAWN_TIMEOUT_MS;
-  for (;;) {
-    try {
-      return await RawConn.connect(port);
-    } catch (err) {
-      if (exited() || Date.now() > deadline) throw err;
-      await sleep(100);
-    }
-  }
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'rotor-cli-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -132,6 +28,27 @@ const login = ['--port', port, '--user', 'alice', '--password', 'pw'];
 // --- the chains, all started now ------------------------------------------------------------
 
 const help = Promise.all([cli('--help'), cli('serve', '--help'), cli('call', '--help'), cli('user', 'add', '--help')]);
+
+// Short flags, and the version from another project's directory: rotor's own, never that project's.
+const otherProject = join(tmp, 'other-project');
+mkdirSync(otherProject);
+writeFileSync(join(otherProject, 'package.json'), JSON.stringify({ name: 'other', version: '9.9.9' }));
+const shortFlags = (async () => ({
+  h: await cli('-h'),
+  serveH: await cli('serve', '-h'),
+  v: await cliWith({ cwd: otherProject }, '-v'),
+  version: await cliWith({ cwd: otherProject }, '--version'),
+}))();
+
+// Typos: a near-miss command is named back; an unknown flag is refused.
+const typos = (async () => ({
+  command: await cli('sevre'),
+  subcommand: await cli('user', 'ad', 'bob'),
+  flag: await cli('call', '--prot', port, 'GET', '/hello'),
+}))();
+
+// The in-process server has alice only: bench's default user cannot log in there.
+const benchNoUser = cli('bench', '--port', port, '--duration', '100', '--warmup', '0', '--connections', '1', '--pipeline', '1', '--no-progress');
 
 const oneShot = cli('call', ...login, 'GET', '/hello');
 
@@ -219,7 +136,7 @@ const memoryServer = (async () => {
 // Nothing may reject unobserved before its subtest awaits it.
 const bench = cli('bench', '--spawn', 'rotor', '--duration', '500', '--warmup', '100', '--connections', '1', '--pipeline', '2', '--json', '--no-progress');
 const benchElsewhere = cli('bench', '--host', '192.0.2.1', '--duration', '100');
-const chains = [help, oneShot, oneShotStdin, oneShotEnv, withTokenFile, users, onTerminal, openKeys, openDirUsers, zeroFlags, memoryServer, bench, benchElsewhere];
+const chains = [help, shortFlags, typos, benchNoUser, oneShot, oneShotStdin, oneShotEnv, withTokenFile, users, onTerminal, openKeys, openDirUsers, zeroFlags, memoryServer, bench, benchElsewhere];
 for (const chain of chains) chain.catch(() => {});
 
 const modeOf = (path: string): number => statSync(path).mode & 0o777;
@@ -255,6 +172,36 @@ t.test('rotor --help and rotor serve --help exit 0', async (t) => {
     t.equal(run.code, 0, run.stderr);
     t.match(run.stdout.replace(/\s+/g, ' '), /--password .*visible to other users .*\bps\b/, `${name} --help warns that --password shows in ps`);
   }
+});
+
+t.test('-h is --help and -v is --version; the version is rotor\'s own, whatever the directory', async (t) => {
+  const [top] = await help;
+  const { h, serveH, v, version } = await shortFlags;
+  t.strictSame([h.code, h.stdout, h.stderr], [0, top.stdout, ''], 'rotor -h prints what rotor --help prints');
+  t.equal(serveH.code, 0, serveH.stderr);
+  t.match(serveH.stdout, /--store/, 'rotor serve -h is the help of serve');
+  const own = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+  t.strictSame([v.code, v.stdout, v.stderr], [0, `${own}\n`, ''], 'rotor -v, run in a project of version 9.9.9');
+  t.strictSame([version.code, version.stdout, version.stderr], [0, `${own}\n`, ''], 'rotor --version, same place');
+});
+
+t.test('a mistyped command gets a suggestion, an unknown flag is refused', async (t) => {
+  const { command, subcommand, flag } = await typos;
+  t.equal(command.code, 1);
+  t.match(command.stderr, /Did you mean serve\?/);
+  t.equal(subcommand.code, 1);
+  t.match(subcommand.stderr, /Did you mean add\?/);
+  t.equal(flag.code, 1);
+  t.match(flag.stderr, /Unknown argument: prot/);
+  t.equal(flag.stdout, '', 'nothing was sent');
+});
+
+t.test('rotor bench that cannot log in says how to add its user', async (t) => {
+  const run = await benchNoUser;
+  t.equal(run.code, 1);
+  t.match(run.stderr, /ROTOR_E_AUTH_FAILED/);
+  t.match(run.stderr, /rotor user add bench/, run.stderr);
+  t.match(run.stderr, /--user/);
 });
 
 t.test('rotor call logs in, prints the reply body, and logs out', async (t) => {

@@ -2,9 +2,12 @@
  * Shared helpers for the end-to-end tests (not a test file itself: tap only runs *.test.ts).
  *
  * A real server on 127.0.0.1, port 0, backed by a MemoryStore with one user (alice / pw), and
- * a raw socket client that writes exactly the bytes it is given and parses what comes back.
+ * a raw socket client that writes exactly the bytes it is given and parses what comes back;
+ * and the real `rotor` command (node bin/rotor.js) run as a user runs it.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { serve, hashPassword, type RunningServer, type RotorApp } from '../../src/server/index.ts';
 import { resolveConfig, type DeepPartial, type RotorConfig } from '../../src/config/defaults.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
@@ -233,4 +236,145 @@ export async function writeUntil(conn: RawConn, chunk: Buffer, total: number, st
     }
   }
   return written;
+}
+
+// --- the rotor command as a child process ------------------------------------------------------
+//
+// Starting the CLI costs a second or more of CPU (tsx loads the sources), so at most CLI_JOBS
+// short-lived commands run at a time; test files start their independent chains at once.
+
+export const BIN = fileURLToPath(new URL('../../bin/rotor.js', import.meta.url));
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const PTY_RUN = fileURLToPath(new URL('./pty_run.py', import.meta.url));
+// A guard against a hung child only: on a loaded machine a start can take many seconds.
+const SPAWN_TIMEOUT_MS = 60_000;
+const CLI_JOBS = 3;
+
+export interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliInput {
+  /** Variables set for the command (ROTOR_PASSWORD is unset unless given here). */
+  env?: Record<string, string>;
+  /** Written to the command's stdin, which is then closed; without it stdin is /dev/null. */
+  stdin?: string;
+  /** Where it runs (default: the repository). */
+  cwd?: string;
+}
+
+export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.ROTOR_PASSWORD; // passwords come from where each test says only
+  delete env.NODE_OPTIONS; // tap's process tracking is no use to the CLI, and costs each start time
+  return { ...env, ...extra };
+}
+
+export function startCli(args: string[], input: CliInput = {}, command = [process.execPath, BIN]): { child: ChildProcess; done: Promise<Run> } {
+  const stdin = input.stdin === undefined ? 'ignore' : 'pipe';
+  const child = spawn(command[0], [...command.slice(1), ...args], { cwd: input.cwd ?? ROOT, stdio: [stdin, 'pipe', 'pipe'], env: cliEnv(input.env) });
+  if (input.stdin !== undefined) child.stdin!.end(input.stdin);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const timer = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT_MS);
+  const done = new Promise<Run>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  return { child, done };
+}
+
+let running = 0;
+const waiting: Array<() => void> = [];
+
+/** One short-lived command, once fewer than CLI_JOBS are running. */
+export const cli = (...args: string[]): Promise<Run> => cliWith({}, ...args);
+
+export async function cliWith(input: CliInput, ...args: string[]): Promise<Run> {
+  return queued(() => startCli(args, input).done);
+}
+
+/**
+ * `rotor ARGS` on a pseudo-terminal of its own (test/e2e/pty_run.py): `keys` and Enter are
+ * typed once `prompt` shows. Gives what the terminal showed, the echo of the typing included.
+ */
+export async function cliOnTerminal(prompt: string, keys: string, ...args: string[]): Promise<{ shown: string; typed: boolean; code: number }> {
+  const run = await queued(() => startCli([prompt, keys, process.execPath, BIN, ...args], {}, ['python3', PTY_RUN]).done);
+  if (run.code !== 0) throw new Error(`pty_run.py failed: ${JSON.stringify(run)}`);
+  return JSON.parse(run.stdout);
+}
+
+export async function queued<T>(job: () => Promise<T>): Promise<T> {
+  if (running >= CLI_JOBS) await new Promise<void>((resolve) => waiting.push(resolve));
+  else running++;
+  try {
+    return await job();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  }
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Connect once the server listens (a starting CLI takes a while). */
+export async function connectWhenUp(port: number, exited: () => boolean): Promise<RawConn> {
+  const deadline = Date.now() + SPAWN_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return await RawConn.connect(port);
+    } catch (err) {
+      if (exited() || Date.now() > deadline) throw err;
+      await sleep(100);
+    }
+  }
+}
+
+/** A long-running `rotor` (serve, token-server) started by a test. */
+export interface CliServer {
+  child: ChildProcess;
+  /** Resolves when it exits, with all it wrote. */
+  done: Promise<Run>;
+  /** SIGTERM (or `signal`), then what it wrote once it exited. */
+  stop(signal?: NodeJS.Signals): Promise<Run>;
+}
+
+/**
+ * `rotor ARGS` left running, once something accepts connections on `port`; rejects, with what
+ * the command said, if it exits before. Killed at the end of the test file whatever happens.
+ */
+export async function startCliServer(args: string[], port: number, input: CliInput = {}): Promise<CliServer> {
+  const { child, done } = startCli(args, input);
+  let exited = false;
+  void done.then(() => (exited = true));
+  process.once('exit', () => child.kill('SIGKILL'));
+  try {
+    (await connectWhenUp(port, () => exited)).destroy();
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`rotor ${args.join(' ')} did not come up on port ${port} (${(err as Error).message}): ${JSON.stringify(await done)}`);
+  }
+  return {
+    child,
+    done,
+    stop: async (signal = 'SIGTERM') => {
+      if (!exited) child.kill(signal);
+      return done;
+    },
+  };
 }

@@ -46,8 +46,23 @@ export function benchCommand(y: Argv): Argv {
           timeoutMs: args.timeout,
           progress: args.progress,
           cpu: args.cpu,
+        }).catch((err: Error) => {
+          throw loginHint(err, args);
         });
         console.log(args.json ? JSON.stringify(result) : formatResult(result));
       },
     );
+}
+
+/**
+ * A refused login, with what to do about it: the bench user is an ordinary user of the target,
+ * which a fresh server does not have. (runBench says `login as "…" failed: CODE`.)
+ */
+function loginHint(err: Error, args: { user: string; password: string; spawn?: string | undefined }): Error {
+  if (args.spawn || !/ failed: ROTOR_E_AUTH_FAILED$/.test(err.message)) return err;
+  const defaults = args.user === BENCH_DEFAULTS.user && args.password === BENCH_DEFAULTS.password;
+  const hint = defaults
+    ? `no user ${args.user} with password ${args.password} there: add it with \`rotor user add ${args.user}\` (type ${args.password} at the prompt) or give --user/--password`
+    : 'check --user and --password';
+  return new Error(`${err.message}: ${hint}`);
 }
