@@ -54,10 +54,13 @@ export function benchConfig(extra: DeepPartial<RotorConfig> = {}): RotorConfig {
   });
 }
 
+/** `.js` when this runs compiled (dist/), `.ts` from the sources: how to name a sibling module. */
+const OWN_EXT = import.meta.url.endsWith('.js') ? '.js' : '.ts';
+
 /** Open a store by spec: memory here; anything else through src/store/index.ts once it exists. */
 export async function openBenchStore(spec: string, dataDir: string): Promise<Store> {
   if (spec === 'memory') return new MemoryStore();
-  const index = new URL('../store/index.ts', import.meta.url);
+  const index = new URL(`../store/index${OWN_EXT}`, import.meta.url);
   if (!existsSync(fileURLToPath(index))) throw new StoreUnavailable(`store ${spec}: src/store/index.ts not built yet`);
   const mod = (await import(index.href)) as { openStore?: (spec: string, options: { dataDir: string }) => Promise<Store> };
   if (typeof mod.openStore !== 'function') throw new StoreUnavailable('src/store/index.ts has no openStore yet');
@@ -111,7 +114,7 @@ export async function startRotorServer(options: RotorServerOptions): Promise<Ben
     if (options.preload) await preloadSessions(store, options.preload, options.user);
     const serveOptions: ServeOptions & { http?: { port: number; ws: boolean } } = { store, app: exampleApp(), config: benchConfig(options.config), log: silentLogger() };
     if (options.http) {
-      if (!existsSync(fileURLToPath(new URL('../transport/http.ts', import.meta.url)))) throw new StoreUnavailable('not available: src/transport/http.ts not built yet');
+      if (!existsSync(fileURLToPath(new URL(`../transport/http${OWN_EXT}`, import.meta.url)))) throw new StoreUnavailable('not available: src/transport/http.ts not built yet');
       serveOptions.http = { port: 0, ws: true };
     }
     const server = (await serve(serveOptions)) as RunningServer & { http?: { address: { port: number } } };

@@ -8,7 +8,10 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const require = createRequire(import.meta.url);
-const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
+// Compiled (dist/bench/*.js, what `rotor bench` runs) or the sources through tsx: the child
+// runs the same way this module does.
+const COMPILED = import.meta.url.endsWith('.js');
+const CHILD = fileURLToPath(new URL(COMPILED ? './child.js' : './child.ts', import.meta.url));
 
 let tasksetChecked: boolean | undefined;
 /** Whether `taskset` is on this machine (util-linux). */
@@ -46,8 +49,8 @@ export interface ChildHandle<Ready> {
  * that fails before that rejects with the message it sent (`{type:'error'}`) or its exit code.
  */
 export function startChild<Ready>(role: string, payload: unknown, options: ChildOptions = {}): Promise<ChildHandle<Ready>> {
-  const tsx = pathToFileURL(require.resolve('tsx')).href;
-  const nodeArgs = [...(options.nodeFlags ?? []), '--import', tsx, CHILD, role, JSON.stringify(payload)];
+  const loader = COMPILED ? [] : ['--import', pathToFileURL(require.resolve('tsx')).href];
+  const nodeArgs = [...(options.nodeFlags ?? []), ...loader, CHILD, role, JSON.stringify(payload)];
   const pinned = options.cpu !== undefined && hasTaskset();
   const child: ChildProcess = pinned
     ? spawn('taskset', ['-c', String(options.cpu), process.execPath, ...nodeArgs], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })

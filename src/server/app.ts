@@ -22,23 +22,23 @@ export interface Deferral {
   /** JSON-able data the task gets. */
   payload?: unknown;
   /** The client's hint when to ask for the result (`Wait-for`, seconds). */
-  waitForSeconds?: number;
+  waitForSeconds?: number | undefined;
 }
 
 export interface AppReply {
   /** Default 200, or 202 when `defer` is set. */
-  status?: number;
+  status?: number | undefined;
   /** Application headers; rotor's own (Token, Error, Task, Wait-for, BIN-Length, Server) are refused. */
-  headers?: Record<string, string>;
-  body?: Buffer | string;
-  contentType?: string;
+  headers?: Record<string, string> | undefined;
+  body?: Buffer | string | undefined;
+  contentType?: string | undefined;
   /**
    * Side effects, run only after the ack, at most once per claim (see TaskHandler: a task can run
    * again after a crash); only non-GET requests may defer.
    */
-  defer?: Deferral | Deferral[];
+  defer?: Deferral | Deferral[] | undefined;
   /** Keys merged into the session's metadata. */
-  meta?: Record<string, unknown>;
+  meta?: Record<string, unknown> | undefined;
 }
 
 /**
@@ -63,8 +63,8 @@ export interface TaskContext {
 }
 
 export interface TaskResult {
-  body?: Buffer | string;
-  contentType?: string;
+  body?: Buffer | string | undefined;
+  contentType?: string | undefined;
 }
 
 /**

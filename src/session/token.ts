@@ -1,10 +1,13 @@
 import * as crypto from 'node:crypto';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { RotorError } from '../errors.ts';
 import type { RandomSource } from './random.ts';
 
-const proto = protobuf.loadSync(new URL('../../protocol/rotor.proto', import.meta.url).pathname);
+// The same two levels up from src/session/ and from dist/session/; a file path, not a URL's
+// (percent-encoded) pathname, so a checkout under a path with a space or non-ASCII works.
+const proto = protobuf.loadSync(fileURLToPath(new URL('../../protocol/rotor.proto', import.meta.url)));
 const TokenClaimsType = proto.lookupType('rotor.TokenClaims');
 
 export interface TokenClaims {
