@@ -1,5 +1,5 @@
 import { getHeader, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
-import { errorFor, SESSION_ENDING, TransportError } from './errors.ts';
+import { errorFor, SESSION_ENDING, TlsCertificateError, TransportError } from './errors.ts';
 import type { ClientTransport, Connect } from './transport.ts';
 
 export interface RotorResponse {
@@ -152,7 +152,8 @@ export class RotorClient {
         const transport = await this.connection();
         return await transport.request(frame);
       } catch (err) {
-        if (!(err instanceof TransportError)) throw err;
+        // A refused certificate is refused again: nothing reached the server, so nothing to replay either.
+        if (!(err instanceof TransportError) || err instanceof TlsCertificateError) throw err;
         lastError = err;
         this.transport?.close();
         this.transport = undefined;

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type tls from 'node:tls';
 import type { Header, RequestFrame, ResponseFrame } from '../wire/index.ts';
-import { TransportError } from './errors.ts';
+import { asTransportError, TransportError } from './errors.ts';
 import { parseEnvelope } from './html.ts';
 import type { ClientTransport, Connect } from './transport.ts';
 
@@ -82,14 +82,14 @@ class HttpTransport implements ClientTransport {
             try {
               resolve(this.toFrame(response, Buffer.concat(chunks)));
             } catch (err) {
-              reject(err instanceof TransportError ? err : new TransportError((err as Error).message));
+              reject(asTransportError(err as Error));
             }
           });
         },
       );
       const fail = (err: Error) => {
         clearTimeout(timer);
-        reject(err instanceof TransportError ? err : new TransportError(err.message));
+        reject(asTransportError(err));
       };
       const timer = setTimeout(() => request.destroy(new TransportError(`no response within ${timeoutMs} ms`)), timeoutMs);
       timer.unref();

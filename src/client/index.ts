@@ -11,4 +11,5 @@ export {
   SessionRevokedError,
   AuthFailedError,
   TransportError,
+  TlsCertificateError,
 } from './errors.ts';

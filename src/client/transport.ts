@@ -3,7 +3,7 @@ import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { FrameParser, serializeFrame, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
 import { DEFAULTS, type WireLimits } from '../config/defaults.ts';
-import { TransportError } from './errors.ts';
+import { asTransportError, TransportError } from './errors.ts';
 
 /** Carries request frames to a server and their responses back, in order. */
 export interface ClientTransport {
@@ -85,7 +85,12 @@ export class StreamTransport implements ClientTransport {
 export interface TcpOptions {
   host?: string;
   port?: number;
-  /** Connect with TLS; `ca` for a private certificate, `rejectUnauthorized: false` only in tests. */
+  /**
+   * Connect with TLS (`{}`: verified against the system's CAs, for `host`'s name). `ca` trusts a
+   * private CA or a self-signed certificate, `servername` checks the certificate for another
+   * name than `host`; `rejectUnauthorized: false` checks nothing, for tests only. A refused
+   * certificate is a TlsCertificateError.
+   */
   tls?: tls.ConnectionOptions;
   timeoutMs?: number;
 }
@@ -96,15 +101,17 @@ export function tcpConnect(options: TcpOptions = {}): Connect {
   const timeoutMs = options.timeoutMs ?? 10_000;
   return () =>
     new Promise((resolve, reject) => {
+      // SNI carries host names only (RFC 6066): for an address node checks the certificate against the address.
+      const servername = net.isIP(host) === 0 ? { servername: host } : {};
       const socket: net.Socket = options.tls
-        ? tls.connect({ host, port, servername: host, ...options.tls }, () => ready())
+        ? tls.connect({ host, port, ...servername, ...options.tls }, () => ready())
         : net.connect({ host, port }, () => ready());
       const timer = setTimeout(() => fail(new TransportError(`connect timed out after ${timeoutMs} ms`)), timeoutMs);
       timer.unref();
       const fail = (err: Error) => {
         clearTimeout(timer);
         socket.destroy();
-        reject(err instanceof TransportError ? err : new TransportError(err.message));
+        reject(asTransportError(err));
       };
       const ready = () => {
         clearTimeout(timer);

@@ -1,7 +1,7 @@
 import type tls from 'node:tls';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { DEFAULTS, type WireLimits } from '../config/defaults.ts';
-import { TransportError } from './errors.ts';
+import { asTransportError, TransportError } from './errors.ts';
 import { StreamTransport, type Connect } from './transport.ts';
 
 export interface WsOptions {
@@ -30,7 +30,7 @@ export function wsConnect(url: string | URL, options: WsOptions = {}): Connect {
       });
       const fail = (err: Error) => {
         socket.terminate();
-        reject(err instanceof TransportError ? err : new TransportError(err.message));
+        reject(asTransportError(err));
       };
       socket.once('error', fail);
       socket.once('unexpected-response', (_request, response) => fail(new TransportError(`WebSocket upgrade refused: HTTP ${response.statusCode} ${response.headers.error ?? ''}`.trim())));

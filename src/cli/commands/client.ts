@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import type { RotorResponse } from '../../client/index.ts';
 import { readPassword } from '../password.ts';
-import { clientOptions, makeClient } from '../options.ts';
+import { clientOptions, withClient } from '../options.ts';
 
 export function clientCommands(y: Argv): Argv {
   return y
@@ -11,11 +11,10 @@ export function clientCommands(y: Argv): Argv {
       'login',
       'log in and keep the token in --token-file',
       (y) => clientOptions(y).demandOption(['token-file', 'user']),
-      async (args) => {
-        const client = makeClient(args);
-        await client.login(args.user!, await readPassword(args.password), { totp: args.totp });
-        client.close();
-      },
+      (args) =>
+        withClient(args, async (client) => {
+          await client.login(args.user!, await readPassword(args.password), { totp: args.totp });
+        }),
     )
     .command(
       'call <verb> <path>',
@@ -29,36 +28,34 @@ export function clientCommands(y: Argv): Argv {
           .option('content-type', { type: 'string' })
           .option('wait', { type: 'boolean', default: false, describe: 'if work was deferred, ack and wait for its result' })
           .option('include', { alias: 'i', type: 'boolean', default: false, describe: 'print the status line and headers to stderr' }),
-      async (args) => {
-        const client = makeClient(args);
-        const saved = args['token-file'] && existsSync(args['token-file']) ? readFileSync(args['token-file'], 'utf8').trim() : '';
-        if (saved) await client.useToken(saved);
-        else if (args.user) await client.login(args.user, await readPassword(args.password), { totp: args.totp });
-        else throw new Error('no token: give --token-file with a token in it, or --user');
-        const body = args['data-file'] !== undefined ? readFileSync(args['data-file']) : args.data;
-        let response = await client.request(args.verb.toUpperCase(), args.path, { body, contentType: args['content-type'] });
-        if (args.wait && response.tasks.length > 0) {
-          for (const id of response.tasks) response = await client.waitForTask(id);
-        }
-        if (args.include) printHead(response);
-        process.stdout.write(response.body);
-        // The token file now holds the newest token; acking tells the server we have it, which
-        // lets deferred work start. Without a token file the session ends here.
-        if (args['token-file']) await client.ack();
-        else await client.logout();
-        client.close();
-      },
+      (args) =>
+        withClient(args, async (client) => {
+          const saved = args['token-file'] && existsSync(args['token-file']) ? readFileSync(args['token-file'], 'utf8').trim() : '';
+          if (saved) await client.useToken(saved);
+          else if (args.user) await client.login(args.user, await readPassword(args.password), { totp: args.totp });
+          else throw new Error('no token: give --token-file with a token in it, or --user');
+          const body = args['data-file'] !== undefined ? readFileSync(args['data-file']) : args.data;
+          let response = await client.request(args.verb.toUpperCase(), args.path, { body, contentType: args['content-type'] });
+          if (args.wait && response.tasks.length > 0) {
+            for (const id of response.tasks) response = await client.waitForTask(id);
+          }
+          if (args.include) printHead(response);
+          process.stdout.write(response.body);
+          // The token file now holds the newest token; acking tells the server we have it, which
+          // lets deferred work start. Without a token file the session ends here.
+          if (args['token-file']) await client.ack();
+          else await client.logout();
+        }),
     )
     .command(
       'logout',
       'end the session in --token-file',
       (y) => clientOptions(y).demandOption('token-file'),
-      async (args) => {
-        const client = makeClient(args);
-        await client.useToken(readFileSync(args['token-file']!, 'utf8').trim());
-        await client.logout();
-        client.close();
-      },
+      (args) =>
+        withClient(args, async (client) => {
+          await client.useToken(readFileSync(args['token-file']!, 'utf8').trim());
+          await client.logout();
+        }),
     );
 }
 
