@@ -1,8 +1,7 @@
 /** `rotor user add | list | remove`: users in the embedded store or Redis. */
 import type { Argv } from 'yargs';
 import { DEFAULTS } from '../../config/defaults.ts';
-import { hashPassword, newTotpSecret, totpFor } from '../../server/index.ts';
-import { pooledRandom } from '../../session/random.ts';
+import { addUser } from '../../server/users.ts';
 import { PASSWORD_HELP, readPassword } from '../password.ts';
 import { storeOptions, withStore, type StoreArgs } from '../options.ts';
 
@@ -19,15 +18,13 @@ export function userCommand(y: Argv): Argv {
               .option('password', { type: 'string', describe: PASSWORD_HELP })
               .option('totp', { type: 'boolean', default: false, describe: 'also require a TOTP code; prints the otpauth URI' }),
           async (args) => {
-            // The server refuses longer names at login (400), so such a user could never log in.
+            // addUser refuses such a name too, but only after the password prompt: say so before it.
             if (Buffer.byteLength(args.name) > DEFAULTS.auth.maxUserNameBytes) throw new Error(`a user name is at most ${DEFAULTS.auth.maxUserNameBytes} bytes`);
             const password = await readPassword(args.password);
             await withStore(args, async (store) => {
-              const totpSecret = args.totp ? newTotpSecret() : undefined;
-              const passwordHash = await hashPassword(password, DEFAULTS.auth, pooledRandom());
-              await store.putUser({ name: args.name, passwordHash, totpSecret, createdAt: Date.now() });
+              const { otpauthUri } = await addUser(store, args.name, password, { totp: args.totp });
               console.log(`user ${args.name} saved`);
-              if (totpSecret) console.log(totpFor(totpSecret, args.name).toString());
+              if (otpauthUri) console.log(otpauthUri);
             });
           },
         )
