@@ -70,6 +70,9 @@ export class LmdbStore implements Store {
       if (mkdirSync(dir, { recursive: true, mode: 0o700 }) !== undefined) chmodSync(dir, 0o700);
       const root = open({
         path: dir,
+        // Always a directory: lmdb-js would otherwise take a path with a dot in its last part
+        // (`rotor.d`, a mkdtemp name) for a single file.
+        noSubdir: false,
         maxDbs: 8,
         // Default: no fsync at all. A committed transaction is in the file (the OS page cache),
         // which a killed process cannot lose. fsync: every transaction is synced before its
@@ -250,6 +253,17 @@ export class LmdbStore implements Store {
     if (this.closed) return;
     this.closed = true;
     await this.root.close();
+  }
+
+  /**
+   * Write a snapshot of the whole store to `dir`/data.mdb (`dir` exists and is empty) while the
+   * store stays in use, here and in any other process: LMDB copies from one read transaction,
+   * so the copy holds every commit before it began and none after. (lmdb-backup.ts makes a
+   * backup file of it.)
+   */
+  snapshotTo(dir: string, options: { compact?: boolean | undefined } = {}): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('store is closed'));
+    return this.root.backup(dir, options.compact ?? false);
   }
 
   /** Keep the expiry index pointing at a record's current expiry. Call inside a write. */
