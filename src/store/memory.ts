@@ -131,6 +131,10 @@ export class MemoryStore implements Store {
     return purged;
   }
 
+  async ping(): Promise<void> {
+    this.check();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
   }

@@ -361,6 +361,11 @@ export class RedisStore implements Store {
     });
   }
 
+  /** PING, bounded like every command by commandTimeoutMs; rejects at once while the connection is down (no offline queue). */
+  async ping(): Promise<void> {
+    await this.call(() => this.redis.ping());
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -104,6 +104,13 @@ export interface Store {
    */
   listSessions?(): AsyncIterable<SessionState>;
 
+  /**
+   * OPTIONAL. Resolves when the backend answers a cheap request (readiness: `GET /readyz`),
+   * rejects (ROTOR_E_UNAVAILABLE) when it does not; bounded by the backend's own timeout. A store
+   * without it is taken to be ready whenever rotor is.
+   */
+  ping?(): Promise<void>;
+
   /** Forget sessions and finished tasks whose expiresAt has passed; returns how many. */
   purgeExpired(now: number): Promise<number>;
   close(): Promise<void>;
