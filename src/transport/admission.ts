@@ -2,6 +2,34 @@ import { isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionLimits } from '../config/defaults.ts';
 import type { ErrorCode } from '../errors.ts';
+import type { Frame, Reply } from '../wire/index.ts';
+import type { FrameHandler } from './gate.ts';
+
+/** How a frame reached rotor. An HTTP connection upgraded to WebSocket is `ws` from then on. */
+export type Carrier = 'tcp' | 'tls' | 'http' | 'ws';
+
+/** Where a frame came from (the access log and the security events say it). */
+export interface Origin {
+  readonly carrier: Carrier;
+  /** The peer's address as the socket reports it. */
+  readonly peer: string | undefined;
+}
+
+/** A frame handler that may be told each frame's origin (Rotor is); one that takes only the frame ignores it. */
+export interface OriginAwareHandler {
+  dispatch(frame: Frame, origin?: Origin): Promise<Reply>;
+}
+
+/** The handler for one connection's frames: `handler`, told where they come from. Made once per connection. */
+export function fromOrigin(handler: OriginAwareHandler, origin: Origin): FrameHandler {
+  return { dispatch: (frame) => handler.dispatch(frame, origin) };
+}
+
+/** What a listener tells whoever watches it (metrics, the security log). */
+export interface ListenerHooks {
+  /** A connection was refused before a frame was read: at a connection cap, or while shutting down. */
+  refused?: ((code: ErrorCode, origin: Origin) => void) | undefined;
+}
 
 /**
  * Who may connect to one listener: at most `maxConnections` connections at once, and at most
@@ -13,18 +41,30 @@ export class Admission {
   private readonly perAddress = new Map<string, number>();
   private total = 0;
 
-  constructor(private readonly limits: Pick<ConnectionLimits, 'maxConnections' | 'maxConnectionsPerAddress'>) {}
+  constructor(
+    private readonly limits: Pick<ConnectionLimits, 'maxConnections' | 'maxConnectionsPerAddress'>,
+    private readonly carrier: Carrier = 'tcp',
+    private readonly hooks: ListenerHooks = {},
+  ) {}
 
   /** Connections holding a slot now. */
   get connections(): number {
     return this.total;
   }
 
-  /** Take a slot for `socket`, or the code it is refused with. */
-  admit(socket: { remoteAddress?: string; once(event: 'close', listener: () => void): unknown }): ErrorCode | undefined {
+  /** Take a slot for `socket`, or the code it is refused with (always ROTOR_E_SHUTTING_DOWN once `shuttingDown`). */
+  admit(socket: { remoteAddress?: string | undefined; once(event: 'close', listener: () => void): unknown }, shuttingDown = false): ErrorCode | undefined {
     const address = addressKey(socket.remoteAddress);
     const held = this.perAddress.get(address) ?? 0;
-    if (this.total >= this.limits.maxConnections || held >= this.limits.maxConnectionsPerAddress) return 'ROTOR_E_TOO_MANY_CONNECTIONS';
+    const refusal = shuttingDown
+      ? 'ROTOR_E_SHUTTING_DOWN'
+      : this.total >= this.limits.maxConnections || held >= this.limits.maxConnectionsPerAddress
+        ? 'ROTOR_E_TOO_MANY_CONNECTIONS'
+        : undefined;
+    if (refusal) {
+      this.hooks.refused?.(refusal, { carrier: this.carrier, peer: socket.remoteAddress });
+      return refusal;
+    }
     this.total++;
     this.perAddress.set(address, held + 1);
     socket.once('close', () => {
