@@ -48,7 +48,7 @@ import { errorReply, type Reply } from '../wire/index.ts';
 import type { FrameHandler } from './connection.ts';
 import { HTML_TYPE, renderEnvelope, wantsHtml } from './html.ts';
 import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';
-import { Admission, refuse } from './admission.ts';
+import { Admission, fromOrigin, refuse, type ListenerHooks, type OriginAwareHandler } from './admission.ts';
 import { listenOn } from './listen.ts';
 import { Sweeper } from './sweep.ts';
 import { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';
@@ -65,7 +65,8 @@ export interface HttpListenOptions {
   ws?: boolean;
   wsPath?: string;
   /** Serve note 004's token API on /token and /dump. */
-  tokenApi?: TokenApi;
+  tokenApi?: TokenApi | undefined;
+  hooks?: ListenerHooks | undefined;
 }
 
 export interface HttpListener extends Listener {
@@ -185,6 +186,8 @@ class Lane {
 
   constructor(
     readonly socket: net.Socket,
+    /** The rotor handler, told this socket's peer. */
+    readonly handler: FrameHandler,
     maxInFlight: number,
   ) {
     this.gate = new InFlightGate(maxInFlight, () => this.updateReading());
@@ -217,12 +220,12 @@ class Lane {
   }
 }
 
-export async function listenHttp(handler: FrameHandler, config: RotorConfig, log: Logger, options: HttpListenOptions): Promise<HttpListener> {
+export async function listenHttp(handler: OriginAwareHandler, config: RotorConfig, log: Logger, options: HttpListenOptions): Promise<HttpListener> {
   const { wire, connection: limits, carriers } = config;
   const live = new Set<net.Socket>();
   const lanes = new Map<net.Socket, Lane>();
   const refused = new WeakSet<net.Socket>();
-  const admission = new Admission(limits);
+  const admission = new Admission(limits, 'http', options.hooks);
   const ws = options.ws ? new WebSocketCarrier(handler, config, log) : undefined;
   const wsPath = options.wsPath ?? DEFAULT_WS_PATH;
   const tokenApi = options.tokenApi;
@@ -232,7 +235,7 @@ export async function listenHttp(handler: FrameHandler, config: RotorConfig, log
   const laneOf = (socket: net.Socket): Lane => {
     let lane = lanes.get(socket);
     if (!lane) {
-      lane = new Lane(socket, limits.maxInFlight);
+      lane = new Lane(socket, fromOrigin(handler, { carrier: 'http', peer: socket.remoteAddress }), limits.maxInFlight);
       lanes.set(socket, lane);
       socket.once('close', () => lanes.delete(socket));
     }
@@ -310,7 +313,7 @@ export async function listenHttp(handler: FrameHandler, config: RotorConfig, log
         });
       }
       const frame: RequestFrame = { ...(head as { frame: RequestFrame }).frame, body: result.body };
-      ready(async () => writeReply(lane, res, await dispatchSafely(handler, frame, log), html));
+      ready(async () => writeReply(lane, res, await dispatchSafely(lane.handler, frame, log), html));
     });
   };
 
@@ -350,7 +353,7 @@ export async function listenHttp(handler: FrameHandler, config: RotorConfig, log
     onRequest(req, res);
   });
   server.on('connection', (socket: net.Socket) => {
-    const refusal = closing ? 'ROTOR_E_SHUTTING_DOWN' : admission.admit(socket);
+    const refusal = admission.admit(socket, closing !== undefined);
     if (refusal) {
       refused.add(socket);
       // Before a TLS handshake there is no way to say why; in plain HTTP there is.

@@ -3,8 +3,8 @@ import tls from 'node:tls';
 import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import { errorReply } from '../wire/index.ts';
-import { Admission, refuse } from './admission.ts';
-import { StreamConnection, type FrameHandler, type Held } from './connection.ts';
+import { Admission, fromOrigin, refuse, type ListenerHooks, type OriginAwareHandler } from './admission.ts';
+import { StreamConnection, type Held } from './connection.ts';
 import { listenOn } from './listen.ts';
 import { Sweeper } from './sweep.ts';
 
@@ -12,7 +12,8 @@ export interface ListenOptions {
   host: string;
   port: number;
   /** PEM key and certificate: TCP becomes TLS. */
-  tls?: { key: string | Buffer; cert: string | Buffer };
+  tls?: { key: string | Buffer; cert: string | Buffer } | undefined;
+  hooks?: ListenerHooks | undefined;
 }
 
 export interface Listener {
@@ -31,18 +32,19 @@ export interface StreamListener extends Listener {
  * Serve rotor frames over TCP (or TLS). Any Duplex would do — the connection logic lives in
  * StreamConnection — this adds the connection caps, the deadline sweep and graceful close.
  */
-export async function listenStream(handler: FrameHandler, config: RotorConfig, log: Logger, options: ListenOptions): Promise<StreamListener> {
+export async function listenStream(handler: OriginAwareHandler, config: RotorConfig, log: Logger, options: ListenOptions): Promise<StreamListener> {
   const live = new Set<StreamConnection>();
   const limits = config.connection;
-  const admission = new Admission(limits);
+  const carrier = options.tls ? 'tls' : 'tcp';
+  const admission = new Admission(limits, carrier, options.hooks);
   const peakHeld: Held = { frames: 0, bytes: 0 };
   let closing: Promise<void> | undefined;
 
   const accept = (socket: net.Socket) => {
-    const refusal = closing ? 'ROTOR_E_SHUTTING_DOWN' : admission.admit(socket);
+    const refusal = admission.admit(socket, closing !== undefined);
     if (refusal) return refuse(socket, errorReply(refusal).bytes);
     socket.setNoDelay(true);
-    const connection = new StreamConnection(socket, handler, config.wire, limits, log, peakHeld);
+    const connection = new StreamConnection(socket, fromOrigin(handler, { carrier, peer: socket.remoteAddress }), config.wire, limits, log, peakHeld);
     live.add(connection);
     connection.whenClosed(() => live.delete(connection));
   };

@@ -24,6 +24,7 @@ import type { Logger } from '../log/index.ts';
 import { getHeader, type Frame } from '../wire/index.ts';
 import { errorReply, type Reply } from '../wire/index.ts';
 import type { FrameHandler } from './connection.ts';
+import { fromOrigin, type OriginAwareHandler } from './admission.ts';
 import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';
 import { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';
 import { Sweeper } from './sweep.ts';
@@ -47,7 +48,7 @@ export class WebSocketCarrier {
   private readonly sweeper: Sweeper<WsConnection>;
 
   constructor(
-    private readonly handler: FrameHandler,
+    private readonly handler: OriginAwareHandler,
     private readonly config: RotorConfig,
     private readonly log: Logger,
   ) {
@@ -82,7 +83,8 @@ export class WebSocketCarrier {
   /** Finish the handshake of an upgrade request the HTTP listener routed here. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     this.server.handleUpgrade(request, socket, head, (ws) => {
-      const connection = new WsConnection(ws, this.handler, this.config, this.log);
+      const origin = { carrier: 'ws', peer: request.socket.remoteAddress } as const;
+      const connection = new WsConnection(ws, fromOrigin(this.handler, origin), this.config, this.log);
       this.live.add(connection);
       connection.whenClosed(() => this.live.delete(connection));
     });
