@@ -1,9 +1,11 @@
 /** The server's public face: assemble a rotor from a config, a store and an application. */
 import { resolveConfig, type DeepPartial, type RotorConfig } from '../config/defaults.ts';
 import { createLogger, type Logger } from '../log/index.ts';
+import { listenOps, Metrics, timedStore, type OpsListener } from '../metrics/index.ts';
 import { KeyRing } from '../session/token.ts';
 import { pooledRandom, type RandomSource } from '../session/random.ts';
 import type { Store } from '../store/types.ts';
+import { fromOrigin, type ListenerHooks } from '../transport/admission.ts';
 import { listenStream, type Listener } from '../transport/tcp.ts';
 import { listenHttp, type HttpListener } from '../transport/http.ts';
 import { checkTokenApiConfig, TokenApi } from '../transport/rest.ts';
@@ -26,6 +28,18 @@ export interface ServeOptions {
   http?: HttpServeOptions;
   now?: () => number;
   random?: RandomSource;
+  /**
+   * The operations listener (/metrics, /livez, /readyz: src/metrics/ops.ts). Default: on at
+   * config.observability.metricsHost:metricsPort unless that port is 0.
+   */
+  ops?: OpsServeOptions | undefined;
+}
+
+export interface OpsServeOptions {
+  /** 0: any free port (tests). */
+  port: number;
+  /** Default: config.observability.metricsHost. */
+  host?: string | undefined;
 }
 
 export interface HttpServeOptions {
@@ -47,7 +61,14 @@ export interface RunningServer {
   tcp: Listener;
   /** Present when `http` was asked for. */
   http?: HttpListener;
-  /** Stop accepting, finish in-flight work, stop the task runner. The store stays open. */
+  /** Present when the operations listener is on. */
+  ops?: OpsListener | undefined;
+  /** This server's metrics (what /metrics shows), there with or without the operations listener. */
+  metrics: Metrics;
+  /**
+   * Stop accepting, finish in-flight work, stop the task runner; /readyz says 503 from the start
+   * of it, and the operations listener closes last. The store stays open.
+   */
   close(): Promise<void>;
 }
 
@@ -56,15 +77,39 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const override = tokenApi ? { ...options.config, session: { openTokenCreate: true, ...options.config?.session } } : options.config;
   const config = resolveConfig(override);
   if (tokenApi) checkTokenApiConfig(config);
-  const log = options.log ?? createLogger({ level: config.logLevel });
+  const log = options.log ?? createLogger({ level: config.logLevel, pretty: config.observability.prettyLogs });
   const random = options.random ?? pooledRandom();
   const keys = options.keys ?? KeyRing.generate(random);
-  const rotor = new Rotor({ config, store: options.store, app: options.app, keys, log, now: options.now, random });
+  const metrics = new Metrics();
+  const store = timedStore(options.store, metrics);
+  const rotor = new Rotor({ config, store, app: options.app, keys, log, now: options.now, random, metrics });
   rotor.start();
+  const stopWatchingLoop = metrics.watchEventLoop();
+  const hooks: ListenerHooks = {
+    refused: (code, origin) => {
+      metrics.connectionRefused(origin.carrier, code);
+      if (code === 'ROTOR_E_TOO_MANY_CONNECTIONS') rotor.security.report('connection_refused', { carrier: origin.carrier, peer: origin.peer });
+    },
+  };
+  let phase: 'starting' | 'serving' | 'shutting down' = 'starting';
+  const unready = async (): Promise<string | undefined> => {
+    if (phase !== 'serving') return phase;
+    try {
+      await store.ping?.();
+      return undefined;
+    } catch (err) {
+      return `the ${store.kind} store does not answer (${err instanceof Error ? err.message : String(err)})`;
+    }
+  };
+  const { metricsPort, metricsHost } = config.observability;
+  const opsAt = options.ops ?? (metricsPort > 0 ? { port: metricsPort } : undefined);
+  let ops: OpsListener | undefined;
   let tcp: Listener | undefined;
   let http: HttpListener | undefined;
   try {
-    tcp = await listenStream(rotor, config, log, { host: config.host, port: config.port, tls: options.tls });
+    // First, so that probes get an answer (503, starting) while the rest binds.
+    if (opsAt) ops = await listenOps({ host: opsAt.host ?? metricsHost, port: opsAt.port, metrics, unready, log });
+    tcp = await listenStream(rotor, config, log, { host: config.host, port: config.port, tls: options.tls, hooks });
     if (options.http) {
       const ws = options.http.ws;
       http = await listenHttp(rotor, config, log, {
@@ -74,25 +119,42 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
         ws: Boolean(ws),
         wsPath: typeof ws === 'object' ? ws.path : undefined,
         tokenApi: tokenApi
-          ? new TokenApi(rotor, options.store, log, { dump: typeof tokenApi === 'object' && tokenApi.dump === true, now: options.now })
+          ? new TokenApi(fromOrigin(rotor, { carrier: 'http', peer: undefined }), store, log, { dump: typeof tokenApi === 'object' && tokenApi.dump === true, now: options.now })
           : undefined,
+        hooks,
       });
     }
   } catch (err) {
     await tcp?.close();
+    await ops?.close();
     await rotor.stop();
+    stopWatchingLoop();
     throw err;
   }
+  const streams = tcp;
+  const web = http;
+  metrics.countConnections(() => ({
+    [options.tls ? 'tls' : 'tcp']: streams.connections,
+    http: web ? web.connections - web.webSockets : 0,
+    ws: web?.webSockets ?? 0,
+  }));
+  phase = 'serving';
   const listeners = [tcp, http];
   let closing: Promise<void> | undefined;
   return {
     rotor,
     tcp,
     http,
+    ops,
+    metrics,
     close: () =>
       (closing ??= (async () => {
+        phase = 'shutting down';
         await Promise.all(listeners.map((listener) => listener?.close()));
         await rotor.stop();
+        rotor.security.flush();
+        stopWatchingLoop();
+        await ops?.close();
       })()),
   };
 }

@@ -1,7 +1,9 @@
 import { ERRORS, RotorError, reasonFor, type ErrorCode } from '../errors.ts';
 import type { RotorConfig } from '../config/defaults.ts';
-import type { Logger } from '../log/index.ts';
-import { errorReply, getHeader, serializeFrame, type Header, type RequestFrame, type Frame, type Reply } from '../wire/index.ts';
+import { AccessLog, newRequestId, SecurityLog, type AccessEntry, type Logger, type SecurityEvent } from '../log/index.ts';
+import { Metrics, type LoginResult, type Operation as OperationName, type Outcome as ExchangeOutcome } from '../metrics/index.ts';
+import type { Origin } from '../transport/admission.ts';
+import { errorReply, getHeader, PROTOCOL_VERSION, serializeFrame, type Header, type RequestFrame, type Frame, type Reply } from '../wire/index.ts';
 
 export { errorReply, type Reply };
 import { admit, createSession, releasedTasks, revoke, rotate } from '../session/machine.ts';
@@ -23,9 +25,11 @@ export interface RotorDeps {
   app: RotorApp;
   keys: KeyRing;
   log: Logger;
-  now?: () => number;
-  random?: RandomSource;
-  nodeId?: string;
+  now?: (() => number) | undefined;
+  random?: RandomSource | undefined;
+  nodeId?: string | undefined;
+  /** Where exchanges, logins and tasks are counted. Default: a Metrics of its own. */
+  metrics?: Metrics | undefined;
 }
 
 /** What an admitted token exchange does once the machine said proceed. */
@@ -47,7 +51,26 @@ interface Outcome {
   meta: Readonly<Record<string, unknown>>;
 }
 
-type OwnRoute = Record<string, (frame: RequestFrame, path: string) => Promise<Reply> | Reply>;
+/**
+ * What one frame came to, noted as the dispatcher decides it; the metrics and the logs read it
+ * once the reply is ready.
+ */
+interface Note {
+  operation: OperationName;
+  /** Set where the reply is decided: ok, replay, or the reply's Error code. */
+  outcome: ExchangeOutcome;
+  session: string | undefined;
+  user: string | undefined;
+  /** A login got past its password: an AUTH_FAILED after that was its TOTP code. */
+  passwordOk: boolean;
+}
+
+interface OwnOperation {
+  operation: OperationName;
+  run: (frame: RequestFrame, note: Note, path: string) => Promise<Reply> | Reply;
+}
+type OwnRoute = Record<string, OwnOperation>;
+const own = (operation: OperationName, run: OwnOperation['run']): OwnOperation => ({ operation, run });
 const TASKS_PREFIX = '/rotor/tasks/';
 /** What a task id may look like: rotor makes 16 base64url characters; anything far off is a bad request, not a store lookup. */
 const TASK_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -64,6 +87,10 @@ export class Rotor {
   readonly store: Store;
   readonly log: Logger;
   readonly tasks: TaskRunner;
+  readonly metrics: Metrics;
+  /** Security events (failed logins, reuse, rate limiting) at warn, whatever the access log's settings. */
+  readonly security: SecurityLog;
+  private readonly access: AccessLog;
   private readonly keys: KeyRing;
   private readonly router: Router;
   private readonly now: () => number;
@@ -78,6 +105,9 @@ export class Rotor {
     this.config = deps.config;
     this.store = deps.store;
     this.log = deps.log;
+    this.metrics = deps.metrics ?? new Metrics();
+    this.security = new SecurityLog(deps.log);
+    this.access = new AccessLog(deps.log, deps.config.observability);
     this.keys = deps.keys;
     this.router = new Router(deps.app.routes);
     this.now = deps.now ?? Date.now;
@@ -94,7 +124,7 @@ export class Rotor {
       deps.log,
       this.now,
       nodeId,
-      { shutdownGraceMs: deps.config.connection.shutdownGraceMs },
+      { shutdownGraceMs: deps.config.connection.shutdownGraceMs, metrics: this.metrics },
     );
   }
 
@@ -136,74 +166,113 @@ export class Rotor {
     await this.tasks.stop();
   }
 
-  /** Answer one frame. Never rejects: every failure becomes an error reply. */
-  async dispatch(frame: Frame): Promise<Reply> {
+  /**
+   * Answer one frame. Never rejects: every failure becomes an error reply. `origin` (the carrier
+   * tells it) goes into the log lines only.
+   */
+  async dispatch(frame: Frame, origin?: Origin): Promise<Reply> {
+    const started = performance.now();
+    const note: Note = { operation: 'unrouted', outcome: 'ok', session: undefined, user: undefined, passwordOk: false };
+    let reply: Reply;
     try {
-      return await this.route(frame);
+      reply = await this.route(frame, note);
     } catch (err) {
-      if (err instanceof RotorError) return errorReply(err.code);
-      this.log.error({ err }, 'internal error');
-      return errorReply('ROTOR_E_INTERNAL');
+      if (!(err instanceof RotorError)) this.log.error({ err }, 'internal error');
+      reply = refused(note, err instanceof RotorError ? err.code : 'ROTOR_E_INTERNAL');
     }
+    this.observe(note, reply, origin, started);
+    return reply;
   }
 
-  private route(frame: Frame): Promise<Reply> | Reply {
-    if (frame.kind !== 'request') return errorReply('ROTOR_E_BAD_START_LINE');
+  /** Count an answered frame; write its access line (when the sample picks it) and its security event, if it is one. */
+  private observe(note: Note, reply: Reply, origin: Origin | undefined, started: number): void {
+    this.metrics.exchange(note.operation, note.outcome);
+    const login = note.operation === 'login' ? loginResult(note) : undefined;
+    if (login !== undefined) this.metrics.login(login);
+    const event = securityEvent(note, login);
+    const logged = this.access.picks();
+    if (!logged && event === undefined) return;
+    const entry: AccessEntry = {
+      reqId: newRequestId(),
+      carrier: origin?.carrier,
+      peer: origin?.peer,
+      op: note.operation,
+      status: statusOf(reply.bytes),
+      code: note.outcome === 'ok' || note.outcome === 'replay' ? undefined : note.outcome,
+      replay: note.outcome === 'replay',
+      durationUs: Math.round((performance.now() - started) * 1000),
+      session: note.session,
+      user: note.user,
+    };
+    if (logged) this.access.write(entry);
+    if (event !== undefined) this.security.report(event, { reqId: entry.reqId, carrier: entry.carrier, peer: entry.peer, user: entry.user, session: entry.session });
+  }
+
+  private route(frame: Frame, note: Note): Promise<Reply> | Reply {
+    if (frame.kind !== 'request') return refused(note, 'ROTOR_E_BAD_START_LINE');
     const queryAt = frame.path.indexOf('?');
     const path = queryAt === -1 ? frame.path : frame.path.slice(0, queryAt);
     const query = queryAt === -1 ? '' : frame.path.slice(queryAt + 1);
-    if (!path.startsWith('/rotor/')) return this.exchange(frame, { kind: 'app', frame, path, query });
+    if (!path.startsWith('/rotor/')) {
+      note.operation = 'app';
+      return this.exchange(frame, { kind: 'app', frame, path, query }, note);
+    }
     const verbs = this.ownRoutes.get(path) ?? (path.startsWith(TASKS_PREFIX) && path.length > TASKS_PREFIX.length ? this.taskRoute : undefined);
-    if (!verbs) return errorReply('ROTOR_E_NOT_FOUND');
+    if (!verbs) return refused(note, 'ROTOR_E_NOT_FOUND');
     const operation = verbs[frame.verb];
-    if (!operation) return errorReply('ROTOR_E_METHOD_NOT_ALLOWED', [['Allow', Object.keys(verbs).join(', ')]]);
-    return operation(frame, path);
+    if (!operation) return refused(note, 'ROTOR_E_METHOD_NOT_ALLOWED', [['Allow', Object.keys(verbs).join(', ')]]);
+    note.operation = operation.operation;
+    return operation.run(frame, note, path);
   }
 
-  /** rotor's own paths, verb by verb; a known path asked with another verb is 405 with `Allow`. */
+  /** rotor's own paths, verb by verb, each with the operation it counts as; a known path asked with another verb is 405 with `Allow`. */
   private readonly ownRoutes = new Map<string, OwnRoute>([
-    ['/rotor/ping', { GET: () => plainReply(200, [['Server', SERVER_NAME]]) }],
-    ['/rotor/login', { POST: (frame) => this.login(frame) }],
+    ['/rotor/ping', { GET: own('ping', () => plainReply(200, [['Server', SERVER_NAME]])) }],
+    ['/rotor/login', { POST: own('login', (frame, note) => this.login(frame, note)) }],
     [
       '/rotor/token',
       {
-        POST: (frame) => this.createToken(frame),
-        PUT: (frame) => this.exchange(frame, { kind: 'meta', merge: parseMetaBody(frame, this.config.session.maxMetaBytes) }),
-        DELETE: (frame) => this.exchange(frame, { kind: 'end', reason: 'deleted', status: 202 }),
+        POST: own('token', (frame, note) => this.createToken(frame, note)),
+        PUT: own('meta', (frame, note) => this.exchange(frame, { kind: 'meta', merge: parseMetaBody(frame, this.config.session.maxMetaBytes) }, note)),
+        DELETE: own('delete', (frame, note) => this.exchange(frame, { kind: 'end', reason: 'deleted', status: 202 }, note)),
       },
     ],
-    ['/rotor/resume', { POST: (frame) => this.exchange(frame, { kind: 'resume' }) }],
-    ['/rotor/ack', { POST: (frame) => this.exchange(frame, { kind: 'ack' }) }],
-    ['/rotor/logout', { POST: (frame) => this.exchange(frame, { kind: 'end', reason: 'logout', status: 200 }) }],
+    ['/rotor/resume', { POST: own('resume', (frame, note) => this.exchange(frame, { kind: 'resume' }, note)) }],
+    ['/rotor/ack', { POST: own('ack', (frame, note) => this.exchange(frame, { kind: 'ack' }, note)) }],
+    ['/rotor/logout', { POST: own('logout', (frame, note) => this.exchange(frame, { kind: 'end', reason: 'logout', status: 200 }, note)) }],
   ]);
 
   private readonly taskRoute: OwnRoute = {
-    GET: (frame, path) => {
+    GET: own('task', (frame, note, path) => {
       const taskId = path.slice(TASKS_PREFIX.length);
       if (!TASK_ID.test(taskId)) throw new RotorError('ROTOR_E_BAD_REQUEST', 'not a task id');
-      return this.exchange(frame, { kind: 'task', taskId });
-    },
+      return this.exchange(frame, { kind: 'task', taskId }, note);
+    }),
   };
 
   // ---- logins: new sessions ------------------------------------------------------------------
 
-  private async login(frame: RequestFrame): Promise<Reply> {
+  private async login(frame: RequestFrame, note: Note): Promise<Reply> {
     const user = getHeader(frame, 'User');
     const password = getHeader(frame, 'Password');
     if (!user || password === undefined) throw new RotorError('ROTOR_E_BAD_REQUEST', 'login needs User and Password');
     if (Buffer.byteLength(user) > this.config.auth.maxUserNameBytes) throw new RotorError('ROTOR_E_BAD_REQUEST', 'user name too long');
+    note.user = user;
     const meta = parseMetaBody(frame, this.config.session.maxMetaBytes);
     const record = await this.store.loadUser(user);
     const passwordOk = await this.hashing.run(() => verifyPassword(password, record?.passwordHash ?? this.dummyHash));
     if (!record || !passwordOk) throw new RotorError('ROTOR_E_AUTH_FAILED');
+    note.passwordOk = true;
     if (record.totpSecret) {
       const code = getHeader(frame, 'TOTP');
       if (!code) throw new RotorError('ROTOR_E_TOTP_REQUIRED');
       const step = matchTotp(record.totpSecret, code, this.now(), this.config.auth.totpWindow);
       if (step === undefined) throw new RotorError('ROTOR_E_AUTH_FAILED');
-      return this.totpLogin(record, step, meta);
+      return this.totpLogin(record, step, meta, note);
     }
-    return (await this.openSession(user, meta)).reply;
+    const { reply, state } = await this.openSession(user, meta);
+    note.session = state.id;
+    return reply;
   }
 
   /**
@@ -212,8 +281,9 @@ export class Rotor {
    * its code opened and, while that session's first token is unused, gets the identical reply.
    * The session is stored before the step is burned, so a store error costs the user nothing.
    */
-  private totpLogin(record: UserRecord, step: number, meta: Record<string, unknown>): Promise<Reply> {
+  private totpLogin(record: UserRecord, step: number, meta: Record<string, unknown>, note: Note): Promise<Reply> {
     const id = deriveId(this.keys, `totp-login\0${record.name}\0${step}`);
+    note.session = id;
     return this.locks.run(id, async () => {
       const earlier = await this.store.loadSession(id);
       if (earlier) {
@@ -222,6 +292,7 @@ export class Rotor {
         if (record.lastTotpStep !== step && !(await this.store.acceptTotpStep(record.name, step))) throw new RotorError('ROTOR_E_AUTH_FAILED');
         const bytes = replyFromRest(this.keys, earlier.prev.reply);
         if (!bytes) throw new RotorError('ROTOR_E_AUTH_FAILED');
+        note.outcome = 'replay';
         return { bytes, close: false };
       }
       const { reply, state } = await this.openSession(record.name, meta, id);
@@ -235,9 +306,12 @@ export class Rotor {
     });
   }
 
-  private createToken(frame: RequestFrame): Promise<Reply> {
+  private createToken(frame: RequestFrame, note: Note): Promise<Reply> {
     if (!this.config.session.openTokenCreate) throw new RotorError('ROTOR_E_FORBIDDEN', 'token creation without login is disabled');
-    return this.openSession('', parseMetaBody(frame, this.config.session.maxMetaBytes)).then(({ reply }) => reply);
+    return this.openSession('', parseMetaBody(frame, this.config.session.maxMetaBytes)).then(({ reply, state }) => {
+      note.session = state.id;
+      return reply;
+    });
   }
 
   /** A new session and its first token. With `id` (a TOTP login), the reply is also kept for a retry. */
@@ -262,7 +336,7 @@ export class Rotor {
 
   // ---- token exchanges -----------------------------------------------------------------------
 
-  private exchange(frame: RequestFrame, op: Operation): Promise<Reply> {
+  private exchange(frame: RequestFrame, op: Operation, note: Note): Promise<Reply> {
     const token = getHeader(frame, 'Token');
     if (!token) throw new RotorError('ROTOR_E_TOKEN_MISSING');
     const claims = verifyToken(this.keys, token);
@@ -270,34 +344,41 @@ export class Rotor {
     // A token made never-expiring while the operator allowed it dies when they stop allowing it.
     if (expiresAt === null ? !this.config.session.allowNeverExpiring : this.now() >= expiresAt) throw new RotorError('ROTOR_E_TOKEN_EXPIRED');
     const presented = { gen: claims.generation, hash: hashToken(token) };
+    note.session = claims.session;
     // No await before the lock: frames of one session queue in arrival order.
-    return this.locks.run(claims.session, () => this.exchangeLocked(claims.session, presented, op));
+    return this.locks.run(claims.session, () => this.exchangeLocked(claims.session, presented, op, note));
   }
 
-  private async exchangeLocked(sessionId: string, presented: { gen: number; hash: string }, op: Operation): Promise<Reply> {
+  private async exchangeLocked(sessionId: string, presented: { gen: number; hash: string }, op: Operation, note: Note): Promise<Reply> {
     const retentionMs = this.config.session.revokedRetentionMinutes * 60_000;
     for (let attempt = 0; attempt < this.config.session.maxCommitRetries; attempt++) {
       const state = await this.store.loadSession(sessionId);
-      if (!state) return errorReply('ROTOR_E_SESSION_UNKNOWN');
+      if (!state) return refused(note, 'ROTOR_E_SESSION_UNKNOWN');
+      // A session opened without a login (note 004's POST /token) has no user.
+      note.user = state.user || undefined;
       const now = this.now();
       const admission = admit(state, presented, now, now + retentionMs, op.kind === 'end');
       if (admission.verdict === 'replay') {
         // The key that signed the next token was retired since: that token is dead anyway.
         const bytes = replyFromRest(this.keys, admission.reply);
-        return bytes ? { bytes, close: false } : errorReply('ROTOR_E_TOKEN_INVALID');
+        if (!bytes) return refused(note, 'ROTOR_E_TOKEN_INVALID');
+        note.outcome = 'replay';
+        return { bytes, close: false };
       }
       if (admission.verdict === 'reject') {
         if (admission.state && !(await this.store.commitSession(admission.state, state.rev, []))) continue;
-        if (admission.code === 'ROTOR_E_TOKEN_REUSED') this.log.warn({ session: sessionId, user: state.user }, 'token reuse: session revoked');
-        return errorReply(admission.code);
+        return refused(note, admission.code);
       }
       const released = this.taskRecords(admission.state, releasedTasks(admission.effects), now);
-      const result = await this.perform(state, admission.state, op, released, now, retentionMs);
+      const result = await this.perform(state, admission.state, op, released, now, retentionMs, note);
       if (!result) continue;
-      if (released.length > 0) this.tasks.notify();
+      if (released.length > 0) {
+        this.metrics.task('released', released.length);
+        this.tasks.notify();
+      }
       return result;
     }
-    return errorReply('ROTOR_E_CONFLICT');
+    return refused(note, 'ROTOR_E_CONFLICT');
   }
 
   /** Carry out an admitted operation; undefined when the session changed under it (retry). */
@@ -308,6 +389,7 @@ export class Rotor {
     released: TaskRecord[],
     now: number,
     retentionMs: number,
+    note: Note,
   ): Promise<Reply | undefined> {
     if (op.kind === 'ack') {
       if (admitted !== loaded && !(await this.store.commitSession(admitted, loaded.rev, released))) return undefined;
@@ -331,6 +413,7 @@ export class Rotor {
       meta: outcome.meta,
     });
     if (!(await this.store.commitSession(rotated, loaded.rev, released))) return undefined;
+    if (outcome.error) note.outcome = outcome.error;
     return { bytes: reply, close: false };
   }
 
@@ -436,6 +519,43 @@ export class Rotor {
   private taskRecords(state: SessionState, specs: readonly TaskSpec[], now: number): TaskRecord[] {
     return specs.map((spec) => ({ ...spec, sessionId: state.id, user: state.user, status: 'released', releasedAt: now, expiresAt: null }));
   }
+}
+
+/** An error reply, noted as the frame's outcome. */
+function refused(note: Note, code: ErrorCode, extra?: Header[]): Reply {
+  note.outcome = code;
+  return errorReply(code, extra);
+}
+
+/** The status of a reply rotor serialized: three digits at a fixed place after `ROTOR/1 `. */
+function statusOf(bytes: Buffer): number {
+  const at = PROTOCOL_VERSION.length + 1;
+  return (bytes[at] - 48) * 100 + (bytes[at + 1] - 48) * 10 + (bytes[at + 2] - 48);
+}
+
+function loginResult(note: Note): LoginResult {
+  switch (note.outcome) {
+    case 'ok':
+    case 'replay':
+      return 'ok';
+    case 'ROTOR_E_AUTH_FAILED':
+      return note.passwordOk ? 'totp_failed' : 'password_failed';
+    case 'ROTOR_E_TOTP_REQUIRED':
+      return 'totp_required';
+    case 'ROTOR_E_RATE_LIMITED':
+      return 'rate_limited';
+    default:
+      return 'error';
+  }
+}
+
+/** The security event an answered frame is, if any: logged whatever the access log says. */
+function securityEvent(note: Note, login: LoginResult | undefined): SecurityEvent | undefined {
+  if (note.outcome === 'ROTOR_E_TOKEN_REUSED') return 'token_reused';
+  if (login === 'password_failed') return 'login_failed';
+  if (login === 'totp_failed') return 'totp_failed';
+  if (login === 'rate_limited') return 'rate_limited';
+  return undefined;
 }
 
 function plainReply(status: number, headers: Header[], body?: Buffer): Reply {

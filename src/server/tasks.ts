@@ -1,5 +1,6 @@
 import type { Logger } from '../log/index.ts';
 import { DEFAULTS, type TaskSettings } from '../config/defaults.ts';
+import { Metrics } from '../metrics/index.ts';
 import type { Store, TaskClaim, TaskOutcome, TaskRecord } from '../store/types.ts';
 import type { TaskContext, TaskHandler, TaskResult } from './app.ts';
 
@@ -24,6 +25,8 @@ export interface TaskRunnerOptions {
   finishBackoffMs?: number;
   /** stop() lets running handlers go on this long before their signals fire. Default `connection.shutdownGraceMs`'s default. */
   shutdownGraceMs?: number;
+  /** Where claims and endings are counted (rotor_tasks_total). Default: a Metrics of its own. */
+  metrics?: Metrics | undefined;
 }
 
 /** What one run of a handler came to, before it is stored. */
@@ -60,6 +63,7 @@ export class TaskRunner {
   private readonly finishRetries: number;
   private readonly finishBackoffMs: number;
   private readonly shutdownGraceMs: number;
+  private readonly metrics: Metrics;
 
   constructor(
     private readonly store: Store,
@@ -75,6 +79,7 @@ export class TaskRunner {
     this.finishRetries = options.finishRetries ?? 4;
     this.finishBackoffMs = options.finishBackoffMs ?? 250;
     this.shutdownGraceMs = options.shutdownGraceMs ?? DEFAULTS.connection.shutdownGraceMs;
+    this.metrics = options.metrics ?? new Metrics();
   }
 
   start(): void {
@@ -140,6 +145,7 @@ export class TaskRunner {
         return;
       }
       if (tasks.length === 0) return;
+      this.metrics.task('claimed', tasks.length);
       for (const task of tasks) this.launch(task);
     }
   }
@@ -158,6 +164,7 @@ export class TaskRunner {
     const claim: TaskClaim = { worker: this.workerId, attempt: task.attempt ?? 1 };
     const ending = await this.run(task, claim.attempt);
     if (ending === 'interrupted') {
+      this.metrics.task('interrupted');
       this.log.warn({ task: task.id, attempt: claim.attempt }, 'task left unfinished at shutdown: it runs again (next attempt) once its lease runs out');
       return;
     }
@@ -212,17 +219,20 @@ export class TaskRunner {
     for (let retry = 0; ; retry++) {
       const now = this.now();
       try {
-        if (await this.store.finishTask(id, claim, { ...ending, expiresAt: now + this.resultTtlMs }, now)) return;
+        if (await this.store.finishTask(id, claim, { ...ending, expiresAt: now + this.resultTtlMs }, now)) return this.metrics.task(ending.status);
         // Refused. After a retry that may be our own earlier try, stored with its answer lost.
         const stored = retry > 0 ? await this.store.loadTask(id).catch(() => undefined) : undefined;
-        if (stored?.attempt === claim.attempt && stored.status === ending.status) return;
+        if (stored?.attempt === claim.attempt && stored.status === ending.status) return this.metrics.task(ending.status);
+        this.metrics.task('superseded');
         this.log.warn({ task: id, attempt: claim.attempt }, 'task outcome refused: the task was claimed again after its lease ran out, and the newer claim decides');
         return;
       } catch (err) {
         if (retry >= this.finishRetries) {
+          this.metrics.task('outcome_lost');
           this.log.error({ err, task: id, attempt: claim.attempt, tries: retry + 1 }, 'storing a task outcome failed: it is lost, and the task runs again (next attempt) once its lease runs out');
           return;
         }
+        this.metrics.task('finish_retried');
         this.log.warn({ err, task: id, attempt: claim.attempt, retry: retry + 1 }, 'storing a task outcome failed; trying again');
         await new Promise<void>((resolve) => this.timers.set(resolve, this.finishBackoffMs * 2 ** retry));
       }
