@@ -1,8 +1,12 @@
 /**
  * Every limit and timeout rotor has, in one place. `resolveConfig` merges an override over
- * these and validates the result once, at start, so a bad setting fails loudly before a
- * socket is opened rather than misbehaving under load.
+ * these and validates the result once, at start (against src/config/schema.ts: what each
+ * setting may hold), so a bad setting fails loudly before a socket is opened rather than
+ * misbehaving under load.
  */
+import { ConfigError } from './error.ts';
+import { CONFIG_SCHEMA, describeIssues, type SchemaConfig } from './schema.ts';
+
 export interface WireLimits {
   /** Longest start or header line, CRLF excluded; a `Name:value` line counts as `Name: value` (what it re-serializes to). */
   maxLineBytes: number;
@@ -211,84 +215,37 @@ export const DEFAULTS: RotorConfig = Object.freeze({
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
-function mergeSection<T extends object>(base: T, override: Partial<T> | undefined): T {
-  return { ...base, ...(override ?? {}) };
-}
-
-function checkInt(path: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${path} must be an integer from ${min} to ${max}, got ${String(value)}`);
-  }
-}
-
-/** Merge an override over DEFAULTS and validate every field; throws ConfigError. */
+/**
+ * Merge an override over DEFAULTS and validate every setting (src/config/schema.ts): unknown
+ * keys, out-of-range values and broken rules between settings all throw one ConfigError naming
+ * each by its path. A key given as undefined is not given.
+ */
 export function resolveConfig(override: DeepPartial<RotorConfig> = {}): RotorConfig {
-  const config: RotorConfig = {
-    host: override.host ?? DEFAULTS.host,
-    port: override.port ?? DEFAULTS.port,
-    wire: mergeSection(DEFAULTS.wire, override.wire),
-    connection: mergeSection(DEFAULTS.connection, override.connection),
-    carriers: mergeSection(DEFAULTS.carriers, override.carriers),
-    session: mergeSection(DEFAULTS.session, override.session),
-    auth: mergeSection(DEFAULTS.auth, override.auth),
-    tasks: mergeSection(DEFAULTS.tasks, override.tasks),
-    observability: mergeSection(DEFAULTS.observability, override.observability),
-    logLevel: override.logLevel ?? DEFAULTS.logLevel,
-  };
-  if (typeof config.host !== 'string' || config.host === '') throw new ConfigError('host must be a non-empty string');
-  checkInt('port', config.port, 0, 65535);
-  const { wire, connection, carriers, session, auth, tasks } = config;
-  checkInt('wire.maxLineBytes', wire.maxLineBytes, 64, 1 << 20);
-  checkInt('wire.maxHeaderBytes', wire.maxHeaderBytes, wire.maxLineBytes, 1 << 24);
-  checkInt('wire.maxHeaders', wire.maxHeaders, 1, 10_000);
-  checkInt('wire.maxBodyBytes', wire.maxBodyBytes, 0, 1 << 30);
-  checkInt('connection.maxConnections', connection.maxConnections, 1);
-  // May exceed maxConnections (then only the global cap binds), so lowering one cap needs no change to the other.
-  checkInt('connection.maxConnectionsPerAddress', connection.maxConnectionsPerAddress, 1);
-  checkInt('connection.listenBacklog', connection.listenBacklog, 1, 65535);
-  checkInt('connection.maxInFlight', connection.maxInFlight, 1, 100_000);
-  for (const key of ['headerTimeoutMs', 'frameTimeoutMs', 'idleTimeoutMs', 'drainTimeoutMs', 'sweepIntervalMs', 'shutdownGraceMs'] as const) {
-    checkInt(`connection.${key}`, connection[key], 1);
-  }
-  checkInt('connection.sweepBatchSize', connection.sweepBatchSize, 1, 100_000);
-  if (connection.frameTimeoutMs < connection.headerTimeoutMs) {
-    throw new ConfigError('connection.frameTimeoutMs must not be shorter than connection.headerTimeoutMs');
-  }
-  checkInt('carriers.httpHeaderSlackBytes', carriers.httpHeaderSlackBytes, 0, 1 << 20);
-  checkInt('carriers.httpMaxRequestsPerSocket', carriers.httpMaxRequestsPerSocket, 0);
-  checkInt('carriers.wsPingIntervalMs', carriers.wsPingIntervalMs, 100);
-  checkInt('carriers.wsMaxBufferedBytes', carriers.wsMaxBufferedBytes, 1024, 1 << 30);
-  checkInt('session.tokenTtlMinutes', session.tokenTtlMinutes, -1, 100 * 365 * 24 * 60);
-  if (session.tokenTtlMinutes === 0) throw new ConfigError('session.tokenTtlMinutes must not be 0');
-  if (session.tokenTtlMinutes === -1 && !session.allowNeverExpiring) {
-    throw new ConfigError('session.tokenTtlMinutes = -1 (never expires) needs session.allowNeverExpiring');
-  }
-  checkInt('session.revokedRetentionMinutes', session.revokedRetentionMinutes, 1);
-  checkInt('session.maxMetaBytes', session.maxMetaBytes, 2, wire.maxBodyBytes || 2);
-  checkInt('session.maxTasksPerExchange', session.maxTasksPerExchange, 0, 1000);
-  checkInt('session.purgeIntervalMs', session.purgeIntervalMs, 1000, 90 * 60 * 1000);
-  checkInt('session.taskResultTtlMinutes', session.taskResultTtlMinutes, 1);
-  checkInt('session.defaultWaitForSeconds', session.defaultWaitForSeconds, 0, 86_400);
-  checkInt('session.maxCommitRetries', session.maxCommitRetries, 1, 1000);
-  if (typeof session.openTokenCreate !== 'boolean') throw new ConfigError('session.openTokenCreate must be a boolean');
-  if (typeof session.allowNeverExpiring !== 'boolean') throw new ConfigError('session.allowNeverExpiring must be a boolean');
-  checkInt('auth.scryptN', auth.scryptN, 2, 1 << 22);
-  if ((auth.scryptN & (auth.scryptN - 1)) !== 0) throw new ConfigError('auth.scryptN must be a power of two');
-  checkInt('auth.scryptR', auth.scryptR, 1, 64);
-  checkInt('auth.scryptP', auth.scryptP, 1, 16);
-  checkInt('auth.maxConcurrentHashes', auth.maxConcurrentHashes, 1, 64);
-  checkInt('auth.maxQueuedLogins', auth.maxQueuedLogins, 0, 1_000_000);
-  checkInt('auth.totpWindow', auth.totpWindow, 0, 1);
-  checkInt('auth.maxUserNameBytes', auth.maxUserNameBytes, 1, 1024);
-  checkInt('tasks.concurrency', tasks.concurrency, 1, 1024);
-  checkInt('tasks.timeoutMs', tasks.timeoutMs, 1);
-  checkInt('tasks.pollIntervalMs', tasks.pollIntervalMs, 10);
+  const result = CONFIG_SCHEMA.safeParse(mergeSettings(DEFAULTS, override));
+  if (!result.success) throw new ConfigError(describeIssues(result.error.issues).join('\n'));
+  const config: RotorConfig = result.data;
   return config;
 }
+
+/** `over` merged into `base` a section at a time; keys whose value is undefined are left out. */
+export function mergeSettings(base: object, over: object): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    if (value === undefined) continue;
+    const below = merged[key];
+    merged[key] = isPlainObject(value) && isPlainObject(below) ? mergeSettings(below, value) : value;
+  }
+  return merged;
+}
+
+function isPlainObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+// The schema describes exactly RotorConfig's settings: a key one has and the other lacks fails here.
+type SameKeys<A, B> = [keyof A] extends [keyof B] ? ([keyof B] extends [keyof A] ? true : false) : false;
+type SectionsAgree<A, B> = false extends { [K in keyof A & keyof B]: A[K] extends object ? SameKeys<A[K], B[K]> : true }[keyof A & keyof B] ? false : true;
+const schemaCoversConfig: SameKeys<SchemaConfig, RotorConfig> & SectionsAgree<SchemaConfig, RotorConfig> = true;
+void schemaCoversConfig;

@@ -78,17 +78,8 @@ export function checkTokenApiConfig(config: RotorConfig): void {
   if (!openTokenCreate) throw new ConfigError('the token API needs session.openTokenCreate (POST /token creates tokens without a login)');
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1_000, min: 60_000, h: 3_600_000, day: 86_400_000, days: 86_400_000, week: 604_800_000, weeks: 604_800_000 };
-
-/** A duration as the original's options write it — `90min`, `2h`, `1h 30min`, `1500ms` — in milliseconds. */
-export function parseDuration(text: string): number {
-  const trimmed = text.trim();
-  if (!/^(?:\d+\s*(?:ms|s|min|h|days?|weeks?)\s*)+$/.test(trimmed)) throw new ConfigError(`bad duration ${JSON.stringify(text)}: want e.g. 90s, 30min, 2h`);
-  let ms = 0;
-  for (const [, amount, unit] of trimmed.matchAll(/(\d+)\s*(ms|s|min|h|days?|weeks?)/g)) ms += Number(amount) * UNITS[unit];
-  if (!Number.isSafeInteger(ms)) throw new ConfigError(`duration ${JSON.stringify(text)} is too long`);
-  return ms;
-}
+// Note 004's options take rotor's one duration syntax; re-exported for the callers that know it from here.
+export { parseDuration } from '../config/duration.ts';
 
 export class TokenApi {
   private readonly dumpEnabled: boolean;
