@@ -8,11 +8,12 @@ import { RotorClientError } from '../client/index.ts';
 import { backupCommands } from './commands/backup.ts';
 import { benchCommand } from './commands/bench.ts';
 import { clientCommands } from './commands/client.ts';
+import { configCommand } from './commands/config.ts';
 import { serveCommand } from './commands/serve.ts';
 import { userCommand } from './commands/user.ts';
 import { rotorVersion } from './version.ts';
 
-const COMMANDS: Array<(y: Argv) => Argv> = [serveCommand, userCommand, backupCommands, clientCommands, benchCommand];
+const COMMANDS: Array<(y: Argv) => Argv> = [serveCommand, configCommand, userCommand, backupCommands, clientCommands, benchCommand];
 
 async function main(): Promise<void> {
   const cli = COMMANDS.reduce((y, command) => command(y), yargs(hideBin(process.argv)).scriptName('rotor').usage('$0 <command>\n\nA rotating-token session server. See README.md and spec.md.'));

@@ -1,98 +1,203 @@
 /** `rotor serve`: a rotor server with the example application. */
 import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { resolveConfig, DEFAULTS } from '../../config/defaults.ts';
-import { createLogger } from '../../log/index.ts';
+import { ConfigError, DEFAULTS, durationIn, flagName, loadConfig, settingAt, SETTINGS, settingHelp, type FlagSetting, type RotorConfig, type Setting } from '../../config/index.ts';
+import { createLogger, type Logger } from '../../log/index.ts';
 import { serve } from '../../server/index.ts';
+import { addUser } from '../../server/users.ts';
 import { exampleApp } from '../../app/example.ts';
 import { pooledRandom } from '../../session/random.ts';
 import { KeyRing } from '../../session/token.ts';
 import { openStore } from '../../store/index.ts';
-import { checkTokenApiConfig, parseDuration } from '../../transport/rest.ts';
+import { checkTokenApiConfig } from '../../transport/rest.ts';
 import { loadOrCreateKeys } from '../keys.ts';
 import { openDataDirWarningFor, storeOptions } from '../options.ts';
+import { readPassword } from '../password.ts';
 
-export function serveCommand(y: Argv): Argv {
-  return y
-    .command(
-      'serve',
-      'run a rotor server (the example application, the embedded durable store)',
-      (y) =>
-        storeOptions(y)
-          .option('host', { type: 'string', default: DEFAULTS.host, describe: 'address to listen on' })
-          .option('port', { type: 'number', default: DEFAULTS.port, describe: 'TCP port for rotor frames' })
-          .option('token-ttl', { type: 'number', default: DEFAULTS.session.tokenTtlMinutes, describe: 'token lifetime in minutes (-1 = never, needs --allow-never-expiring)' })
-          .option('allow-never-expiring', { type: 'boolean', default: false })
-          .option('token-lifetime', { type: 'string', describe: 'token lifetime as a duration (30min, 2h, …); overrides --token-ttl' })
-          .option('purge-interval', { type: 'string', describe: 'how often expired sessions are purged (1s … 90min, default 1min)' })
-          .option('http-port', { type: 'number', describe: 'also serve HTTP/1.1 on this port (rotor over HTTP, and WebSocket / the token API if enabled)' })
-          .option('http-host', { type: 'string', describe: 'address for the HTTP listener (default: --host)' })
-          .option('ws', { type: 'boolean', default: true, describe: 'with --http-port: accept WebSocket upgrades' })
-          .option('ws-path', { type: 'string', default: '/rotor/ws', describe: 'the WebSocket upgrade path' })
-          .option('token-api', { type: 'boolean', default: false, describe: "note 004's token server API (POST/PUT/DELETE /token) on --http-port, and metadata-only tokens without login on every carrier (trusted networks only)" })
-          .option('dump', { type: 'boolean', default: false, describe: 'with --token-api: allow HEAD /dump (all metadata to the log)' })
-          .option('key-file', {
-            type: 'string',
-            describe:
-              'MAC keys (JSON, mode 0600); default <data>/keys.json. Keep it outside the data directory (a secrets mount, another disk) so that a copy of the data directory, a backup or a stolen disk, does not carry the keys that sign tokens',
-          })
-          .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve TLS' })
-          .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
-          .option('max-connections', { type: 'number', default: DEFAULTS.connection.maxConnections, describe: 'connections open at once, per listener' })
-          .option('max-connections-per-address', { type: 'number', default: DEFAULTS.connection.maxConnectionsPerAddress, describe: 'connections one client address (an IPv6 /64) may hold, per listener; behind a proxy, raise it to --max-connections' })
-          .option('listen-backlog', { type: 'number', default: DEFAULTS.connection.listenBacklog, describe: 'listen(2) backlog of every listener (Linux caps it at net.core.somaxconn)' })
-          .option('log-level', { type: 'string', default: 'info' }),
-      async (args) => {
-        if (args.dump && !args['token-api']) throw new Error('--dump goes with --token-api');
-        // Given is given: `0s` or '' is checked like any other value, never taken for "unset".
-        const tokenTtlMinutes = args['token-lifetime'] !== undefined ? wholeMinutes(parseDuration(args['token-lifetime'])) : args['token-ttl'];
-        const purgeIntervalMs = args['purge-interval'] !== undefined ? parseDuration(args['purge-interval']) : undefined;
-        const config = resolveConfig({
-          host: args.host,
-          port: args.port,
-          logLevel: args['log-level'],
-          connection: { maxConnections: args['max-connections'], maxConnectionsPerAddress: args['max-connections-per-address'], listenBacklog: args['listen-backlog'] },
-          session: { tokenTtlMinutes, allowNeverExpiring: args['allow-never-expiring'], openTokenCreate: args['token-api'], ...(purgeIntervalMs !== undefined ? { purgeIntervalMs } : {}) },
-        });
-        if (args['token-api']) checkTokenApiConfig(config);
-        const http =
-          args['http-port'] === undefined
-            ? undefined
-            : {
-                port: args['http-port'],
-                host: args['http-host'],
-                ws: args.ws ? { path: args['ws-path'] } : false,
-                tokenApi: args['token-api'] ? { dump: args.dump } : false,
-              };
-        const log = createLogger({ level: config.logLevel });
-        const random = pooledRandom();
-        if ((args['tls-cert'] === undefined) !== (args['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
-        const tls = args['tls-cert'] !== undefined ? { cert: readFileSync(args['tls-cert']), key: readFileSync(args['tls-key']!) } : undefined;
-        const dataDirWarning = openDataDirWarningFor(args, args.store !== 'memory' && args['key-file'] === undefined);
-        if (dataDirWarning) log.warn({ dataDir: args.data }, dataDirWarning);
-        // A memory store forgets every session on exit, so a throwaway key is enough there.
-        // Keys first: a key file others can read stops rotor before the store is opened.
-        const keys = args.store === 'memory' && args['key-file'] === undefined ? KeyRing.generate(random) : loadOrCreateKeys(args['key-file'] ?? join(args.data, 'keys.json'), random);
-        const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
-        const server = await serve({ config, store, app: exampleApp(), keys, log, tls, random, http });
-        const users = await store.listUsers();
-        log.info({ address: server.tcp.address, http: server.http?.address, store: store.kind, tls: Boolean(tls), users: users.length }, 'rotor is listening');
-        if (args['token-api'] && !http) log.warn('--token-api without --http-port: metadata-only tokens over rotor frames only, no REST API');
-        if (users.length === 0) log.warn('no users yet: add one with `npm run rotor -- user add <name>`');
-        const stop = async (signal: string) => {
-          log.info({ signal }, 'shutting down');
-          await server.close();
-          await store.close();
-          process.exit(0);
-        };
-        process.once('SIGTERM', () => void stop('SIGTERM'));
-        process.once('SIGINT', () => void stop('SIGINT'));
-      },
-    );
+/**
+ * Flags rotor serve had before every setting got one of its own; each still sets its setting,
+ * as it did. `duration`: the value must be a duration (`2h`), as note 004's options are.
+ */
+const SHORT_FLAGS: ReadonlyArray<{ flag: string; path: string; duration?: boolean; boolean?: boolean; describe: string }> = [
+  { flag: 'token-ttl', path: 'session.tokenTtlMinutes', describe: 'token lifetime in minutes, or a duration (-1 = never, needs --allow-never-expiring)' },
+  { flag: 'token-lifetime', path: 'session.tokenTtlMinutes', duration: true, describe: 'token lifetime as a duration (30min, 2h, …)' },
+  { flag: 'allow-never-expiring', path: 'session.allowNeverExpiring', boolean: true, describe: 'allow --token-ttl -1' },
+  { flag: 'purge-interval', path: 'session.purgeIntervalMs', duration: true, describe: 'how often expired sessions are purged (1s … 90min, default 1min)' },
+  { flag: 'max-connections', path: 'connection.maxConnections', describe: 'connections open at once, per listener' },
+  {
+    flag: 'max-connections-per-address',
+    path: 'connection.maxConnectionsPerAddress',
+    describe: 'connections one client address (an IPv6 /64) may hold, per listener; behind a proxy, raise it to --max-connections',
+  },
+  { flag: 'listen-backlog', path: 'connection.listenBacklog', describe: 'listen(2) backlog of every listener (Linux caps it at net.core.somaxconn)' },
+];
+
+const SETTINGS_GROUP = 'Settings (each also from the --config file and a ROTOR_* variable; flags win, then env, then the file):';
+
+/** Every flag of rotor serve; `rotor config print` takes the same. */
+export function serveOptions(y: Argv) {
+  const withSettings = SETTINGS.reduce(
+    (y, setting) =>
+      y.option(flagName(setting), {
+        type: setting.field.kind === 'boolean' ? 'boolean' : 'string',
+        describe: settingHelp(setting),
+        defaultDescription: String(valueAt(DEFAULTS, setting.path)),
+      }),
+    storeOptions(y).option('config', { type: 'string', describe: 'a JSON file of settings ({"connection": {"maxInFlight": 32}, …}; README "Configuration")' }),
+  );
+  return SHORT_FLAGS.reduce(
+    (y, short) => y.option(short.flag, { type: short.boolean ? 'boolean' : 'string', describe: `${short.describe} (= --${flagName(settingAt(short.path))})` }),
+    withSettings,
+  )
+    .group(['store', 'data', 'fsync', 'config', 'user', 'http-port', 'http-host', 'ws', 'ws-path', 'token-api', 'dump', 'key-file', 'tls-cert', 'tls-key', 'exit-with-parent'], 'Server:')
+    .group(SHORT_FLAGS.map((short) => short.flag), 'Short forms of settings:')
+    .group(SETTINGS.map(flagName), SETTINGS_GROUP)
+    .option('user', { type: 'string', describe: 'with --store memory: add this user at start; its password is asked for (or ROTOR_PASSWORD, or one line on stdin)' })
+    .option('http-port', { type: 'number', describe: 'also serve HTTP/1.1 on this port (rotor over HTTP, and WebSocket / the token API if enabled)' })
+    .option('http-host', { type: 'string', describe: 'address for the HTTP listener (default: --host)' })
+    .option('ws', { type: 'boolean', default: true, describe: 'with --http-port: accept WebSocket upgrades' })
+    .option('ws-path', { type: 'string', default: '/rotor/ws', describe: 'the WebSocket upgrade path' })
+    .option('token-api', { type: 'boolean', default: false, describe: "note 004's token server API (POST/PUT/DELETE /token) on --http-port, and metadata-only tokens without login on every carrier (trusted networks only)" })
+    .option('dump', { type: 'boolean', default: false, describe: 'with --token-api: allow HEAD /dump (all metadata to the log)' })
+    .option('key-file', {
+      type: 'string',
+      describe:
+        'MAC keys (JSON, mode 0600); default <data>/keys.json. Keep it outside the data directory (a secrets mount, another disk) so that a copy of the data directory, a backup or a stolen disk, does not carry the keys that sign tokens',
+    })
+    .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve TLS' })
+    .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
+    .option('exit-with-parent', {
+      type: 'boolean',
+      default: true,
+      describe: 'stop as on SIGTERM when the process that started rotor exits (npm start killed without passing the signal on); --no-exit-with-parent to outlive it',
+    });
 }
 
-function wholeMinutes(ms: number): number {
-  if (ms % 60_000 !== 0) throw new Error('the token lifetime must be whole minutes');
-  return ms / 60_000;
+type ServeArgs = Awaited<ReturnType<typeof serveOptions>['argv']>;
+
+/** The config rotor serve runs with: DEFAULTS < --config file < ROTOR_* env < flags. Throws ConfigError. */
+export function configFromArgs(args: ServeArgs, env: NodeJS.ProcessEnv = process.env): RotorConfig {
+  const given = args as Record<string, unknown>;
+  const flags: FlagSetting[] = [];
+  for (const setting of SETTINGS) {
+    const flag = flagName(setting);
+    if (given[flag] !== undefined) flags.push({ flag, path: setting.path, value: given[flag] });
+  }
+  for (const short of SHORT_FLAGS) {
+    const value = given[short.flag];
+    if (value === undefined) continue;
+    flags.push({ flag: short.flag, path: short.path, value: short.duration ? durationFlag(short.flag, value, settingAt(short.path)) : value });
+  }
+  if (args['token-api']) flags.push({ flag: 'token-api', path: 'session.openTokenCreate', value: true });
+  const config = loadConfig({ file: args.config, env, flags });
+  if (args['token-api']) checkTokenApiConfig(config);
+  return config;
+}
+
+export function serveCommand(y: Argv): Argv {
+  return y.command(
+    'serve',
+    'run a rotor server (the example application, the embedded durable store)',
+    serveOptions,
+    async (args) => {
+      if (args.dump && !args['token-api']) throw new Error('--dump goes with --token-api');
+      const config = configFromArgs(args);
+      if (args.user !== undefined && args.store !== 'memory') throw new ConfigError('--user is for --store memory; add users of a durable store with `rotor user add <name>`');
+      // Before the server says anything: the prompt is the one thing on the terminal.
+      const password = args.user !== undefined ? await readPassword(undefined) : undefined;
+      const http =
+        args['http-port'] === undefined
+          ? undefined
+          : {
+              port: args['http-port'],
+              host: args['http-host'],
+              ws: args.ws ? { path: args['ws-path'] } : false,
+              tokenApi: args['token-api'] ? { dump: args.dump } : false,
+            };
+      const log = createLogger({ level: config.logLevel, pretty: config.observability.prettyLogs });
+      const random = pooledRandom();
+      if ((args['tls-cert'] === undefined) !== (args['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
+      const tls = args['tls-cert'] !== undefined ? { cert: readFileSync(args['tls-cert']), key: readFileSync(args['tls-key']!) } : undefined;
+      const dataDirWarning = openDataDirWarningFor(args, args.store !== 'memory' && args['key-file'] === undefined);
+      if (dataDirWarning) log.warn({ dataDir: args.data }, dataDirWarning);
+      // A memory store forgets every session on exit, so a throwaway key is enough there.
+      // Keys first: a key file others can read stops rotor before the store is opened.
+      const keys = args.store === 'memory' && args['key-file'] === undefined ? KeyRing.generate(random) : loadOrCreateKeys(args['key-file'] ?? join(args.data, 'keys.json'), random);
+      const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
+      if (args.user !== undefined) await addUser(store, args.user, password!, { auth: config.auth, random });
+      const server = await serve({ config, store, app: exampleApp(), keys, log, tls, random, http });
+      const users = await store.listUsers();
+      log.info({ address: server.tcp.address, http: server.http?.address, store: store.kind, tls: Boolean(tls), users: users.length }, 'rotor is listening');
+      if (args['token-api'] && !http) log.warn('--token-api without --http-port: metadata-only tokens over rotor frames only, no REST API');
+      if (users.length === 0) {
+        log.warn(
+          store.kind === 'memory'
+            ? 'no users yet: a memory store starts empty every time; start it with `--user <name>` to add one (its password is asked for)'
+            : 'no users yet: add one with `npm run rotor -- user add <name>`',
+        );
+      }
+      stopOnSignals(
+        async () => {
+          await server.close();
+          await store.close();
+        },
+        log,
+        args['exit-with-parent'] ? config.connection.sweepIntervalMs : undefined,
+      );
+    },
+  );
+}
+
+/** Who started rotor, read as early as can be: a parent gone during start-up is still noticed. */
+const PARENT = process.ppid;
+
+/**
+ * SIGTERM or SIGINT: stop accepting, let in-flight work finish (connection.shutdownGraceMs),
+ * close the store, exit 0. A second signal exits at once, 128 + its number.
+ *
+ * With `watchParentEveryMs`, also stop so when the process that started rotor has gone: a
+ * wrapper killed without passing the signal on (a shell script, `npm start` through `sh -c`
+ * without exec, a supervisor SIGKILLed) leaves rotor reparented, listening on with nobody left
+ * to stop it. Node has no event for that (prctl's PDEATHSIG is out of reach), so the parent's pid
+ * is checked this often: it changes when rotor is reparented.
+ */
+export function stopOnSignals(stop: () => Promise<void>, log: Logger, watchParentEveryMs: number | undefined): void {
+  let stopping = false;
+  const watch = watchParentEveryMs === undefined ? undefined : setInterval(() => process.ppid !== PARENT && begin('parent exited'), watchParentEveryMs).unref();
+  const begin = (reason: string) => {
+    stopping = true;
+    clearInterval(watch);
+    log.info({ reason }, 'shutting down');
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (!stopping) return begin(signal);
+      log.warn({ signal }, 'a second signal: exiting without waiting for in-flight work');
+      process.exit(128 + constants.signals[signal]);
+    });
+  }
+}
+
+/** A flag that takes only a duration (`--purge-interval 1min`), in its setting's unit. */
+function durationFlag(flag: string, value: unknown, setting: Setting): number {
+  const unit = setting.field.kind === 'int' ? setting.field.unit : undefined;
+  if (typeof value !== 'string' || !unit) throw new ConfigError(`--${flag}: give it once, as a duration like 90s`);
+  try {
+    return durationIn(value, unit);
+  } catch (err) {
+    throw new ConfigError(`--${flag}: ${(err as Error).message}`);
+  }
+}
+
+function valueAt(config: RotorConfig, path: string): unknown {
+  return path.split('.').reduce<unknown>((value, key) => (value as Record<string, unknown>)[key], config);
 }
