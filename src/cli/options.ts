@@ -1,14 +1,19 @@
 /** What several commands share: the store options and opening a store, the client options and making a client. */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
 import type { Argv } from 'yargs';
 import { DEFAULTS } from '../config/defaults.ts';
 import { RotorClient, tcpConnect, TlsCertificateError, TransportError, type Connect } from '../client/index.ts';
+import { KeyRing } from '../session/token.ts';
+import type { RandomSource } from '../session/random.ts';
 import { openStore } from '../store/index.ts';
-import { openDataDirWarning } from './keys.ts';
+import { loadOrCreateKeys, openDataDirWarning } from './keys.ts';
 import { PASSWORD_HELP } from './password.ts';
 
-export const dataOption = (y: Argv) => y.option('data', { type: 'string', default: './rotor-data', describe: 'directory of the embedded store and the key file' });
+export const DATA_OPTION = { type: 'string', default: './rotor-data', describe: 'directory of the embedded store and the key file' } as const;
+
+export const dataOption = (y: Argv) => y.option('data', DATA_OPTION);
 
 export const storeOptions = (y: Argv) =>
   dataOption(y)
@@ -91,6 +96,16 @@ function makeClient(args: ClientArgs): RotorClient {
         }
       : undefined,
   });
+}
+
+/**
+ * The MAC keys a server signs tokens with: --key-file (default <data>/keys.json), made there
+ * when missing. A memory store without --key-file gets a throwaway key: its sessions end with
+ * the process anyway. Keys come before the store: a key file others can read stops rotor first.
+ */
+export function serverKeys(args: { store: string; data: string; 'key-file'?: string | undefined }, random: RandomSource): KeyRing {
+  if (args.store === 'memory' && args['key-file'] === undefined) return KeyRing.generate(random);
+  return loadOrCreateKeys(args['key-file'] ?? join(args.data, 'keys.json'), random);
 }
 
 /** The data directory's warning, if rotor uses it: for the embedded store, or for keys kept in it. */
