@@ -71,7 +71,7 @@ export function serveOptions(y: Argv) {
     .option('exit-with-parent', {
       type: 'boolean',
       default: true,
-      describe: 'stop as on SIGTERM when the process that started rotor exits (npm start killed without passing the signal on); --no-exit-with-parent to outlive it',
+      describe: 'stop as on SIGTERM when the process that started rotor exits (a wrapper killed without passing the signal on); --no-exit-with-parent to outlive it',
     });
 }
 
