@@ -16,16 +16,16 @@ export interface RotorResponse {
 export interface ClientOptions {
   connect: Connect;
   /** Times a request is sent again, with the same token, after a lost response. */
-  retries?: number;
-  retryDelayMs?: number;
+  retries?: number | undefined;
+  retryDelayMs?: number | undefined;
   /** Called with every new token, before it is used or acked (persist it here). */
   onToken?: (token: string | undefined) => void | Promise<void>;
 }
 
 export interface RequestOptions {
-  body?: Buffer | string;
-  contentType?: string;
-  headers?: Record<string, string>;
+  body?: Buffer | string | undefined;
+  contentType?: string | undefined;
+  headers?: Record<string, string> | undefined;
 }
 
 /**
@@ -57,7 +57,7 @@ export class RotorClient {
     await this.setToken(token);
   }
 
-  login(user: string, password: string, options: { totp?: string; meta?: Record<string, unknown> } = {}): Promise<RotorResponse> {
+  login(user: string, password: string, options: { totp?: string | undefined; meta?: Record<string, unknown> | undefined } = {}): Promise<RotorResponse> {
     const headers: Header[] = [['User', user], ['Password', password]];
     if (options.totp) headers.push(['TOTP', options.totp]);
     return this.serial(() => this.exchange('POST', '/rotor/login', headers, jsonBody(options.meta), false));
@@ -93,7 +93,7 @@ export class RotorClient {
   }
 
   /** Ask for a task's result until it is there (acks first, so the task may start). */
-  async waitForTask(id: string, options: { timeoutMs?: number } = {}): Promise<RotorResponse> {
+  async waitForTask(id: string, options: { timeoutMs?: number | undefined } = {}): Promise<RotorResponse> {
     const deadline = Date.now() + (options.timeoutMs ?? 30_000);
     for (;;) {
       const response = await this.task(id);

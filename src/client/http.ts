@@ -8,13 +8,13 @@ import type { ClientTransport, Connect } from './transport.ts';
 
 export interface HttpOptions {
   /** For https: URLs: `ca` for a private certificate (`rejectUnauthorized: false` only in tests). */
-  tls?: Pick<tls.ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername' | 'checkServerIdentity'>;
+  tls?: Pick<tls.ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername' | 'checkServerIdentity'> | undefined;
   /** Per-request timeout. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Send every request as POST with the rotor verb in X-Rotor-Verb (for proxies that pass only POST). */
-  postOnly?: boolean;
+  postOnly?: boolean | undefined;
   /** Ask for the HTML envelope (Accept: text/html) and read the response back out of the page. */
-  html?: boolean;
+  html?: boolean | undefined;
 }
 
 /** Verbs sent as the HTTP method itself; any other goes as POST + X-Rotor-Verb. */

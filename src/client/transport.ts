@@ -83,16 +83,16 @@ export class StreamTransport implements ClientTransport {
 }
 
 export interface TcpOptions {
-  host?: string;
-  port?: number;
+  host?: string | undefined;
+  port?: number | undefined;
   /**
    * Connect with TLS (`{}`: verified against the system's CAs, for `host`'s name). `ca` trusts a
    * private CA or a self-signed certificate, `servername` checks the certificate for another
    * name than `host`; `rejectUnauthorized: false` checks nothing, for tests only. A refused
    * certificate is a TlsCertificateError.
    */
-  tls?: tls.ConnectionOptions;
-  timeoutMs?: number;
+  tls?: tls.ConnectionOptions | undefined;
+  timeoutMs?: number | undefined;
 }
 
 export function tcpConnect(options: TcpOptions = {}): Connect {

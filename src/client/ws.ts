@@ -6,10 +6,10 @@ import { StreamTransport, type Connect } from './transport.ts';
 
 export interface WsOptions {
   /** For wss: URLs: `ca` for a private certificate (`rejectUnauthorized: false` only in tests). */
-  tls?: Pick<tls.ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'>;
+  tls?: Pick<tls.ConnectionOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized' | 'servername'> | undefined;
   /** Connect (handshake) and per-request timeout. */
-  timeoutMs?: number;
-  limits?: WireLimits;
+  timeoutMs?: number | undefined;
+  limits?: WireLimits | undefined;
 }
 
 /**

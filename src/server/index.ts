@@ -17,17 +17,17 @@ export type { RotorApp, Handler, TaskHandler, AppRequest, AppReply } from './app
 export { hashPassword, newTotpSecret, totpFor } from './auth.ts';
 
 export interface ServeOptions {
-  config?: DeepPartial<RotorConfig>;
+  config?: DeepPartial<RotorConfig> | undefined;
   store: Store;
   app: RotorApp;
-  keys?: KeyRing;
-  log?: Logger;
+  keys?: KeyRing | undefined;
+  log?: Logger | undefined;
   /** PEM key and certificate for every listener: TCP becomes TLS, HTTP becomes HTTPS, WebSocket WSS. */
-  tls?: { key: string | Buffer; cert: string | Buffer };
+  tls?: { key: string | Buffer; cert: string | Buffer } | undefined;
   /** Also listen for HTTP (src/transport/http.ts); WebSocket and the token API ride on the same port. */
-  http?: HttpServeOptions;
-  now?: () => number;
-  random?: RandomSource;
+  http?: HttpServeOptions | undefined;
+  now?: (() => number) | undefined;
+  random?: RandomSource | undefined;
   /**
    * The operations listener (/metrics, /livez, /readyz: src/metrics/ops.ts). Default: on at
    * config.observability.metricsHost:metricsPort unless that port is 0.
@@ -45,15 +45,15 @@ export interface OpsServeOptions {
 export interface HttpServeOptions {
   port: number;
   /** Default: config.host. */
-  host?: string;
+  host?: string | undefined;
   /** Accept WebSocket upgrades, at `path` (default /rotor/ws). */
-  ws?: boolean | { path?: string };
+  ws?: boolean | { path?: string } | undefined;
   /**
    * Serve note 004's token API on /token and /dump. Turns session.openTokenCreate on (unless the
    * config turns it off explicitly, which is then an error) and holds the token lifetime and purge
    * interval to the note's ranges. `dump` enables HEAD /dump.
    */
-  tokenApi?: boolean | { dump?: boolean };
+  tokenApi?: boolean | { dump?: boolean } | undefined;
 }
 
 export interface RunningServer {

@@ -11,9 +11,9 @@ export { RedisStore, type RedisStoreOptions } from './redis.ts';
 
 export interface OpenStoreOptions {
   /** Directory of the embedded store (default ./rotor-data). */
-  dataDir?: string;
+  dataDir?: string | undefined;
   /** Embedded store: fsync every commit before it resolves. */
-  fsync?: boolean;
+  fsync?: boolean | undefined;
 }
 
 export const DEFAULT_DATA_DIR = './rotor-data';

@@ -37,7 +37,7 @@ import type { Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './ty
 
 export interface LmdbStoreOptions {
   /** fsync each commit before it resolves (power-loss safe, slower). Default false. */
-  fsync?: boolean;
+  fsync?: boolean | undefined;
 }
 
 type Key = (string | number)[];

@@ -43,13 +43,13 @@ import type { Store, TaskClaim, TaskOutcome, TaskRecord, TaskStatus, UserRecord 
 
 export interface RedisStoreOptions {
   /** First part of every key (default `rotor`): several deployments can share one Redis. */
-  prefix?: string;
+  prefix?: string | undefined;
   /** A command without an answer for this long fails with ROTOR_E_UNAVAILABLE. Default 2000. */
-  commandTimeoutMs?: number;
+  commandTimeoutMs?: number | undefined;
   /** Connecting (at open and on every reconnect) gives up after this long. Default 2000. */
-  connectTimeoutMs?: number;
+  connectTimeoutMs?: number | undefined;
   /** purgeExpired drops task-stream consumers (worker ids) idle this long and holding nothing. Default 1 h. */
-  consumerIdleMs?: number;
+  consumerIdleMs?: number | undefined;
 }
 
 const GROUP = 'rotor';
