@@ -2,7 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { FrameParser, serializeFrame, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
-import { DEFAULTS, type WireLimits } from '../config/defaults.ts';
+import { DEFAULTS, type WireLimits } from '../config/settings.ts';
 import { asTransportError, TransportError } from './errors.ts';
 
 /** Carries request frames to a server and their responses back, in order. */

@@ -1,6 +1,6 @@
 import type tls from 'node:tls';
 import WebSocket, { createWebSocketStream } from 'ws';
-import { DEFAULTS, type WireLimits } from '../config/defaults.ts';
+import { DEFAULTS, type WireLimits } from '../config/settings.ts';
 import { asTransportError, TransportError } from './errors.ts';
 import { StreamTransport, type Connect } from './transport.ts';
 

@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { RotorError, type ErrorCode } from '../errors.ts';
-import type { WireLimits } from '../config/defaults.ts';
-import { DEFAULTS } from '../config/defaults.ts';
+import type { WireLimits } from '../config/settings.ts';
+import { DEFAULTS } from '../config/settings.ts';
 import { BIN_LENGTH, PROTOCOL_VERSION, type Frame, type Header } from './frame.ts';
 
 const CR = 13;

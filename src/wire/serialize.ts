@@ -1,5 +1,5 @@
-import type { WireLimits } from '../config/defaults.ts';
-import { DEFAULTS } from '../config/defaults.ts';
+import type { WireLimits } from '../config/settings.ts';
+import { DEFAULTS } from '../config/settings.ts';
 import type { ErrorCode } from '../errors.ts';
 import { BIN_LENGTH, PROTOCOL_VERSION, type Frame, type Header } from './frame.ts';
 
