@@ -203,13 +203,13 @@ await server.close();
   });
 
   t.test('npx rotor --version prints rotor’s version, not the project’s', async (t) => {
-    const r = await run('npx', ['--no', 'rotor', '--version'], consumer);
+    const r = await run('npx', ['--no', '--', 'rotor', '--version'], consumer);
     t.equal(r.code, 0, 'runs', shown(r));
     t.equal(r.stdout.trim(), OWN.version, `rotor ${OWN.version} (the project is ${CONSUMER_VERSION})`);
   });
 
   t.test('npx rotor bench spawns its compiled child processes (no tsx)', async (t) => {
-    const r = await run('npx', ['--no', 'rotor', 'bench', '--spawn', 'rotor', '--count', '100', '--warmup', '0', '--json'], consumer);
+    const r = await run('npx', ['--no', '--', 'rotor', 'bench', '--spawn', 'rotor', '--count', '100', '--warmup', '0', '--json'], consumer);
     t.equal(r.code, 0, 'runs', shown(r));
     const result = JSON.parse(r.stdout) as { ok: number; errors: Record<string, number> };
     t.ok(result.ok >= 100, `${result.ok} requests answered`);
