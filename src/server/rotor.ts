@@ -290,7 +290,7 @@ export class Rotor {
         // Only a session nobody has used yet is handed out again, and only for the step it was opened with.
         if (earlier.gen !== 1 || earlier.acked || earlier.revoked || !earlier.prev) throw new RotorError('ROTOR_E_AUTH_FAILED');
         if (record.lastTotpStep !== step && !(await this.store.acceptTotpStep(record.name, step))) throw new RotorError('ROTOR_E_AUTH_FAILED');
-        const bytes = replyFromRest(this.keys, earlier.prev.reply);
+        const bytes = replyFromRest(this.keys, earlier.prev.reply, earlier.tokenHash);
         if (!bytes) throw new RotorError('ROTOR_E_AUTH_FAILED');
         note.outcome = 'replay';
         return { bytes, close: false };
@@ -359,9 +359,13 @@ export class Rotor {
       const now = this.now();
       const admission = admit(state, presented, now, now + retentionMs, op.kind === 'end');
       if (admission.verdict === 'replay') {
-        // The key that signed the next token was retired since: that token is dead anyway.
-        const bytes = replyFromRest(this.keys, admission.reply);
-        if (!bytes) return refused(note, 'ROTOR_E_TOKEN_INVALID');
+        // Undefined: the key that signed the next token was retired since (that token is dead
+        // anyway), or the kept reply is not the one this session's newest token came in.
+        const bytes = replyFromRest(this.keys, admission.reply, state.tokenHash);
+        if (!bytes) {
+          this.log.warn({ session: sessionId }, 'kept reply cannot be replayed: its key is retired or it does not hold the newest token');
+          return refused(note, 'ROTOR_E_TOKEN_INVALID');
+        }
         note.outcome = 'replay';
         return { bytes, close: false };
       }

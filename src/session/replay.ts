@@ -8,7 +8,7 @@
  * Every reply rotor keeps for replay starts `<start line>\r\nToken: <token>\r\n` (the dispatcher
  * puts Token first); anything else is a bug and throws.
  */
-import { resign, unsignedPart, type KeyRing } from './token.ts';
+import { hashToken, resign, unsignedPart, type KeyRing } from './token.ts';
 
 const TOKEN_LINE = Buffer.from('\r\nToken: ', 'latin1');
 
@@ -30,10 +30,15 @@ export function replyAtRest(reply: Buffer): Buffer {
   return Buffer.concat([reply.subarray(0, start + unsigned.length), reply.subarray(end)]);
 }
 
-/** The reply a kept copy was made from, byte for byte; undefined when the token's key has been retired. */
-export function replyFromRest(keys: KeyRing, kept: Buffer): Buffer | undefined {
+/**
+ * The reply a kept copy was made from, byte for byte; undefined when the token's key has been
+ * retired, or when the re-made token is not the one whose hash the session holds. That check
+ * keeps the server from being a signing oracle: without it, whoever can write to the store
+ * could put any claims in a kept reply and have the server sign them at the next replay.
+ */
+export function replyFromRest(keys: KeyRing, kept: Buffer, expectedHash: string): Buffer | undefined {
   const { start, end } = tokenValue(kept);
   const token = resign(keys, kept.toString('latin1', start, end));
-  if (token === undefined) return undefined;
+  if (token === undefined || hashToken(token) !== expectedHash) return undefined;
   return Buffer.concat([kept.subarray(0, start), Buffer.from(token, 'latin1'), kept.subarray(end)]);
 }

@@ -473,7 +473,7 @@ async function probe(m: Model, w: World): Promise<void> {
       await rotor.stop();
       const reply = parseReply(bytes);
       // A replayed reply may itself carry an Error (an app error rotates too): replay first.
-      const replayed: boolean = state.prev !== null && bytes.equals(replyFromRest(w.keys, state.prev.reply)!);
+      const replayed: boolean = state.prev !== null && bytes.equals(replyFromRest(w.keys, state.prev.reply, state.tokenHash)!);
       const outcome: string = replayed ? 'replay' : (errorCode(reply) ?? (getHeader(reply, 'Token') ? 'proceed' : 'other'));
       const verdict = classify(s, issued.gen, m.now);
       assert.equal(outcome, verdict.kind === 'error' ? verdict.code : verdict.kind, `probe ${s.label} token ${issued.gen}/${s.tokens.length}`);
