@@ -60,7 +60,13 @@ export class RotorClient {
   login(user: string, password: string, options: { totp?: string | undefined; meta?: Record<string, unknown> | undefined } = {}): Promise<RotorResponse> {
     const headers: Header[] = [['User', user], ['Password', password]];
     if (options.totp) headers.push(['TOTP', options.totp]);
-    return this.serial(() => this.exchange('POST', '/rotor/login', headers, jsonBody(options.meta), false));
+    return this.serial(async () => {
+      const response = await this.exchange('POST', '/rotor/login', headers, jsonBody(options.meta), false);
+      // A TOTP login sent again gets the same token while that token is unused (spec §3), so
+      // anyone with the password and this code could hold it too: use it at once.
+      if (options.totp) await this.exchange('POST', '/rotor/ack', [], undefined, true);
+      return response;
+    });
   }
 
   /** A message to an application path; the reply carries the next token. */

@@ -284,19 +284,34 @@ export class Rotor {
   private totpLogin(record: UserRecord, step: number, meta: Record<string, unknown>, note: Note): Promise<Reply> {
     const id = deriveId(this.keys, `totp-login\0${record.name}\0${step}`);
     note.session = id;
+    // Burn the step. Refused when it is already burned: by a newer step (the code is spent), or by
+    // this very step — which only a login deriving this same session id can have done.
+    const burn = async (): Promise<boolean> =>
+      (await this.store.acceptTotpStep(record.name, step)) || (await this.store.loadUser(record.name))?.lastTotpStep === step;
+    const again = async (earlier: SessionState): Promise<Reply> => {
+      // Only a session nobody has used yet is handed out again, and only for the step it was opened with.
+      if (earlier.gen !== 1 || earlier.acked || earlier.revoked || !earlier.prev) throw new RotorError('ROTOR_E_AUTH_FAILED');
+      if (record.lastTotpStep !== step && !(await burn())) throw new RotorError('ROTOR_E_AUTH_FAILED');
+      const bytes = replyFromRest(this.keys, earlier.prev.reply, earlier.tokenHash);
+      if (!bytes) throw new RotorError('ROTOR_E_AUTH_FAILED');
+      note.outcome = 'replay';
+      this.log.warn({ event: 'totp_login_again', user: record.name, session: id }, 'a TOTP login was sent again: the same reply');
+      return { bytes, close: false };
+    };
     return this.locks.run(id, async () => {
       const earlier = await this.store.loadSession(id);
-      if (earlier) {
-        // Only a session nobody has used yet is handed out again, and only for the step it was opened with.
-        if (earlier.gen !== 1 || earlier.acked || earlier.revoked || !earlier.prev) throw new RotorError('ROTOR_E_AUTH_FAILED');
-        if (record.lastTotpStep !== step && !(await this.store.acceptTotpStep(record.name, step))) throw new RotorError('ROTOR_E_AUTH_FAILED');
-        const bytes = replyFromRest(this.keys, earlier.prev.reply, earlier.tokenHash);
-        if (!bytes) throw new RotorError('ROTOR_E_AUTH_FAILED');
-        note.outcome = 'replay';
-        return { bytes, close: false };
+      if (earlier) return again(earlier);
+      let opened: { reply: Reply; state: SessionState };
+      try {
+        opened = await this.openSession(record.name, meta, id);
+      } catch (err) {
+        // Another node stored the session first (the same login sent to two nodes at once).
+        const raced = await this.store.loadSession(id);
+        if (!raced) throw err;
+        return again(raced);
       }
-      const { reply, state } = await this.openSession(record.name, meta, id);
-      if (!(await this.store.acceptTotpStep(record.name, step))) {
+      const { reply, state } = opened;
+      if (!(await burn())) {
         // A newer step was used meanwhile: this code is spent, and its session must never work.
         const now = this.now();
         await this.store.commitSession(revoke(state, 'deleted', now, now + this.config.session.revokedRetentionMinutes * 60_000).state, 0, []);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import net from 'node:net';
-import { serve, hashPassword, type RunningServer } from '../../src/server/index.ts';
+import { serve, hashPassword, newTotpSecret, totpFor, type RunningServer } from '../../src/server/index.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { resolveConfig } from '../../src/config/defaults.ts';
 import { seededRandom } from '../../src/session/random.ts';
@@ -133,4 +133,21 @@ t.test('a frame the codec refuses is rejected without leaving a waiter behind', 
   await t.rejects(transport.request({ ...ping, headers: [['Bad Name', 'x']] }), 'a bad header name likewise');
   const answers = await Promise.all([transport.request(ping), transport.request({ ...ping, path: '/rotor/nothing' })]);
   t.same(answers.map((a) => a.status), [200, 404], 'each later request gets its own reply');
+});
+
+t.test('a TOTP login is used at once, so the same login sent again by someone else gets nothing', async (t) => {
+  const { server, port } = await start(t);
+  const secret = newTotpSecret();
+  const store = (server.rotor as unknown as { store: MemoryStore }).store;
+  await store.putUser({ ...(await store.loadUser('alice'))!, totpSecret: secret });
+  const code = totpFor(secret, 'alice').generate();
+  const client = new RotorClient({ connect: tcpConnect({ port }) });
+  t.teardown(() => client.close());
+  await client.login('alice', 'pw', { totp: code });
+  const frame = { kind: 'request', verb: 'POST', path: '/rotor/login', headers: [['User', 'alice'], ['Password', 'pw'], ['TOTP', code]], body: undefined } as const;
+  const transport = await tcpConnect({ port })();
+  t.teardown(() => transport.close());
+  const again = await transport.request({ ...frame, headers: [...frame.headers] });
+  t.equal(again.headers.find(([n]) => n === 'Error')?.[1], 'ROTOR_E_AUTH_FAILED', 'the login sent again after the client used its token');
+  t.equal((await client.request('GET', '/hello')).body.toString(), 'hello, alice', 'the client keeps its session');
 });

@@ -1,6 +1,9 @@
 import t from 'tap';
 import { getHeader } from '../../src/wire/index.ts';
 import { RotorError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/log/index.ts';
+import { Rotor } from '../../src/server/rotor.ts';
+import { KeyRing } from '../../src/session/token.ts';
 import { resolveConfig } from '../../src/config/defaults.ts';
 import { dummyHash, hashPassword, verifyPassword, HashLimiter, newTotpSecret, totpFor, TOTP_PERIOD_SECONDS } from '../../src/server/auth.ts';
 import { seededRandom } from '../../src/session/random.ts';
@@ -88,6 +91,23 @@ t.test('TOTP: a login whose reply was lost can be sent again; a store error does
   const sessions: string[] = [];
   for await (const state of h.store.listSessions()) sessions.push(state.id);
   t.equal(sessions.length, 1, 'one session for one code, however often it is sent');
+});
+
+t.test('TOTP: the same login sent to two nodes at once: one session, the identical reply from both', async (t) => {
+  const h = await harness(exampleApp());
+  const secret = newTotpSecret();
+  await h.store.putUser({ ...(await h.store.loadUser('alice'))!, totpSecret: secret });
+  const code = totpFor(secret, 'alice').generate({ timestamp: h.clock.now });
+  const keys = (h.rotor as unknown as { keys: KeyRing }).keys;
+  const config = resolveConfig({ auth: { scryptN: 1024 } });
+  const other = new Rotor({ config, store: h.store, app: exampleApp(), keys, log: silentLogger(), now: () => h.clock.now, random: seededRandom(8) });
+  const frame = { kind: 'request', verb: 'POST', path: '/rotor/login', headers: [['User', 'alice'], ['Password', 'pw'], ['TOTP', code]], body: undefined } as const;
+  const [a, b] = await Promise.all([h.rotor.dispatch({ ...frame, headers: [...frame.headers] }), other.dispatch({ ...frame, headers: [...frame.headers] })]);
+  t.match(a.bytes.toString(), /^ROTOR\/1 200 OK\r\nToken: /, 'node A logs in');
+  t.same(b.bytes, a.bytes, 'node B answers the identical reply');
+  let sessions = 0;
+  for await (const state of h.store.listSessions()) if (!state.revoked) sessions++;
+  t.equal(sessions, 1, 'one live session');
 });
 
 t.test('a login storm is bounded: past the queue, ROTOR_E_RATE_LIMITED with Wait-for', async (t) => {
