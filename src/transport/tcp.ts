@@ -26,6 +26,8 @@ export interface Listener {
 export interface StreamListener extends Listener {
   /** The most any one connection has held at once since the start (frames unanswered, bytes unparsed). */
   readonly peakHeld: Readonly<Held>;
+  /** Sockets holding a connection slot, TLS handshakes still under way included. */
+  readonly admitted: number;
 }
 
 /**
@@ -41,8 +43,11 @@ export async function listenStream(handler: OriginAwareHandler, config: RotorCon
   let closing: Promise<void> | undefined;
 
   const accept = (socket: net.Socket) => {
-    const refusal = admission.admit(socket, closing !== undefined);
-    if (refusal) return refuse(socket, errorReply(refusal).bytes);
+    // TLS sockets were counted before their handshake (below); a plain one is counted here.
+    if (!options.tls) {
+      const refusal = admission.admit(socket, closing !== undefined);
+      if (refusal) return refuse(socket, errorReply(refusal).bytes);
+    }
     socket.setNoDelay(true);
     const connection = new StreamConnection(socket, fromOrigin(handler, { carrier, peer: socket.remoteAddress }), config.wire, limits, log, peakHeld);
     live.add(connection);
@@ -51,9 +56,17 @@ export async function listenStream(handler: OriginAwareHandler, config: RotorCon
 
   // Half-open: a peer's FIN ends only its side. StreamConnection then answers every frame already
   // received, in order, and ends ours (node would otherwise end our side at once, dropping them).
+  // A TLS handshake is bounded by the header deadline, and its socket takes a slot from the moment
+  // it connects: counted only after the handshake, one address could hold sockets without limit.
   const server = options.tls
-    ? tls.createServer({ key: options.tls.key, cert: options.tls.cert, allowHalfOpen: true }, accept)
+    ? tls.createServer({ key: options.tls.key, cert: options.tls.cert, allowHalfOpen: true, handshakeTimeout: limits.headerTimeoutMs }, accept)
     : net.createServer({ allowHalfOpen: true }, accept);
+  if (options.tls) {
+    server.on('connection', (raw: net.Socket) => {
+      // Refused before the handshake there is no channel to say why in: the socket is dropped, as on HTTPS.
+      if (admission.admit(raw, closing !== undefined)) refuse(raw);
+    });
+  }
   server.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'));
 
   const sweeper = new Sweeper(
@@ -69,6 +82,9 @@ export async function listenStream(handler: OriginAwareHandler, config: RotorCon
     address: { host: bound.address, port: bound.port },
     get connections() {
       return live.size;
+    },
+    get admitted() {
+      return admission.connections;
     },
     peakHeld,
     close() {

@@ -11,6 +11,7 @@ import type { Test } from 'tap';
 import WebSocket from 'ws';
 import { DEFAULTS, resolveConfig } from '../../src/config/defaults.ts';
 import { getHeader } from '../../src/wire/index.ts';
+import type { StreamListener } from '../../src/transport/tcp.ts';
 import { parseFrames, parseHttpResponses, Probe, startServer, until, type TestServer } from './helpers.ts';
 
 const PER_ADDRESS = 3;
@@ -135,4 +136,26 @@ t.test('every listener listens with connection.listenBacklog (as the kernel caps
     }
     await server.close();
   }
+});
+
+t.test('TLS: sockets count from the moment they connect, before any handshake', async (t) => {
+  const server = await startServer({ tls: true, config: { connection: { maxConnectionsPerAddress: PER_ADDRESS } } });
+  t.teardown(() => server.close());
+  // Plain TCP to the TLS port: no ClientHello ever comes, yet each holds a slot.
+  const silent = await Promise.all(Array.from({ length: PER_ADDRESS }, () => Probe.open(server.tcpPort)));
+  const over = await Probe.open(server.tcpPort);
+  await until(() => over.closed);
+  t.ok(over.closed, 'one more from the same address is dropped before its handshake');
+  t.equal(silent.filter((p) => p.closed).length, 0, 'the silent ones still hold their slots');
+  const other = await Probe.open(server.tcpPort, OTHER);
+  t.notOk(other.closed, 'another address still connects');
+  // Resets: a FIN alone leaves a half-open, handshake-less socket until the handshake deadline.
+  other.socket.resetAndDestroy();
+  silent[0].socket.resetAndDestroy();
+  await until(() => silent[0].closed);
+  await until(() => (server.server.tcp as StreamListener).admitted === PER_ADDRESS - 1);
+  const next = await Probe.open(server.tcpPort);
+  await until(() => (server.server.tcp as StreamListener).admitted === PER_ADDRESS);
+  t.notOk(next.closed, 'a freed slot takes the next one: admitted, not dropped');
+  for (const p of [...silent, next]) p.socket.resetAndDestroy();
 });
