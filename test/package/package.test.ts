@@ -72,6 +72,12 @@ let tarball = '';
 
 t.test('npm pack builds rotor in a checkout and ships the package, no tests or sources', async (t) => {
   await copyCheckout();
+  // What a developer's checkout may hold next to the shipped files: never packed.
+  const strays = ['bin/.token.tmp', 'protocol/keys.json', 'dist/../rotor-data/data.mdb'];
+  for (const stray of strays) {
+    mkdirSync(dirname(join(checkout, stray)), { recursive: true });
+    writeFileSync(join(checkout, stray), 'secret');
+  }
   const packed = await run('npm', ['pack', '--json', '--pack-destination', base], checkout, { timeoutMs: 150_000 });
   t.equal(packed.code, 0, 'npm pack (with its prepare: the build) succeeds', shown(packed));
   if (packed.code !== 0) return;
@@ -96,6 +102,7 @@ t.test('npm pack builds rotor in a checkout and ships the package, no tests or s
     t.ok(files.includes(wanted), `ships ${wanted}`);
   }
   t.same(files.filter((f) => /^(test|src|bench|scripts|\.ci)\//.test(f)), [], 'no tests, sources, bench runners or scripts');
+  t.same(files.filter((f) => /(^|\/)\.token|keys\.json|rotor-data/.test(f)), [], 'no token file, key file or data next to the shipped ones');
   t.same(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), [], 'no TypeScript sources');
   const manifest = JSON.parse(readFileSync(join(checkout, 'package.json'), 'utf8')) as Record<string, unknown>;
   t.notOk('private' in manifest, 'not private');
