@@ -157,6 +157,9 @@ const ROOT = section(SHAPE);
 type Config = z.output<typeof ROOT>;
 
 /** The rules between settings, checked once every setting is valid on its own. */
+/** The most memory the hashes running at once may take together (4 GiB). */
+const SCRYPT_MEMORY_LIMIT = 4 * 1024 ** 3;
+
 const RULES: Array<(config: Config) => { path: string; message: string } | undefined> = [
   ({ wire }) =>
     wire.maxHeaderBytes < wire.maxLineBytes
@@ -169,6 +172,19 @@ const RULES: Array<(config: Config) => { path: string; message: string } | undef
   ({ session }) =>
     session.tokenTtlMinutes === -1 && !session.allowNeverExpiring
       ? { path: 'session.tokenTtlMinutes', message: '= -1 (never expires) needs session.allowNeverExpiring' }
+      : undefined,
+  // OpenSSL refuses scrypt with N ≥ 2^(16·r): every login would fail with ROTOR_E_INTERNAL.
+  ({ auth }) =>
+    auth.scryptN >= 2 ** (16 * auth.scryptR)
+      ? { path: 'auth.scryptN', message: `must be below 2^(16 × auth.scryptR) = ${2 ** (16 * auth.scryptR)}, got ${auth.scryptN}` }
+      : undefined,
+  // Each running hash takes 128·N·r bytes: past this, the first logins would exhaust memory.
+  ({ auth }) =>
+    128 * auth.scryptN * auth.scryptR * auth.maxConcurrentHashes > SCRYPT_MEMORY_LIMIT
+      ? {
+          path: 'auth.scryptN',
+          message: `with auth.scryptR ${auth.scryptR} and auth.maxConcurrentHashes ${auth.maxConcurrentHashes} needs ${128 * auth.scryptN * auth.scryptR * auth.maxConcurrentHashes} bytes for hashing at once, more than ${SCRYPT_MEMORY_LIMIT}`,
+        }
       : undefined,
   ({ wire, session }) =>
     session.maxMetaBytes > Math.max(wire.maxBodyBytes, 2)

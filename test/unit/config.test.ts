@@ -101,11 +101,14 @@ t.test('bad settings fail at start with a message naming the setting', async (t)
     ['frame deadline shorter than header deadline', { connection: { headerTimeoutMs: 5000, frameTimeoutMs: 1000 } }, /frameTimeoutMs/],
     ['metadata larger than a body', { wire: { maxBodyBytes: 1000 } }, /session.maxMetaBytes/],
     ['TOTP window too wide', { auth: { totpWindow: 3 } }, /totpWindow/],
+    ['scrypt N that OpenSSL refuses for this r', { auth: { scryptN: 65536, scryptR: 1 } }, /auth.scryptN.*below 2\^\(16 × auth.scryptR\)/],
+    ['scrypt hashing at once past 4 GiB', { auth: { scryptN: 1 << 22, scryptR: 8, maxConcurrentHashes: 2 } }, /auth.scryptN.*bytes for hashing at once/],
   ];
   for (const [name, override, message] of bad) {
     t.throws(() => resolveConfig(override), { name: 'ConfigError', message }, name);
   }
   t.ok(resolveConfig({ session: { tokenTtlMinutes: -1, allowNeverExpiring: true } }), 'never-expiring with the switch is allowed');
+  t.ok(resolveConfig({ auth: { scryptN: 32768, scryptR: 1 } }), 'the largest N OpenSSL takes at r = 1 is allowed');
   t.type(new ConfigError('x'), Error);
 });
 
