@@ -9,8 +9,8 @@
  *
  * A restore puts such a file in place as a data directory's data.mdb. It never runs while a
  * process has that store open — LMDB holds a POSIX lock on lock.mdb for as long as it does,
- * which Linux lists in /proc/locks — and replaces a store that holds users or sessions only
- * when forced.
+ * which Linux lists in /proc/locks — and never replaces a store: only a directory without one
+ * is restored into (a server in another PID namespace holds its lock unseen).
  */
 import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -55,11 +55,6 @@ export async function backupLmdb(dataDir: string, file: string, options: BackupO
   }
 }
 
-export interface RestoreOptions {
-  /** Replace a store that holds users or sessions. */
-  force?: boolean | undefined;
-}
-
 export interface RestoreReport {
   dataDir: string;
   users: number;
@@ -67,11 +62,13 @@ export interface RestoreReport {
 }
 
 /** Put the backup `file` in place as the embedded store of `dataDir`, which no process may have open. */
-export async function restoreLmdb(file: string, dataDir: string, options: RestoreOptions = {}): Promise<RestoreReport> {
+export async function restoreLmdb(file: string, dataDir: string): Promise<RestoreReport> {
   if (!statSync(file).isFile()) throw new Error(`${file} is not a file`);
   refuseIfOpen(dataDir);
-  if (!options.force && existsSync(join(dataDir, DATA_FILE)) && (await holdsData(dataDir))) {
-    throw new Error(`${dataDir} holds a store with users or sessions: --force replaces it`);
+  // Never over an existing store: a server in another PID namespace (a second container on the
+  // same volume) holds its lock unseen by /proc/locks, and would go on writing to a replaced file.
+  if (existsSync(join(dataDir, DATA_FILE))) {
+    throw new Error(`${dataDir} already holds a store, and restore never replaces one: restore into a new directory, then point the server at it (or swap the directories while every server is stopped)`);
   }
   if (mkdirSync(dataDir, { recursive: true, mode: 0o700 }) !== undefined) chmodSync(dataDir, 0o700);
   // Checked where it will live: a file that does not open as rotor's store goes no further.
@@ -84,9 +81,8 @@ export async function restoreLmdb(file: string, dataDir: string, options: Restor
     syncFile(copy);
     // A server started meanwhile would keep writing to the file about to be replaced.
     refuseIfOpen(dataDir);
+    if (existsSync(join(dataDir, DATA_FILE))) throw new Error(`${dataDir}: a store appeared there while restoring; nothing was replaced`);
     renameSync(copy, join(dataDir, DATA_FILE));
-    // The old reader table: nobody uses it, and LMDB makes a new one on the next open.
-    rmSync(join(dataDir, LOCK_FILE), { force: true });
     syncFile(dataDir);
     return { dataDir, ...restored };
   } finally {
@@ -135,13 +131,6 @@ async function contents(dataDir: string): Promise<{ users: number; sessions: num
     let sessions = 0;
     for await (const _ of store.listSessions()) sessions++;
     return { users: (await store.listUsers()).length, sessions };
-  });
-}
-
-function holdsData(dataDir: string): Promise<boolean> {
-  return withStore(dataDir, async (store) => {
-    for await (const _ of store.listSessions()) return true;
-    return (await store.listUsers()).length > 0;
   });
 }
 

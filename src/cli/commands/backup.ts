@@ -26,13 +26,10 @@ export function backupCommands(y: Argv): Argv {
     )
     .command(
       'restore <file>',
-      'make a backup FILE the embedded store of --data; refused while a server has that store open',
-      (y) =>
-        dataOption(y)
-          .positional('file', { type: 'string', demandOption: true, describe: 'a file made by rotor backup' })
-          .option('force', { type: 'boolean', default: false, describe: 'replace a store that holds users or sessions' }),
+      'make a backup FILE the embedded store of a new --data directory (it never replaces a store: swap directories while the server is stopped)',
+      (y) => dataOption(y).positional('file', { type: 'string', demandOption: true, describe: 'a file made by rotor backup' }),
       async (args) => {
-        const report = await restoreLmdb(args.file, args.data, { force: args.force });
+        const report = await restoreLmdb(args.file, args.data);
         console.log(`restored ${args.file} into ${report.dataDir}: ${report.users} users, ${report.sessions} sessions`);
         console.error(`rotor: note: ${KEYS_NOTE(args.data)}`);
       },
