@@ -1,4 +1,5 @@
 /** What several commands share: the store options and opening a store, the client options and making a client. */
+import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
@@ -91,8 +92,11 @@ function makeClient(args: ClientArgs): RotorClient {
     // Written atomically before the token is ever used or acked: a crash leaves the old or the new token, never half of one.
     onToken: file
       ? (token) => {
-          writeFileSync(`${file}.tmp`, token ? `${token}\n` : '', { mode: 0o600 });
-          renameSync(`${file}.tmp`, file);
+          // A fresh name, created exclusively (O_EXCL: never an existing file, never through a
+          // symlink), so the token file is 0600 whatever was lying around.
+          const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+          writeFileSync(tmp, token ? `${token}\n` : '', { mode: 0o600, flag: 'wx' });
+          renameSync(tmp, file);
         }
       : undefined,
   });

@@ -238,7 +238,8 @@ export class RedisStore implements Store {
       await redis.connect();
     } catch (err) {
       redis.disconnect();
-      throw unavailable(err, `redis ${url}`);
+      // The URL may carry a password (redis://:secret@host): never in a message.
+      throw unavailable(err, `redis ${withoutPassword(url)}`);
     }
     return new RedisStore(redis, options.prefix ?? 'rotor', options.consumerIdleMs ?? 3_600_000);
   }
@@ -443,4 +444,9 @@ function decodeTask(fields: Record<string, Buffer>): TaskRecord | undefined {
 function decodeUser(json: string, step: string | undefined): UserRecord {
   const user = JSON.parse(json) as UserRecord;
   return step === undefined ? user : { ...user, lastTotpStep: Number(step) };
+}
+
+/** A Redis URL fit for a log line or an error: its user info (a password) masked. */
+export function withoutPassword(url: string): string {
+  return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1***@');
 }

@@ -231,3 +231,16 @@ t.test('redis: purgeExpired drops stream consumers of nodes long gone, not busy 
   t.strictSame(await consumers(), ['busy'], 'the idle one holding nothing is dropped, the one holding a task kept');
   t.equal(await store.finishTask(busy.id, claim('busy'), { status: 'done', expiresAt: now + 60_000 }, now), true, 'and can still finish it');
 });
+
+t.test('a Redis URL with a password never shows it in an error', async (t) => {
+  const { withoutPassword } = await import('../../src/store/redis.ts');
+  t.equal(withoutPassword('redis://:S3cret@127.0.0.1:6379/0'), 'redis://***@127.0.0.1:6379/0');
+  t.equal(withoutPassword('redis://user:S3cret@h/0'), 'redis://***@h/0');
+  t.equal(withoutPassword('redis://127.0.0.1:6379/0'), 'redis://127.0.0.1:6379/0', 'nothing to mask');
+  const err = await RedisStore.open('redis://:S3cretPass@127.0.0.1:1/0', { connectTimeoutMs: 200 }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof Error, 'an unreachable Redis fails to open');
+  t.notMatch(String((err as Error).message), /S3cretPass/, 'without the password in the message');
+});
