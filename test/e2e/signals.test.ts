@@ -49,7 +49,7 @@ t.test('npm start, then SIGTERM to npm: nothing is left listening, no rotor proc
 t.test('a parent killed outright: rotor shuts down as on SIGTERM; --no-exit-with-parent outlives it', async (t) => {
   for (const watch of [true, false]) {
     const port = await freePort();
-    const flags = ['--store', 'memory', '--port', String(port), '--connection-sweep-interval-ms', '100', ...(watch ? [] : ['--no-exit-with-parent'])];
+    const flags = ['--store', 'memory', '--port', String(port), '--connection-sweep-interval-ms', '100', watch ? '--exit-with-parent' : '--no-exit-with-parent'];
     // A shell that starts rotor and waits for it, as a wrapper script does.
     const shell = started('sh', ['-c', '"$0" "$@" & wait', process.execPath, BIN, 'serve', ...flags]);
     const { pid } = await shell.log.listening();

@@ -70,7 +70,10 @@ export function serveOptions(y: Argv) {
     .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
     .option('exit-with-parent', {
       type: 'boolean',
-      default: true,
+      // On under npm (npm start, npm run), whose child rotor is: npm killed outright leaves it
+      // orphaned. Off otherwise, so `nohup rotor serve &` outlives the shell that started it.
+      default: process.env.npm_lifecycle_event !== undefined,
+      defaultDescription: 'on when started by npm',
       describe: 'stop as on SIGTERM when the process that started rotor exits (a wrapper killed without passing the signal on); --no-exit-with-parent to outlive it',
     });
 }
