@@ -152,17 +152,20 @@ export class TaskRunner {
 
   private launch(task: TaskRecord): void {
     this.running++;
-    const done = this.execute(task).finally(() => {
+    // The slot is free once the outcome is stored *and* the handler has returned: a handler that
+    // ignores its signal past the timeout still runs, and must still count against concurrency.
+    let handlerReturned: Promise<unknown> = Promise.resolve();
+    const done = this.execute(task, (settled) => (handlerReturned = settled)).finally(() => this.active.delete(done));
+    this.active.add(done);
+    void done.then(() => handlerReturned).finally(() => {
       this.running--;
-      this.active.delete(done);
       this.notify();
     });
-    this.active.add(done);
   }
 
-  private async execute(task: TaskRecord): Promise<void> {
+  private async execute(task: TaskRecord, started: (settled: Promise<unknown>) => void): Promise<void> {
     const claim: TaskClaim = { worker: this.workerId, attempt: task.attempt ?? 1 };
-    const ending = await this.run(task, claim.attempt);
+    const ending = await this.run(task, claim.attempt, started);
     if (ending === 'interrupted') {
       this.metrics.task('interrupted');
       this.log.warn({ task: task.id, attempt: claim.attempt }, 'task left unfinished at shutdown: it runs again (next attempt) once its lease runs out');
@@ -172,7 +175,7 @@ export class TaskRunner {
   }
 
   /** One run of the task's handler, up to its timeout or the shutdown, whichever comes first. */
-  private async run(task: TaskRecord, attempt: number): Promise<Ending | 'interrupted'> {
+  private async run(task: TaskRecord, attempt: number, started: (settled: Promise<unknown>) => void): Promise<Ending | 'interrupted'> {
     const handler = this.handlers[task.name];
     if (!handler) return { status: 'failed', error: `no task handler named ${task.name}` };
     const controller = new AbortController();
@@ -196,6 +199,11 @@ export class TaskRunner {
         return { status: 'failed', error: err instanceof Error ? err.message : String(err) };
       }
     })();
+    started(
+      settled.then(() => {
+        if (controller.signal.aborted) this.log.warn({ task: task.id, name: task.name, attempt }, 'task handler returned only after it was told to stop: pass ctx.signal on');
+      }),
+    );
     try {
       const first = await Promise.race([settled, stopping]);
       if (first === 'interrupted') return first;

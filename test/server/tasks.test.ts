@@ -314,3 +314,33 @@ t.test('stop gives running handlers the grace, then fires their signals and leav
   t.equal(again?.id, stubborn.id, 'after its lease another node claims it');
   t.equal(again?.attempt, 2, 'as attempt 2');
 });
+
+t.test('a handler that ignores its signal keeps its slot until it returns: concurrency holds', async (t) => {
+  const clock = { now: 1_000_000 };
+  const timers = new FakeTimers(clock);
+  const store = new MemoryStore();
+  let release!: () => void;
+  const started: string[] = [];
+  const handlers: Record<string, TaskHandler> = {
+    stubborn: async () => {
+      started.push('stubborn');
+      await new Promise<void>((resolve) => (release = resolve)); // never looks at ctx.signal
+      return 'late';
+    },
+    next: async () => void started.push('next'),
+  };
+  const first = await released(store, 'stubborn', clock);
+  await released(store, 'next', clock);
+  const tasks = new TaskRunner(store, handlers, { ...settings, concurrency: 1 }, RESULT_TTL_MS, silentLogger(), () => clock.now, 'node-1', { timers, shutdownGraceMs: GRACE_MS });
+  tasks.start();
+  await timers.advance(0);
+  t.same(started, ['stubborn'], 'one at a time');
+  await timers.advance(TIMEOUT_MS + 1);
+  t.equal((await store.loadTask(first.id))?.status, 'timed_out', 'the stubborn task timed out');
+  await timers.advance(TIMEOUT_MS * 5);
+  t.same(started, ['stubborn'], 'yet the next does not start while the stubborn handler still runs');
+  release();
+  await timers.advance(0);
+  t.same(started, ['stubborn', 'next'], 'once it returns, the slot is free');
+  await tasks.stop();
+});
