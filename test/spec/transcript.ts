@@ -5,6 +5,7 @@
  *   npx tsx test/spec/transcript.ts
  * and paste each block into spec.md.
  */
+import { pathToFileURL } from 'node:url';
 import { resolveConfig } from '../../src/config/defaults.ts';
 import { silentLogger } from '../../src/log/index.ts';
 import { Rotor } from '../../src/server/rotor.ts';
@@ -169,7 +170,7 @@ export function wireBytes(shown: string): Buffer {
   return Buffer.from(head.replace(/\n/g, '\r\n') + '\r\n\r\n' + body);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   for (const exchange of await transcript()) {
     console.log(`<!-- ${exchange.title} -->\n\`\`\`rotor\n${showFrame(exchange.request)}\n\`\`\`\n\`\`\`rotor\n${showFrame(exchange.response)}\n\`\`\`\n`);
   }
