@@ -3,7 +3,6 @@ import { getHeader } from '../../src/wire/index.ts';
 import { RotorError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log/index.ts';
 import { Rotor } from '../../src/server/rotor.ts';
-import { KeyRing } from '../../src/session/token.ts';
 import { resolveConfig } from '../../src/config/defaults.ts';
 import { dummyHash, hashPassword, verifyPassword, HashLimiter, newTotpSecret, totpFor, TOTP_PERIOD_SECONDS } from '../../src/server/auth.ts';
 import { seededRandom } from '../../src/session/random.ts';
@@ -98,9 +97,8 @@ t.test('TOTP: the same login sent to two nodes at once: one session, the identic
   const secret = newTotpSecret();
   await h.store.putUser({ ...(await h.store.loadUser('alice'))!, totpSecret: secret });
   const code = totpFor(secret, 'alice').generate({ timestamp: h.clock.now });
-  const keys = (h.rotor as unknown as { keys: KeyRing }).keys;
   const config = resolveConfig({ auth: { scryptN: 1024 } });
-  const other = new Rotor({ config, store: h.store, app: exampleApp(), keys, log: silentLogger(), now: () => h.clock.now, random: seededRandom(8) });
+  const other = new Rotor({ config, store: h.store, app: exampleApp(), keys: h.keys, log: silentLogger(), now: () => h.clock.now, random: seededRandom(8) });
   const frame = { kind: 'request', verb: 'POST', path: '/rotor/login', headers: [['User', 'alice'], ['Password', 'pw'], ['TOTP', code]], body: undefined } as const;
   const [a, b] = await Promise.all([h.rotor.dispatch({ ...frame, headers: [...frame.headers] }), other.dispatch({ ...frame, headers: [...frame.headers] })]);
   t.match(a.bytes.toString(), /^ROTOR\/1 200 OK\r\nToken: /, 'node A logs in');

@@ -13,6 +13,8 @@ export interface Harness {
   rotor: Rotor;
   store: MemoryStore;
   clock: { now: number };
+  /** The rotor's key ring: a second node on the same store needs the same keys. */
+  keys: KeyRing;
   send(verb: string, path: string, headers?: Header[], body?: string | Buffer): Promise<{ frame: ResponseFrame; bytes: Buffer; close: boolean }>;
   login(user?: string, password?: string): Promise<string>;
 }
@@ -22,7 +24,8 @@ export async function harness(app: RotorApp, config: DeepPartial<RotorConfig> = 
   const store = new MemoryStore();
   await store.putUser({ name: 'alice', passwordHash: await hashPassword('pw', resolved.auth, seededRandom(1)), createdAt: 0 });
   const clock = { now: Date.UTC(2026, 10, 24) };
-  const rotor = new Rotor({ config: resolved, store, app, keys: KeyRing.generate(seededRandom(2)), log: silentLogger(), now: () => clock.now, random: seededRandom(3) });
+  const keys = KeyRing.generate(seededRandom(2));
+  const rotor = new Rotor({ config: resolved, store, app, keys, log: silentLogger(), now: () => clock.now, random: seededRandom(3) });
   const send: Harness['send'] = async (verb, path, headers = [], body) => {
     const reply = await rotor.dispatch({ kind: 'request', verb, path, headers, body: typeof body === 'string' ? Buffer.from(body) : body });
     const { frames, error } = new FrameParser().push(reply.bytes);
@@ -35,5 +38,5 @@ export async function harness(app: RotorApp, config: DeepPartial<RotorConfig> = 
     if (!token) throw new Error(`login failed: ${getHeader(frame, 'Error')}`);
     return token;
   };
-  return { rotor, store, clock, send, login };
+  return { rotor, store, clock, keys, send, login };
 }

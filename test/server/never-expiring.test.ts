@@ -4,7 +4,6 @@ import { silentLogger } from '../../src/log/index.ts';
 import { exampleApp } from '../../src/app/example.ts';
 import { Rotor } from '../../src/server/rotor.ts';
 import { seededRandom } from '../../src/session/random.ts';
-import { KeyRing } from '../../src/session/token.ts';
 import { getHeader } from '../../src/wire/index.ts';
 import { harness } from './harness.ts';
 
@@ -15,12 +14,11 @@ t.test('tokens made never-expiring die when the operator stops allowing them, an
   const { frame } = await h.send('GET', '/hello', [['Token', active]]);
   const next = getHeader(frame, 'Token')!;
   t.equal(frame.status, 200, 'allowed while the setting is on');
-  const keys = (h.rotor as unknown as { keys: KeyRing }).keys;
 
   // The same store and keys, restarted with the setting off (and a finite lifetime for new tokens).
   const config = resolveConfig({ auth: { scryptN: 1024 } });
   const now = () => h.clock.now;
-  const strict = new Rotor({ config, store: h.store, app: exampleApp(), keys, log: silentLogger(), now, random: seededRandom(5) });
+  const strict = new Rotor({ config, store: h.store, app: exampleApp(), keys: h.keys, log: silentLogger(), now, random: seededRandom(5) });
   for (const token of [idle, next]) {
     const reply = await strict.dispatch({ kind: 'request', verb: 'GET', path: '/hello', headers: [['Token', token]], body: undefined });
     t.match(reply.bytes.toString(), /^ROTOR\/1 401 [^\r]*\r\nError: ROTOR_E_TOKEN_EXPIRED\r\n/, 'refused before the store is asked');
