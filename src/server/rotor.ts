@@ -98,6 +98,8 @@ export class Rotor {
   private readonly locks = new KeyedSerializer();
   private readonly hashing: HashLimiter;
   private readonly dummyHash: string;
+  /** How long a revoked session is remembered (its tokens get SESSION_REVOKED, not SESSION_UNKNOWN). */
+  private readonly revokedRetentionMs: number;
   private readonly taskNames: Set<string>;
   private purgeTimer: NodeJS.Timeout | undefined;
 
@@ -114,6 +116,7 @@ export class Rotor {
     this.random = deps.random ?? pooledRandom();
     this.hashing = new HashLimiter(deps.config.auth);
     this.dummyHash = dummyHash(deps.config.auth);
+    this.revokedRetentionMs = deps.config.session.revokedRetentionMinutes * 60_000;
     this.taskNames = new Set(Object.keys(deps.app.tasks));
     const nodeId = deps.nodeId ?? this.random(6).toString('base64url');
     this.tasks = new TaskRunner(
@@ -314,7 +317,7 @@ export class Rotor {
       if (!(await burn())) {
         // A newer step was used meanwhile: this code is spent, and its session must never work.
         const now = this.now();
-        await this.store.commitSession(revoke(state, 'deleted', now, now + this.config.session.revokedRetentionMinutes * 60_000).state, 0, []);
+        await this.store.commitSession(revoke(state, 'deleted', now, now + this.revokedRetentionMs).state, 0, []);
         throw new RotorError('ROTOR_E_AUTH_FAILED');
       }
       return reply;
@@ -365,14 +368,13 @@ export class Rotor {
   }
 
   private async exchangeLocked(sessionId: string, presented: { gen: number; hash: string }, op: Operation, note: Note): Promise<Reply> {
-    const retentionMs = this.config.session.revokedRetentionMinutes * 60_000;
     for (let attempt = 0; attempt < this.config.session.maxCommitRetries; attempt++) {
       const state = await this.store.loadSession(sessionId);
       if (!state) return refused(note, 'ROTOR_E_SESSION_UNKNOWN');
       // A session opened without a login (note 004's POST /token) has no user.
       note.user = state.user || undefined;
       const now = this.now();
-      const admission = admit(state, presented, now, now + retentionMs, op.kind === 'end');
+      const admission = admit(state, presented, now, now + this.revokedRetentionMs, op.kind === 'end');
       if (admission.verdict === 'replay') {
         // Undefined: the key that signed the next token was retired since (that token is dead
         // anyway), or the kept reply is not the one this session's newest token came in.
@@ -389,7 +391,7 @@ export class Rotor {
         return refused(note, admission.code);
       }
       const released = this.taskRecords(admission.state, releasedTasks(admission.effects), now);
-      const result = await this.perform(state, admission.state, op, released, now, retentionMs, note);
+      const result = await this.perform(state, admission.state, op, released, now, note);
       if (!result) continue;
       if (released.length > 0) {
         this.metrics.task('released', released.length);
@@ -407,7 +409,6 @@ export class Rotor {
     op: Operation,
     released: TaskRecord[],
     now: number,
-    retentionMs: number,
     note: Note,
   ): Promise<Reply | undefined> {
     if (op.kind === 'ack') {
@@ -415,7 +416,7 @@ export class Rotor {
       return plainReply(200, []);
     }
     if (op.kind === 'end') {
-      const ended = revoke(admitted, op.reason, now, now + retentionMs);
+      const ended = revoke(admitted, op.reason, now, now + this.revokedRetentionMs);
       if (!(await this.store.commitSession(ended.state, loaded.rev, released))) return undefined;
       return plainReply(op.status, []);
     }
