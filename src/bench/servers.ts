@@ -20,7 +20,7 @@ import { MemoryStore } from '../store/memory.ts';
 import type { Store } from '../store/types.ts';
 import { listenStream } from '../transport/tcp.ts';
 import type { FrameHandler } from '../transport/connection.ts';
-import { FrameParser, serializeFrame, type Frame, type Header, type ResponseFrame } from '../wire/index.ts';
+import { FrameParser, Reply, serializeFrame, type Frame, type Header, type ResponseFrame } from '../wire/index.ts';
 
 export interface BenchServer {
   /** The TCP port for rotor frames. */
@@ -159,8 +159,8 @@ export function echoReplies(user: string): Map<string, Buffer> {
 /** The ceiling's handler: look the answer up, resolve. No parsing of tokens, no store, no crypto. */
 export function echoHandler(user: string): FrameHandler {
   const replies = echoReplies(user);
-  const fallback = { bytes: replies.get('GET /hello')!, close: false };
-  const byKey = new Map([...replies].map(([key, bytes]) => [key, Promise.resolve({ bytes, close: false })]));
+  const fallback = Reply.fromBytes(replies.get('GET /hello')!);
+  const byKey = new Map([...replies].map(([key, bytes]) => [key, Promise.resolve(Reply.fromBytes(bytes))]));
   const fallbackPromise = Promise.resolve(fallback);
   return {
     dispatch(frame: Frame) {

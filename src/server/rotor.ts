@@ -3,9 +3,9 @@ import type { RotorConfig } from '../config/defaults.ts';
 import { AccessLog, newRequestId, SecurityLog, type AccessEntry, type Logger, type SecurityEvent } from '../log/index.ts';
 import { Metrics, type LoginResult, type Operation as OperationName, type Outcome as ExchangeOutcome } from '../metrics/index.ts';
 import type { Origin } from '../transport/admission.ts';
-import { errorReply, getHeader, PROTOCOL_VERSION, serializeFrame, type Header, type RequestFrame, type Frame, type Reply } from '../wire/index.ts';
+import { errorReply, getHeader, Reply, serializeFrame, type Header, type RequestFrame, type Frame, type ResponseFrame } from '../wire/index.ts';
 
-export { errorReply, type Reply };
+export { errorReply, Reply };
 import { admit, createSession, releasedTasks, revoke, rotate } from '../session/machine.ts';
 import { claimsExpireAt, deriveId, hashToken, KeyRing, mintToken, verifyToken } from '../session/token.ts';
 import { pooledRandom, type RandomSource } from '../session/random.ts';
@@ -200,7 +200,7 @@ export class Rotor {
       carrier: origin?.carrier,
       peer: origin?.peer,
       op: note.operation,
-      status: statusOf(reply.bytes),
+      status: reply.status,
       code: note.outcome === 'ok' || note.outcome === 'replay' ? undefined : note.outcome,
       replay: note.outcome === 'replay',
       durationUs: Math.round((performance.now() - started) * 1000),
@@ -299,7 +299,7 @@ export class Rotor {
       if (!bytes) throw new RotorError('ROTOR_E_AUTH_FAILED');
       note.outcome = 'replay';
       this.log.warn({ event: 'totp_login_again', user: record.name, session: id }, 'a TOTP login was sent again: the same reply');
-      return { bytes, close: false };
+      return Reply.fromBytes(bytes);
     };
     return this.locks.run(id, async () => {
       const earlier = await this.store.loadSession(id);
@@ -384,7 +384,7 @@ export class Rotor {
           return refused(note, 'ROTOR_E_TOKEN_INVALID');
         }
         note.outcome = 'replay';
-        return { bytes, close: false };
+        return Reply.fromBytes(bytes);
       }
       if (admission.verdict === 'reject') {
         if (admission.state && !(await this.store.commitSession(admission.state, state.rev, []))) continue;
@@ -424,17 +424,18 @@ export class Rotor {
     const { token, expiresAt } = this.mint(admitted.id, admitted.gen + 1, admitted.user, now);
     const headers: Header[] = [['Token', token], ...outcome.headers];
     if (outcome.error) headers.push(['Error', outcome.error]);
-    const reply = serializeFrame({ kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body }, this.config.wire);
+    const frame: ResponseFrame = { kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body };
+    const bytes = serializeFrame(frame, this.config.wire);
     const rotated = rotate(admitted, {
       nextHash: hashToken(token),
       nextExpiresAt: expiresAt,
-      reply: replyAtRest(reply),
+      reply: replyAtRest(bytes),
       tasks: outcome.tasks,
       meta: outcome.meta,
     });
     if (!(await this.store.commitSession(rotated, loaded.rev, released))) return undefined;
     if (outcome.error) note.outcome = outcome.error;
-    return { bytes: reply, close: false };
+    return Reply.serialized(frame, bytes);
   }
 
   private async produce(state: SessionState, op: Operation, released: readonly TaskRecord[]): Promise<Outcome> {
@@ -547,12 +548,6 @@ function refused(note: Note, code: ErrorCode, extra?: Header[]): Reply {
   return errorReply(code, extra);
 }
 
-/** The status of a reply rotor serialized: three digits at a fixed place after `ROTOR/1 `. */
-function statusOf(bytes: Buffer): number {
-  const at = PROTOCOL_VERSION.length + 1;
-  return (bytes[at] - 48) * 100 + (bytes[at + 1] - 48) * 10 + (bytes[at + 2] - 48);
-}
-
 function loginResult(note: Note): LoginResult {
   switch (note.outcome) {
     case 'ok':
@@ -579,7 +574,7 @@ function securityEvent(note: Note, login: LoginResult | undefined): SecurityEven
 }
 
 function plainReply(status: number, headers: Header[], body?: Buffer): Reply {
-  return { bytes: serializeFrame({ kind: 'response', status, reason: reasonFor(status), headers, body }), close: false };
+  return Reply.of(status, headers, body);
 }
 
 function errorOutcome(code: ErrorCode): { status: number; headers: Header[]; error: ErrorCode } {

@@ -43,15 +43,13 @@ import type { Duplex } from 'node:stream';
 import { ERRORS, reasonFor, type ErrorCode } from '../errors.ts';
 import type { RotorConfig, WireLimits } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
-import { PROTOCOL_VERSION, type RequestFrame } from '../wire/index.ts';
-import { errorReply, type Reply } from '../wire/index.ts';
+import { errorReply, parseOneFrame, PROTOCOL_VERSION, type Reply, type RequestFrame } from '../wire/index.ts';
 import type { FrameHandler } from './connection.ts';
 import { HTML_TYPE, renderEnvelope, wantsHtml } from './html.ts';
 import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';
 import { Admission, fromOrigin, refuse, type ListenerHooks, type OriginAwareHandler } from './admission.ts';
 import { listenOn } from './listen.ts';
 import { Sweeper } from './sweep.ts';
-import { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';
 import type { HttpAnswer, TokenApi } from './rest.ts';
 import type { Listener } from './tcp.ts';
 import { DEFAULT_WS_PATH, WebSocketCarrier } from './ws.ts';
@@ -129,11 +127,9 @@ export function frameHead(method: string, url: string, rawHeaders: readonly stri
   return { frame: parsed.frame };
 }
 
-/** How a rotor reply (its bytes) is answered over HTTP: as it is, or in the HTML envelope. */
-export function replyAnswer(bytes: Buffer, html: boolean): HttpAnswer & { reason: string } {
-  const parsed = parseOneFrame(bytes, TRUSTED_LIMITS);
-  if (!('frame' in parsed) || parsed.frame.kind !== 'response') throw new Error('rotor produced a reply that is not one response frame');
-  const frame = parsed.frame;
+/** How a rotor reply is answered over HTTP: as it is, or in the HTML envelope. */
+export function replyAnswer(reply: Reply, html: boolean): HttpAnswer & { reason: string } {
+  const frame = reply.frame;
   if (html) return { status: 200, reason: 'OK', headers: [['Content-Type', HTML_TYPE]], body: Buffer.from(renderEnvelope(frame)) };
   return { status: frame.status, reason: frame.reason, headers: [...frame.headers], body: frame.body };
 }
@@ -266,7 +262,7 @@ export async function listenHttp(handler: OriginAwareHandler, config: RotorConfi
   };
 
   const writeReply = (lane: Lane, res: http.ServerResponse, reply: Reply, html: boolean): void => {
-    write(lane, res, replyAnswer(reply.bytes, html), reply.close);
+    write(lane, res, replyAnswer(reply, html), reply.close);
   };
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -307,7 +303,7 @@ export async function listenHttp(handler: OriginAwareHandler, config: RotorConfi
             answer = await rest.handle({ method: req.method ?? 'GET', url, contentType, body: result.body });
           } catch (err) {
             log.error({ err }, 'token API failed');
-            answer = replyAnswer(errorReply('ROTOR_E_INTERNAL').bytes, false);
+            answer = replyAnswer(errorReply('ROTOR_E_INTERNAL'), false);
           }
           write(lane, res, answer, false);
         });

@@ -19,7 +19,6 @@ import type { Logger } from '../log/index.ts';
 import type { Store } from '../store/types.ts';
 import { getHeader, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
 import type { FrameHandler } from './connection.ts';
-import { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';
 
 /** An HTTP answer the listener writes as it is. */
 export interface HttpAnswer {
@@ -200,10 +199,7 @@ export class TokenApi {
       meta === undefined
         ? { kind: 'request', verb, path, headers, body: undefined }
         : { kind: 'request', verb, path, headers: [...headers, ['Content-Type', JSON_TYPE]], body: Buffer.from(JSON.stringify(meta)) };
-    const reply = await this.handler.dispatch(frame);
-    const parsed = parseOneFrame(reply.bytes, TRUSTED_LIMITS);
-    if (!('frame' in parsed) || parsed.frame.kind !== 'response') throw new Error('rotor produced a reply that is not one response frame');
-    return parsed.frame;
+    return (await this.handler.dispatch(frame)).frame;
   }
 }
 

@@ -21,12 +21,10 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ERRORS, type ErrorCode } from '../errors.ts';
 import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
-import { getHeader, type Frame } from '../wire/index.ts';
-import { errorReply, type Reply } from '../wire/index.ts';
+import { errorReply, parseOneFrame, type Frame, type Reply } from '../wire/index.ts';
 import type { FrameHandler } from './connection.ts';
 import { fromOrigin, type OriginAwareHandler } from './admission.ts';
 import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';
-import { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';
 import { Sweeper } from './sweep.ts';
 
 export const DEFAULT_WS_PATH = '/rotor/ws';
@@ -231,15 +229,15 @@ class WsConnection {
   private flush(): void {
     if (this.closed) return;
     while (this.slots.length > 0 && this.slots[0].reply !== undefined) {
-      const { bytes, close } = this.slots.shift()!.reply!;
-      this.ws.send(bytes, { binary: true }, () => this.onSent());
+      const reply = this.slots.shift()!.reply!;
+      this.ws.send(reply.bytes, { binary: true }, () => this.onSent());
       if (this.ws.bufferedAmount > this.config.carriers.wsMaxBufferedBytes && this.drainingSince === 0) {
         this.drainingSince = Date.now();
         this.updateReading();
       }
-      if (close) {
+      if (reply.close) {
         this.slots.length = 0;
-        const code = errorCodeOf(bytes);
+        const code = reply.error ?? 'ROTOR_E_INTERNAL';
         this.closing = true;
         this.gate.clear();
         this.reading.set(false);
@@ -268,11 +266,4 @@ class WsConnection {
     this.gate.clear();
     for (const callback of this.onClosed.splice(0)) callback();
   }
-}
-
-/** The code of a (fatal) error reply rotor serialized. */
-function errorCodeOf(bytes: Buffer): ErrorCode {
-  const parsed = parseOneFrame(bytes, TRUSTED_LIMITS);
-  const code = 'frame' in parsed ? getHeader(parsed.frame, 'Error') : undefined;
-  return code !== undefined && code in ERRORS ? (code as ErrorCode) : 'ROTOR_E_INTERNAL';
 }

@@ -2,4 +2,5 @@
 export { FrameParser, type ParseResult } from './parser.ts';
 export { serializeFrame, FrameLimitError } from './serialize.ts';
 export { getHeader, PROTOCOL_VERSION, BIN_LENGTH, type Frame, type RequestFrame, type ResponseFrame, type Header } from './frame.ts';
-export { errorReply, type Reply } from './reply.ts';
+export { errorReply, Reply } from './reply.ts';
+export { parseOneFrame, TRUSTED_LIMITS } from './one-frame.ts';

@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../errors.ts';
-import type { WireLimits } from '../config/defaults.ts';
-import { FrameParser, type Frame } from '../wire/index.ts';
+import type { WireLimits } from '../config/settings.ts';
+import { FrameParser } from './parser.ts';
+import type { Frame } from './frame.ts';
 
 /** Limits for decoding bytes rotor itself produced (a reply it is about to re-dress for HTTP). */
 export const TRUSTED_LIMITS: WireLimits = Object.freeze({
