@@ -1,5 +1,7 @@
 /**
- * `npx tsx bench/profile.ts [scenario] [seconds] [store] [carrier]`: profile rotor's server under load. The server
+ * `npx tsx bench/profile.ts [scenario] [seconds] [store] [carrier]`: profile rotor's server under load.
+ * With ROTOR_PROFILE_DIST=1 the compiled server (dist/, `npm run build` first) is profiled, as
+ * `rotor serve` runs it: no tsx loader in the samples. The server
  * runs in its own process with --cpu-prof (pinned apart from the load generator); the profile is
  * summed by function (self time) and by file, and the top entries are printed. The raw
  * .cpuprofile stays in bench/results/tmp/ for Chrome DevTools or speedscope.
@@ -7,8 +9,8 @@
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { formatResult, runBench } from '../src/bench/index.ts';
-import { hasTaskset } from '../src/bench/spawn.ts';
+import type * as Bench from '../src/bench/index.ts';
+import type * as Spawn from '../src/bench/spawn.ts';
 import type { Scenario } from '../src/bench/types.ts';
 
 interface ProfileNode {
@@ -24,6 +26,10 @@ interface Profile {
   samples: number[];
   timeDeltas: number[];
 }
+
+const compiled = process.env.ROTOR_PROFILE_DIST === '1';
+const { formatResult, runBench } = (await import(compiled ? '../dist/bench/index.js' : '../src/bench/index.ts')) as typeof Bench;
+const { hasTaskset } = (await import(compiled ? '../dist/bench/spawn.js' : '../src/bench/spawn.ts')) as typeof Spawn;
 
 const scenario = (process.argv[2] ?? 'rotate') as Scenario;
 const seconds = Number(process.argv[3] ?? 5);

@@ -1,0 +1,119 @@
+/**
+ * A token exchange, the heart of the dispatcher: verify the token (no store), then, under the
+ * session's lock, load → admit (the pure machine) → perform the operation → compare-and-set,
+ * again from the load when another node changed the session in between, at most
+ * `session.maxCommitRetries` times before ROTOR_E_CONFLICT. The operation decides only what
+ * its exchange does; storing, rotating, replaying and refusing happen here, the same for all.
+ */
+import { RotorError, reasonFor } from '../errors.ts';
+import { admit, releasedTasks, rotate } from '../session/machine.ts';
+import { replyAtRest, replyFromRest } from '../session/replay.ts';
+import { claimsExpireAt, hashToken, verifyToken } from '../session/token.ts';
+import type { PresentedToken, SessionState, TaskSpec } from '../session/types.ts';
+import type { TaskRecord } from '../store/types.ts';
+import { getHeader, Reply, serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
+import { mint, refused, type DispatchContext, type Note, type Outcome } from './context.ts';
+
+/** What an admitted operation does: end without a new token (`settle`), or rotate with an outcome. */
+export type Step =
+  /** Reply without a new token; `state` is written unless it is undefined or the state as loaded. */
+  | { kind: 'settle'; state: SessionState | undefined; reply: Reply }
+  /** Mint the next token, reply with it and this outcome, keep the reply for replay. */
+  | { kind: 'rotate'; outcome: Outcome };
+
+export interface ExchangeOperation {
+  /** Ends the session (logout, delete): the token before the newest proceeds instead of getting the replay. */
+  readonly ending?: boolean;
+  /**
+   * `admitted` is the state the machine let through (it may have acked `loaded`), `released`
+   * the tasks that ack released. Reads only; the exchange does every write.
+   */
+  perform(admitted: SessionState, released: readonly TaskRecord[], now: number): Promise<Step> | Step;
+}
+
+/** Run `op` as an exchange of the frame's token. Throws RotorError for a token refused before the store. */
+export function exchange(ctx: DispatchContext, frame: RequestFrame, op: ExchangeOperation, note: Note): Promise<Reply> {
+  const token = getHeader(frame, 'Token');
+  if (!token) throw new RotorError('ROTOR_E_TOKEN_MISSING');
+  const claims = verifyToken(ctx.keys, token);
+  const expiresAt = claimsExpireAt(claims);
+  // A token made never-expiring while the operator allowed it dies when they stop allowing it.
+  if (expiresAt === null ? !ctx.config.session.allowNeverExpiring : ctx.now() >= expiresAt) throw new RotorError('ROTOR_E_TOKEN_EXPIRED');
+  const presented: PresentedToken = { gen: claims.generation, hash: hashToken(token) };
+  note.session = claims.session;
+  // No await before the lock: frames of one session queue in arrival order.
+  return ctx.locks.run(claims.session, () => exchangeLocked(ctx, claims.session, presented, op, note));
+}
+
+async function exchangeLocked(ctx: DispatchContext, sessionId: string, presented: PresentedToken, op: ExchangeOperation, note: Note): Promise<Reply> {
+  for (let attempt = 0; attempt < ctx.config.session.maxCommitRetries; attempt++) {
+    const loaded = await ctx.store.loadSession(sessionId);
+    if (!loaded) return refused(note, 'ROTOR_E_SESSION_UNKNOWN');
+    // A session opened without a login (note 004's POST /token) has no user.
+    note.user = loaded.user || undefined;
+    const now = ctx.now();
+    const admission = admit(loaded, presented, now, now + ctx.revokedRetentionMs, op.ending === true);
+    if (admission.verdict === 'replay') {
+      // Undefined: the key that signed the next token was retired since (that token is dead
+      // anyway), or the kept reply is not the one this session's newest token came in.
+      const bytes = replyFromRest(ctx.keys, admission.reply, loaded.tokenHash);
+      if (!bytes) {
+        ctx.log.warn({ session: sessionId }, 'kept reply cannot be replayed: its key is retired or it does not hold the newest token');
+        return refused(note, 'ROTOR_E_TOKEN_INVALID');
+      }
+      note.outcome = 'replay';
+      return Reply.fromBytes(bytes);
+    }
+    if (admission.verdict === 'reject') {
+      if (admission.state && !(await ctx.store.commitSession(admission.state, loaded.rev, []))) continue;
+      return refused(note, admission.code);
+    }
+    const released = taskRecords(admission.state, releasedTasks(admission.effects), now);
+    const reply = await performAndCommit(ctx, loaded, admission.state, op, released, now, note);
+    if (!reply) continue;
+    if (released.length > 0) {
+      ctx.metrics.task('released', released.length);
+      ctx.tasks.notify();
+    }
+    return reply;
+  }
+  return refused(note, 'ROTOR_E_CONFLICT');
+}
+
+/** Carry out an admitted operation and store its result; undefined when the session changed under it (retry). */
+async function performAndCommit(
+  ctx: DispatchContext,
+  loaded: SessionState,
+  admitted: SessionState,
+  op: ExchangeOperation,
+  released: TaskRecord[],
+  now: number,
+  note: Note,
+): Promise<Reply | undefined> {
+  const step = await op.perform(admitted, released, now);
+  if (step.kind === 'settle') {
+    if (step.state !== undefined && step.state !== loaded && !(await ctx.store.commitSession(step.state, loaded.rev, released))) return undefined;
+    return step.reply;
+  }
+  const { outcome } = step;
+  const { token, expiresAt } = mint(ctx, admitted.id, admitted.gen + 1, admitted.user, now);
+  // Token first: the replay copy at rest relies on it (session/replay.ts).
+  const headers: Header[] = [['Token', token], ...outcome.headers];
+  if (outcome.error) headers.push(['Error', outcome.error]);
+  const frame: ResponseFrame = { kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body };
+  const bytes = serializeFrame(frame, ctx.config.wire);
+  const rotated = rotate(admitted, {
+    nextHash: hashToken(token),
+    nextExpiresAt: expiresAt,
+    reply: replyAtRest(bytes),
+    tasks: outcome.tasks,
+    meta: outcome.meta,
+  });
+  if (!(await ctx.store.commitSession(rotated, loaded.rev, released))) return undefined;
+  if (outcome.error) note.outcome = outcome.error;
+  return Reply.serialized(frame, bytes);
+}
+
+function taskRecords(state: SessionState, specs: readonly TaskSpec[], now: number): TaskRecord[] {
+  return specs.map((spec) => ({ ...spec, sessionId: state.id, user: state.user, status: 'released', releasedAt: now, expiresAt: null }));
+}

@@ -1,0 +1,27 @@
+import { createSession } from '../../session/machine.ts';
+import { replyAtRest } from '../../session/replay.ts';
+import { hashToken } from '../../session/token.ts';
+import type { SessionState } from '../../session/types.ts';
+import type { Header, Reply } from '../../wire/index.ts';
+import { JSON_TYPE, mint, plainReply, type DispatchContext } from '../context.ts';
+
+/**
+ * A new session and its first token (a login, or note 004's token creation without one, whose
+ * reply also carries the metadata). With `id` (a TOTP login) the reply is also kept for a retry.
+ */
+export async function openSession(
+  ctx: DispatchContext,
+  user: string,
+  meta: Record<string, unknown>,
+  id?: string,
+): Promise<{ reply: Reply; state: SessionState }> {
+  const now = ctx.now();
+  const sessionId = id ?? ctx.random(16).toString('base64url');
+  const { token, expiresAt } = mint(ctx, sessionId, 1, user, now);
+  const headers: Header[] = [['Token', token]];
+  const reply = user === '' ? plainReply(200, [...headers, ['Content-Type', JSON_TYPE]], Buffer.from(JSON.stringify(meta))) : plainReply(200, headers);
+  const loginReply = id === undefined ? undefined : replyAtRest(reply.bytes);
+  const state = createSession({ id: sessionId, user, tokenHash: hashToken(token), expiresAt, meta, now, loginReply });
+  await ctx.store.createSession(state);
+  return { reply, state };
+}

@@ -1,0 +1,64 @@
+/**
+ * rotor's own paths, verb by verb: the one table the dispatcher routes /rotor/ frames by. Each
+ * entry names the operation it counts as (metrics, logs) and runs one handler from
+ * src/server/operations/. A known path asked with another verb is 405 with `Allow`. A new
+ * capability is a folder of its own plus its lines here.
+ */
+import { RotorError } from '../errors.ts';
+import type { Operation as OperationName } from '../metrics/index.ts';
+import type { RequestFrame, Reply } from '../wire/index.ts';
+import { parseMetaBody, plainReply, SERVER_NAME, type DispatchContext, type Note } from './context.ts';
+import { exchange } from './exchange.ts';
+import { ack } from './operations/ack.ts';
+import { createToken } from './operations/create-token.ts';
+import { end } from './operations/end.ts';
+import { login } from './operations/login.ts';
+import { meta } from './operations/meta.ts';
+import { resume } from './operations/resume.ts';
+import { taskStatus } from './operations/task.ts';
+
+export interface Route {
+  operation: OperationName;
+  run: (frame: RequestFrame, note: Note, path: string) => Promise<Reply> | Reply;
+}
+/** The verbs of one path. */
+export type RouteVerbs = Readonly<Record<string, Route>>;
+
+export const TASKS_PREFIX = '/rotor/tasks/';
+/** What a task id may look like: rotor makes 16 base64url characters; anything far off is a bad request, not a store lookup. */
+const TASK_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+export interface RouteTable {
+  /** The verbs of a /rotor/ path, or undefined: not found. */
+  lookup(path: string): RouteVerbs | undefined;
+}
+
+export function ownRoutes(ctx: DispatchContext): RouteTable {
+  const route = (operation: OperationName, run: Route['run']): Route => ({ operation, run });
+  const maxMeta = ctx.config.session.maxMetaBytes;
+  const exact = new Map<string, RouteVerbs>([
+    ['/rotor/ping', { GET: route('ping', () => plainReply(200, [['Server', SERVER_NAME]])) }],
+    ['/rotor/login', { POST: route('login', login(ctx)) }],
+    [
+      '/rotor/token',
+      {
+        POST: route('token', (frame, note) => createToken(ctx, frame, note)),
+        PUT: route('meta', (frame, note) => exchange(ctx, frame, meta(ctx, parseMetaBody(frame, maxMeta)), note)),
+        DELETE: route('delete', (frame, note) => exchange(ctx, frame, end(ctx, 'deleted', 202), note)),
+      },
+    ],
+    ['/rotor/resume', { POST: route('resume', (frame, note) => exchange(ctx, frame, resume, note)) }],
+    ['/rotor/ack', { POST: route('ack', (frame, note) => exchange(ctx, frame, ack, note)) }],
+    ['/rotor/logout', { POST: route('logout', (frame, note) => exchange(ctx, frame, end(ctx, 'logout', 200), note)) }],
+  ]);
+  const tasks: RouteVerbs = {
+    GET: route('task', (frame, note, path) => {
+      const taskId = path.slice(TASKS_PREFIX.length);
+      if (!TASK_ID.test(taskId)) throw new RotorError('ROTOR_E_BAD_REQUEST', 'not a task id');
+      return exchange(ctx, frame, taskStatus(ctx, taskId), note);
+    }),
+  };
+  return {
+    lookup: (path) => exact.get(path) ?? (path.startsWith(TASKS_PREFIX) && path.length > TASKS_PREFIX.length ? tasks : undefined),
+  };
+}
