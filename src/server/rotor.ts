@@ -6,6 +6,7 @@ import type { Origin } from '../transport/admission.ts';
 import { errorReply, Reply, type Frame, type RequestFrame } from '../wire/index.ts';
 import type { KeyRing } from '../session/token.ts';
 import { pooledRandom, type RandomSource } from '../session/random.ts';
+import { sessionWith } from '../session/state.ts';
 import type { Store } from '../store/types.ts';
 import type { RotorApp } from './app.ts';
 import { refused, type DispatchContext, type Note } from './context.ts';
@@ -112,7 +113,7 @@ export class Rotor {
     let retired = 0;
     let walked = 0;
     for await (const state of this.store.listSessions()) {
-      if (state.expiresAt === null && (await this.store.commitSession({ ...state, expiresAt: this.now() }, state.rev, []))) retired++;
+      if (state.expiresAt === null && (await this.store.commitSession(sessionWith(state, { expiresAt: this.now() }), state.rev, []))) retired++;
       // The walk shares the event loop with live traffic: let it breathe now and then.
       if (++walked % 1000 === 0) await new Promise((resolve) => setImmediate(resolve));
     }

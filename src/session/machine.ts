@@ -11,7 +11,10 @@
  *  - any older token → reuse: the whole session is revoked, held tasks are cancelled;
  *  - a revoked session refuses everything.
  */
+import { sessionWith } from './state.ts';
 import type { Admission, Effect, PresentedToken, RevokeReason, SessionState, TaskSpec } from './types.ts';
+
+const NO_TASKS: readonly TaskSpec[] = Object.freeze([]);
 
 export interface NewSession {
   id: string;
@@ -35,7 +38,7 @@ export function createSession(init: NewSession): SessionState {
     acked: false,
     // No token comes before the first, so no presented token can match this empty hash.
     prev: init.loginReply ? { hash: '', reply: init.loginReply } : null,
-    held: [],
+    held: NO_TASKS,
     meta: init.meta,
     createdAt: init.now,
     expiresAt: init.expiresAt,
@@ -61,7 +64,7 @@ export function admit(state: SessionState, token: PresentedToken, now: number, r
     if (isExpired(state, now)) return { verdict: 'reject', code: 'ROTOR_E_TOKEN_EXPIRED', effects: [] };
     if (state.acked) return { verdict: 'proceed', state, effects: [] };
     const effects: Effect[] = state.held.length > 0 ? [{ type: 'release', tasks: state.held }] : [];
-    return { verdict: 'proceed', state: { ...state, acked: true, prev: null, held: [] }, effects };
+    return { verdict: 'proceed', state: sessionWith(state, { acked: true, prev: null, held: NO_TASKS }), effects };
   }
   if (token.gen === state.gen - 1 && state.prev !== null && !state.acked) {
     if (token.hash !== state.prev.hash) return { verdict: 'reject', code: 'ROTOR_E_TOKEN_INVALID', effects: [] };
@@ -93,8 +96,7 @@ export interface Rotation {
 /** Record a processed exchange: a new newest token, its reply kept for replay. */
 export function rotate(state: SessionState, rotation: Rotation): SessionState {
   if (!state.acked || state.revoked) throw new Error('rotate() needs an admitted, live session');
-  return {
-    ...state,
+  return sessionWith(state, {
     gen: state.gen + 1,
     tokenHash: rotation.nextHash,
     acked: false,
@@ -102,7 +104,7 @@ export function rotate(state: SessionState, rotation: Rotation): SessionState {
     held: rotation.tasks,
     meta: rotation.meta,
     expiresAt: rotation.nextExpiresAt,
-  };
+  });
 }
 
 /** End a session for good: every token of it is refused from now on, held tasks never run. */
@@ -117,7 +119,7 @@ export function revoke(
   if (state.held.length > 0) effects.push({ type: 'cancel', tasks: state.held });
   effects.push({ type: 'revoked', reason });
   return {
-    state: { ...state, revoked: { at: now, reason }, prev: null, held: [], expiresAt: revokedUntil },
+    state: sessionWith(state, { revoked: { at: now, reason }, prev: null, held: NO_TASKS, expiresAt: revokedUntil }),
     effects,
   };
 }

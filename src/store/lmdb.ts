@@ -32,6 +32,7 @@ import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { SessionState } from '../session/types.ts';
+import { sessionWith } from '../session/state.ts';
 import { claimedTask, finishedTask, hasEnded, holdsClaim, storeCall, unavailable } from './records.ts';
 import type { Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
 
@@ -102,7 +103,7 @@ export class LmdbStore implements Store {
   async createSession(state: SessionState): Promise<void> {
     const created = await this.run(() =>
       this.sessions.ifNoExists(state.id, () => {
-        this.sessions.put(state.id, { ...state, rev: 0 }, 0);
+        this.sessions.put(state.id, sessionWith(state, { rev: 0 }), 0);
         this.indexExpiry(SESSION, state.id, null, state.expiresAt);
       }),
     );
@@ -119,7 +120,7 @@ export class LmdbStore implements Store {
       const current = this.sessions.get(next.id);
       const previousExpiry = current?.rev === expectedRev ? current.expiresAt : null;
       return this.sessions.ifVersion(next.id, expectedRev, () => {
-        this.sessions.put(next.id, { ...next, rev: expectedRev + 1 }, expectedRev + 1);
+        this.sessions.put(next.id, sessionWith(next, { rev: expectedRev + 1 }), expectedRev + 1);
         this.indexExpiry(SESSION, next.id, previousExpiry, next.expiresAt);
         for (const task of released) {
           this.tasks.put(task.id, task);
@@ -293,7 +294,7 @@ function asBuffer(bytes: Uint8Array): Buffer {
 
 function withBufferReply(state: SessionState | undefined): SessionState | undefined {
   if (!state?.prev || Buffer.isBuffer(state.prev.reply)) return state;
-  return { ...state, prev: { ...state.prev, reply: asBuffer(state.prev.reply) } };
+  return sessionWith(state, { prev: { hash: state.prev.hash, reply: asBuffer(state.prev.reply) } });
 }
 
 function withBufferResult(task: TaskRecord | undefined): TaskRecord | undefined {

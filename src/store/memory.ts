@@ -1,5 +1,6 @@
 import { RotorError } from '../errors.ts';
 import type { SessionState } from '../session/types.ts';
+import { sessionWith } from '../session/state.ts';
 import { claimedTask, finishedTask, holdsClaim } from './records.ts';
 import type { Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
 
@@ -20,7 +21,7 @@ export class MemoryStore implements Store {
   async createSession(state: SessionState): Promise<void> {
     this.check();
     if (this.sessions.has(state.id)) throw new Error(`session ${state.id} exists`);
-    this.sessions.set(state.id, { ...state, rev: 0 });
+    this.sessions.set(state.id, sessionWith(state, { rev: 0 }));
   }
 
   async loadSession(id: string): Promise<SessionState | undefined> {
@@ -32,7 +33,7 @@ export class MemoryStore implements Store {
     this.check();
     const current = this.sessions.get(next.id);
     if (!current || current.rev !== expectedRev) return false;
-    this.sessions.set(next.id, { ...next, rev: expectedRev + 1 });
+    this.sessions.set(next.id, sessionWith(next, { rev: expectedRev + 1 }));
     for (const task of released) {
       this.tasks.set(task.id, task);
       this.queue.add(task.id);

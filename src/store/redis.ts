@@ -38,6 +38,7 @@
  */
 import { Redis } from 'ioredis';
 import type { SessionState } from '../session/types.ts';
+import { sessionWith } from '../session/state.ts';
 import { storeCall, unavailable } from './records.ts';
 import type { Store, TaskClaim, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
 
@@ -375,8 +376,22 @@ export class RedisStore implements Store {
 
   /** The commit script, for createSession (expected '') and commitSession. */
   private async write(state: SessionState, expected: string, rev: number, released: readonly TaskRecord[]): Promise<boolean> {
-    const { rev: _rev, prev, ...rest } = state;
-    const json = JSON.stringify({ ...rest, prev: prev?.hash ?? null });
+    const prev = state.prev;
+    // Built field by field (rev lives in its own hash field, the reply in another): a rest/spread
+    // copy of a session record takes V8's slow path (src/session/state.ts).
+    const json = JSON.stringify({
+      id: state.id,
+      user: state.user,
+      gen: state.gen,
+      tokenHash: state.tokenHash,
+      acked: state.acked,
+      prev: prev?.hash ?? null,
+      held: state.held,
+      meta: state.meta,
+      createdAt: state.createdAt,
+      expiresAt: state.expiresAt,
+      revoked: state.revoked,
+    });
     const tasks = released.flatMap((task) => [task.id, JSON.stringify(task)]);
     const result = await this.redis.rotorCommit(
       this.keys.session(state.id), this.keys.outbox(state.id),
@@ -422,8 +437,9 @@ function pairs<V>(flat: V[]): Record<string, V> {
 
 function decodeSession(fields: Record<string, Buffer>): SessionState | undefined {
   if (!fields.r || !fields.d) return undefined;
-  const { prev, ...rest } = JSON.parse(fields.d.toString()) as Omit<SessionState, 'prev'> & { prev: string | null };
-  return { ...rest, rev: Number(fields.r), prev: prev === null ? null : { hash: prev, reply: fields.b ?? Buffer.alloc(0) } };
+  const stored = JSON.parse(fields.d.toString()) as Omit<SessionState, 'prev' | 'rev'> & { prev: string | null };
+  const prev = stored.prev === null ? null : { hash: stored.prev, reply: fields.b ?? Buffer.alloc(0) };
+  return sessionWith(stored as unknown as SessionState, { rev: Number(fields.r), prev });
 }
 
 function decodeTask(fields: Record<string, Buffer>): TaskRecord | undefined {
