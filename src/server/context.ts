@@ -9,7 +9,7 @@ import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics, Operation as OperationName, Outcome as ExchangeOutcome } from '../metrics/index.ts';
 import type { RandomSource } from '../session/random.ts';
-import { claimsExpireAt, mintToken, type KeyRing } from '../session/token.ts';
+import { claimsExpireAt, mintHashedToken, type KeyRing } from '../session/token.ts';
 import type { TaskSpec } from '../session/types.ts';
 import type { Store } from '../store/types.ts';
 import { errorReply, getHeader, Reply, type Header, type RequestFrame } from '../wire/index.ts';
@@ -72,12 +72,12 @@ export function errorOutcome(code: ErrorCode): { status: number; headers: Header
   return { status: ERRORS[code].status, headers: [], error: code };
 }
 
-/** A new token of `sessionId`, with the configured lifetime from `now`. */
-export function mint(ctx: DispatchContext, sessionId: string, generation: number, user: string, now: number): { token: string; expiresAt: number | null } {
+/** A new token of `sessionId` with the configured lifetime from `now`, and the hash its session keeps. */
+export function mint(ctx: DispatchContext, sessionId: string, generation: number, user: string, now: number): { token: string; hash: string; expiresAt: number | null } {
   const issued = Math.floor(now / 1000);
   const ttlMinutes = ctx.config.session.tokenTtlMinutes;
-  const token = mintToken(ctx.keys, { session: sessionId, generation, issued, ttlMinutes, user }, ctx.random);
-  return { token, expiresAt: claimsExpireAt({ issued, ttlMinutes }) };
+  const { token, hash } = mintHashedToken(ctx.keys, { session: sessionId, generation, issued, ttlMinutes, user }, ctx.random);
+  return { token, hash, expiresAt: claimsExpireAt({ issued, ttlMinutes }) };
 }
 
 /** A request body of JSON metadata: absent or empty means {}, anything but an object is refused. */

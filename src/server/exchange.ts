@@ -7,9 +7,9 @@
  */
 import { RotorError, reasonFor } from '../errors.ts';
 import { admit, releasedTasks, rotate } from '../session/machine.ts';
-import { replyAtRest, replyFromRest } from '../session/replay.ts';
-import { claimsExpireAt, hashToken, verifyToken } from '../session/token.ts';
-import type { PresentedToken, SessionState, TaskSpec } from '../session/types.ts';
+import { replyAtRestOf, replyFromRest } from '../session/replay.ts';
+import { claimsExpireAt, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
+import type { SessionState, TaskSpec } from '../session/types.ts';
 import type { TaskRecord } from '../store/types.ts';
 import { getHeader, Reply, serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
 import { mint, refused, type DispatchContext, type Note, type Outcome } from './context.ts';
@@ -35,23 +35,27 @@ export interface ExchangeOperation {
 export function exchange(ctx: DispatchContext, frame: RequestFrame, op: ExchangeOperation, note: Note): Promise<Reply> {
   const token = getHeader(frame, 'Token');
   if (!token) throw new RotorError('ROTOR_E_TOKEN_MISSING');
-  const claims = verifyToken(ctx.keys, token);
+  const verified = verifyHashedToken(ctx.keys, token);
+  const claims = verified.claims;
   const expiresAt = claimsExpireAt(claims);
   // A token made never-expiring while the operator allowed it dies when they stop allowing it.
   if (expiresAt === null ? !ctx.config.session.allowNeverExpiring : ctx.now() >= expiresAt) throw new RotorError('ROTOR_E_TOKEN_EXPIRED');
-  const presented: PresentedToken = { gen: claims.generation, hash: hashToken(token) };
   note.session = claims.session;
   // No await before the lock: frames of one session queue in arrival order.
-  return ctx.locks.run(claims.session, () => exchangeLocked(ctx, claims.session, presented, op, note));
+  return ctx.locks.run(claims.session, () => exchangeLocked(ctx, token, verified, op, note));
 }
 
-async function exchangeLocked(ctx: DispatchContext, sessionId: string, presented: PresentedToken, op: ExchangeOperation, note: Note): Promise<Reply> {
+async function exchangeLocked(ctx: DispatchContext, token: string, verified: VerifiedToken, op: ExchangeOperation, note: Note): Promise<Reply> {
+  const sessionId = verified.claims.session;
+  const gen = verified.claims.generation;
   for (let attempt = 0; attempt < ctx.config.session.maxCommitRetries; attempt++) {
     const loaded = await ctx.store.loadSession(sessionId);
     if (!loaded) return refused(note, 'ROTOR_E_SESSION_UNKNOWN');
     // A session opened without a login (note 004's POST /token) has no user.
     note.user = loaded.user || undefined;
     const now = ctx.now();
+    const stored = gen === loaded.gen ? loaded.tokenHash : loaded.prev?.hash;
+    const presented = { gen, hash: presentedHash(stored, token, verified.hash) };
     const admission = admit(loaded, presented, now, now + ctx.revokedRetentionMs, op.ending === true);
     if (admission.verdict === 'replay') {
       // Undefined: the key that signed the next token was retired since (that token is dead
@@ -96,16 +100,16 @@ async function performAndCommit(
     return step.reply;
   }
   const { outcome } = step;
-  const { token, expiresAt } = mint(ctx, admitted.id, admitted.gen + 1, admitted.user, now);
+  const { token, hash, expiresAt } = mint(ctx, admitted.id, admitted.gen + 1, admitted.user, now);
   // Token first: the replay copy at rest relies on it (session/replay.ts).
   const headers: Header[] = [['Token', token], ...outcome.headers];
   if (outcome.error) headers.push(['Error', outcome.error]);
   const frame: ResponseFrame = { kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body };
   const bytes = serializeFrame(frame, ctx.config.wire);
   const rotated = rotate(admitted, {
-    nextHash: hashToken(token),
+    nextHash: hash,
     nextExpiresAt: expiresAt,
-    reply: replyAtRest(bytes),
+    reply: replyAtRestOf(bytes, token),
     tasks: outcome.tasks,
     meta: outcome.meta,
   });

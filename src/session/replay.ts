@@ -8,7 +8,7 @@
  * Every reply rotor keeps for replay starts `<start line>\r\nToken: <token>\r\n` (the dispatcher
  * puts Token first); anything else is a bug and throws.
  */
-import { hashToken, resign, unsignedPart, type KeyRing } from './token.ts';
+import { matchesStoredHash, resign, unsignedPart, type KeyRing } from './token.ts';
 
 const TOKEN_LINE = Buffer.from('\r\nToken: ', 'latin1');
 
@@ -31,6 +31,23 @@ export function replyAtRest(reply: Buffer): Buffer {
 }
 
 /**
+ * replyAtRest for a reply the caller just serialized with `token` (ASCII) in its Token header:
+ * the MAC is cut where the token says it is, without reading the token back out of the bytes.
+ */
+export function replyAtRestOf(reply: Buffer, token: string): Buffer {
+  const startLineEnd = reply.indexOf(TOKEN_LINE);
+  const start = startLineEnd + TOKEN_LINE.length;
+  const end = start + token.length;
+  const unsignedEnd = start + token.lastIndexOf('.');
+  // Where the token must be: right after the start line, its dot and the CRLF after it in place.
+  if (startLineEnd < 0 || reply.indexOf(13) !== startLineEnd || reply[unsignedEnd] !== 0x2e || reply[end] !== 13) return replyAtRest(reply);
+  const kept = Buffer.allocUnsafe(reply.length - (end - unsignedEnd));
+  reply.copy(kept, 0, 0, unsignedEnd);
+  reply.copy(kept, unsignedEnd, end);
+  return kept;
+}
+
+/**
  * The reply a kept copy was made from, byte for byte; undefined when the token's key has been
  * retired, or when the re-made token is not the one whose hash the session holds. That check
  * keeps the server from being a signing oracle: without it, whoever can write to the store
@@ -38,7 +55,7 @@ export function replyAtRest(reply: Buffer): Buffer {
  */
 export function replyFromRest(keys: KeyRing, kept: Buffer, expectedHash: string): Buffer | undefined {
   const { start, end } = tokenValue(kept);
-  const token = resign(keys, kept.toString('latin1', start, end));
-  if (token === undefined || hashToken(token) !== expectedHash) return undefined;
-  return Buffer.concat([kept.subarray(0, start), Buffer.from(token, 'latin1'), kept.subarray(end)]);
+  const remade = resign(keys, kept.toString('latin1', start, end));
+  if (remade === undefined || !matchesStoredHash(expectedHash, remade.token, remade.hash)) return undefined;
+  return Buffer.concat([kept.subarray(0, start), Buffer.from(remade.token, 'latin1'), kept.subarray(end)]);
 }

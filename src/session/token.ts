@@ -1,5 +1,5 @@
 import * as crypto from 'node:crypto';
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { RotorError } from '../errors.ts';
@@ -102,26 +102,49 @@ class OneShotHmac {
       this.outer[i] = key[i] ^ 0x5c;
     }
   }
-  /** The first MAC_BYTES of the MAC in base64url, or undefined when `message` may not fit the scratch buffer. */
+  /** The whole HMAC-SHA256 in base64url (43 characters), or undefined when `message` may not fit the scratch buffer. */
   digest(message: string): string | undefined {
     if (message.length * 3 > SCRATCH_BYTES) return undefined;
     const length = this.inner.write(message, BLOCK, 'utf8');
     this.outer.write(this.hex(this.inner.subarray(0, BLOCK + length)), BLOCK, 'hex');
-    return first16Base64url(crypto.hash('sha256', this.outer, 'base64url'));
+    return crypto.hash('sha256', this.outer, 'base64url');
   }
 }
 
 const oneShot = new WeakMap<Buffer, OneShotHmac>();
 
-/** The token MAC of `signed`: the first MAC_BYTES of HMAC-SHA256, base64url. */
-export function mac(secret: Buffer, signed: string): string {
+/** HMAC-SHA256 of `signed`, base64url, all 256 bits. */
+function hmacDigest(secret: Buffer, signed: string): string {
   if (sha256Hex) {
     let hmac = oneShot.get(secret);
     if (!hmac) oneShot.set(secret, (hmac = new OneShotHmac(secret, sha256Hex)));
     const digest = hmac.digest(signed);
     if (digest !== undefined) return digest;
   }
-  return createHmac('sha256', secret).update(signed).digest().subarray(0, MAC_BYTES).toString('base64url');
+  return createHmac('sha256', secret).update(signed).digest('base64url');
+}
+
+/** The token MAC of `signed`: the first MAC_BYTES of HMAC-SHA256, base64url. */
+export function mac(secret: Buffer, signed: string): string {
+  return first16Base64url(hmacDigest(secret, signed));
+}
+
+/**
+ * A token's MAC and what a store keeps instead of the token, from one HMAC: the MAC is the
+ * digest's first 128 bits, the at-rest hash its bits 132–255 (base64url characters 22–42).
+ * Disjoint bits of one PRF output: the hash says nothing about the MAC, so a copy of the store
+ * holds nothing a token can be rebuilt from, and each exchange needs one keyed hash per token
+ * instead of an HMAC and a SHA-256.
+ */
+function macAndHash(secret: Buffer, signed: string): { mac: string; hash: string } {
+  const digest = hmacDigest(secret, signed);
+  return { mac: first16Base64url(digest), hash: digest.slice(22) };
+}
+
+/** A token and its at-rest hash. */
+export interface HashedToken {
+  token: string;
+  hash: string;
 }
 
 /**
@@ -130,6 +153,11 @@ export function mac(secret: Buffer, signed: string): string {
  * any store lookup.
  */
 export function mintToken(keys: KeyRing, claims: TokenClaims, random: RandomSource): string {
+  return mintHashedToken(keys, claims, random).token;
+}
+
+/** mintToken, with the hash the session keeps for the new token. */
+export function mintHashedToken(keys: KeyRing, claims: TokenClaims, random: RandomSource): HashedToken {
   const bytes = TokenClaimsType.encode({
     session: Buffer.from(claims.session, 'base64url'),
     generation: claims.generation,
@@ -139,11 +167,23 @@ export function mintToken(keys: KeyRing, claims: TokenClaims, random: RandomSour
     nonce: random(16),
   }).finish();
   const signed = `${keys.signing.id}.${Buffer.from(bytes).toString('base64url')}`;
-  return `${signed}.${mac(keys.signing.secret, signed)}`;
+  const { mac, hash } = macAndHash(keys.signing.secret, signed);
+  return { token: `${signed}.${mac}`, hash };
+}
+
+/** A verified token's claims, and the hash a session keeps for it. */
+export interface VerifiedToken {
+  claims: TokenClaims;
+  hash: string;
 }
 
 /** Check a token's form and MAC and decode its claims; throws ROTOR_E_TOKEN_INVALID. */
 export function verifyToken(keys: KeyRing, token: string): TokenClaims {
+  return verifyHashedToken(keys, token).claims;
+}
+
+/** verifyToken, with the hash a session keeps for this token. */
+export function verifyHashedToken(keys: KeyRing, token: string): VerifiedToken {
   if (token.length > MAX_TOKEN_CHARS) throw new RotorError('ROTOR_E_TOKEN_INVALID');
   const lastDot = token.lastIndexOf('.');
   const firstDot = token.indexOf('.');
@@ -154,9 +194,8 @@ export function verifyToken(keys: KeyRing, token: string): TokenClaims {
   // The MAC is compared as text, in constant time, against its canonical base64url spelling:
   // Node's base64url decoder skips foreign characters and the last character's unused bits, so
   // comparing decoded bytes would accept many spellings of one MAC (one token, one string).
-  const given = Buffer.from(token.slice(lastDot + 1), 'utf8');
-  const expected = Buffer.from(mac(secret, signed), 'utf8');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new RotorError('ROTOR_E_TOKEN_INVALID');
+  const expected = macAndHash(secret, signed);
+  if (!sameText(token, lastDot + 1, expected.mac)) throw new RotorError('ROTOR_E_TOKEN_INVALID');
   try {
     // decode alone, no toObject: absent fields read their defaults from the message prototype,
     // and the uint64s are converted as toObject({longs: Number}) would.
@@ -164,16 +203,28 @@ export function verifyToken(keys: KeyRing, token: string): TokenClaims {
     const session = decoded.session;
     const generation = toNumber(decoded.generation);
     if (session.length !== 16 || generation < 1) throw new Error('bad claims');
-    return {
+    const claims: TokenClaims = {
       session: Buffer.from(session.buffer, session.byteOffset, session.length).toString('base64url'),
       generation,
       issued: toNumber(decoded.issued),
       ttlMinutes: decoded.ttlMinutes,
       user: decoded.user,
     };
+    return { claims, hash: expected.hash };
   } catch {
     throw new RotorError('ROTOR_E_TOKEN_INVALID');
   }
+}
+
+/**
+ * Whether `text` from `start` on is `expected`, in time that depends on the lengths only (the
+ * MAC's characters are compared without an early exit; no Buffers made for timingSafeEqual).
+ */
+function sameText(text: string, start: number, expected: string): boolean {
+  if (text.length - start !== expected.length) return false;
+  let difference = 0;
+  for (let i = 0; i < expected.length; i++) difference |= text.charCodeAt(start + i) ^ expected.charCodeAt(i);
+  return difference === 0;
 }
 
 /** What TokenClaimsType.decode returns: uint64s as Long (or number), bytes as Uint8Array or Buffer. */
@@ -200,10 +251,12 @@ export function unsignedPart(token: string): string {
   return token.slice(0, lastDot);
 }
 
-/** The token `unsigned` was cut from, MAC re-made with the key it names; undefined when that key is gone. */
-export function resign(keys: KeyRing, unsigned: string): string | undefined {
+/** The token `unsigned` was cut from, MAC re-made with the key it names, and its hash; undefined when that key is gone. */
+export function resign(keys: KeyRing, unsigned: string): HashedToken | undefined {
   const secret = keys.secret(unsigned.slice(0, unsigned.indexOf('.')));
-  return secret && `${unsigned}.${mac(secret, unsigned)}`;
+  if (!secret) return undefined;
+  const { mac, hash } = macAndHash(secret, unsigned);
+  return { token: `${unsigned}.${mac}`, hash };
 }
 
 /**
@@ -219,8 +272,27 @@ export function claimsExpireAt(claims: Pick<TokenClaims, 'issued' | 'ttlMinutes'
   return claims.ttlMinutes < 0 ? null : claims.issued * 1000 + claims.ttlMinutes * 60_000;
 }
 
-/** What the store keeps instead of a token: 128 bits of its SHA-256. */
+/**
+ * What the store kept instead of a token before the hash came from the token's own HMAC: 128
+ * bits of its SHA-256 (22 characters; the HMAC-derived hash has 21). Sessions stored then are
+ * still matched this way, until their next rotation writes the new kind.
+ */
 export function hashToken(token: string): string {
   if (sha256Hex) return first16Base64url(crypto.hash('sha256', token, 'base64url'));
   return createHash('sha256').update(token).digest().subarray(0, 16).toString('base64url');
+}
+
+const LEGACY_HASH_CHARS = 22;
+
+/** Whether `token`, whose HMAC-derived hash is `hash`, is the token a session stored as `stored` (either kind of hash). */
+export function matchesStoredHash(stored: string, token: string, hash: string): boolean {
+  return stored.length === LEGACY_HASH_CHARS ? hashToken(token) === stored : hash === stored;
+}
+
+/**
+ * The hash to present to the session machine for `token` against the stored hash it will be
+ * compared with: the HMAC-derived one, or for a session stored before it, the old SHA-256 one.
+ */
+export function presentedHash(stored: string | undefined, token: string, hash: string): string {
+  return stored !== undefined && stored.length === LEGACY_HASH_CHARS ? hashToken(token) : hash;
 }

@@ -1,6 +1,5 @@
 import { createSession } from '../../session/machine.ts';
 import { replyAtRest } from '../../session/replay.ts';
-import { hashToken } from '../../session/token.ts';
 import type { SessionState } from '../../session/types.ts';
 import type { Header, Reply } from '../../wire/index.ts';
 import { JSON_TYPE, mint, plainReply, type DispatchContext } from '../context.ts';
@@ -17,11 +16,11 @@ export async function openSession(
 ): Promise<{ reply: Reply; state: SessionState }> {
   const now = ctx.now();
   const sessionId = id ?? ctx.random(16).toString('base64url');
-  const { token, expiresAt } = mint(ctx, sessionId, 1, user, now);
+  const { token, hash, expiresAt } = mint(ctx, sessionId, 1, user, now);
   const headers: Header[] = [['Token', token]];
   const reply = user === '' ? plainReply(200, [...headers, ['Content-Type', JSON_TYPE]], Buffer.from(JSON.stringify(meta))) : plainReply(200, headers);
   const loginReply = id === undefined ? undefined : replyAtRest(reply.bytes);
-  const state = createSession({ id: sessionId, user, tokenHash: hashToken(token), expiresAt, meta, now, loginReply });
+  const state = createSession({ id: sessionId, user, tokenHash: hash, expiresAt, meta, now, loginReply });
   await ctx.store.createSession(state);
   return { reply, state };
 }
