@@ -7,6 +7,8 @@ const NAME = /^[A-Za-z0-9-]{1,64}$/;
 // Values may hold any character but the controls (HT aside) and must not start or end in blanks,
 // which the parser would trim: what is serialized must parse back to the same frame.
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$/;
+/** The common case, checked first: printable ASCII with no blank at either end (a token, a number, a media type). */
+const PLAIN_VALUE = /^(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?$/;
 // A lone surrogate would be written as U+FFFD and so parse back to a different string.
 const LONE_SURROGATE = /\p{Surrogate}/u;
 /** `BIN-Length: ` */
@@ -84,7 +86,7 @@ function checkHeader(name: string, value: string, seen: Set<string>): void {
   if (lower === 'bin-length') throw new TypeError('BIN-Length is derived from the body, not set as a header');
   if (seen.has(lower)) throw new TypeError(`duplicate header ${name}`);
   seen.add(lower);
-  if (BAD_VALUE.test(value) || LONE_SURROGATE.test(value)) throw new TypeError(`bad value for header ${name}`);
+  if (!PLAIN_VALUE.test(value) && (BAD_VALUE.test(value) || LONE_SURROGATE.test(value))) throw new TypeError(`bad value for header ${name}`);
 }
 
 /**
