@@ -55,15 +55,14 @@ export class FrameParser {
   private pending: Buffer = EMPTY;
   private headerBytes = 0;
   private start: StartLine | undefined;
-  private headers: Header[] = [];
-  private seen: string[] = [];
-  private bodyLength = -1;
+  private readonly rules: HeaderRules;
   private bodyRemaining = 0;
   private bodyParts: Buffer[] = [];
   private failure: RotorError | undefined;
 
   constructor(limits: WireLimits = DEFAULTS.wire) {
     this.limits = limits;
+    this.rules = new HeaderRules(limits);
   }
 
   /** True between the first byte of a frame and its last: a close now would truncate it. */
@@ -126,11 +125,12 @@ export class FrameParser {
           this.state = State.Headers;
         } else if (lineLength === 0) {
           this.headerBytes += 2;
-          if (this.bodyLength <= 0) {
-            if (this.bodyLength === 0) this.bodyParts.push(EMPTY);
+          const bodyLength = this.rules.bodyLength;
+          if (bodyLength <= 0) {
+            if (bodyLength === 0) this.bodyParts.push(EMPTY);
             frames.push(this.finishFrame());
           } else {
-            this.bodyRemaining = this.bodyLength;
+            this.bodyRemaining = bodyLength;
             this.state = State.Body;
           }
         } else {
@@ -152,7 +152,7 @@ export class FrameParser {
         this.failure = err;
         this.pending = EMPTY;
         this.bodyParts = [];
-        this.headers = [];
+        this.rules.reset();
         return { frames, error: err };
       }
       throw err;
@@ -211,57 +211,25 @@ export class FrameParser {
 
   /** A complete header line that has its colon: form, duplicates, then BIN-Length or the count. */
   private parseHeaderLine(buf: Buffer, start: number, colon: number, end: number): void {
-    if (colon === start || colon - start > MAX_HEADER_NAME) this.fail('ROTOR_E_BAD_HEADER');
-    for (let i = start; i < colon; i++) {
-      if (!isNameByte(buf[i])) this.fail('ROTOR_E_BAD_HEADER');
-    }
-    let valueStart = colon + 1;
-    while (valueStart < end && (buf[valueStart] === SP || buf[valueStart] === HT)) valueStart++;
-    let valueEnd = end;
-    while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HT)) valueEnd--;
-    let highBit = false;
-    for (let i = valueStart; i < valueEnd; i++) {
-      const byte = buf[i];
-      if ((byte < SP && byte !== HT) || byte === 127) this.fail('ROTOR_E_BAD_HEADER');
-      if (byte > 127) highBit = true;
-    }
-    let value: string;
-    if (highBit) {
-      const bytes = buf.subarray(valueStart, valueEnd);
-      if (!isUtf8(bytes)) this.fail('ROTOR_E_BAD_HEADER');
-      value = bytes.toString('utf8');
-    } else {
-      value = buf.toString('latin1', valueStart, valueEnd);
-    }
     const name = buf.toString('latin1', start, colon);
-    const lower = name.toLowerCase();
-    if (this.seen.includes(lower)) this.fail('ROTOR_E_DUPLICATE_HEADER');
-    this.seen.push(lower);
-    if (lower === BIN_LENGTH_LOWER) {
-      this.bodyLength = parseLength(value, this.limits.maxBodyBytes);
-      return;
-    }
-    // BIN-Length is framing, not a header of the frame: it is not counted, wherever it stands.
-    if (this.headers.length >= this.limits.maxHeaders) this.fail('ROTOR_E_TOO_MANY_HEADERS');
-    this.headers.push([name, value]);
+    checkHeaderName(name);
+    this.rules.add(name, headerValue(buf, colon + 1, end));
   }
 
   private finishFrame(): Frame {
     const start = this.start!;
     let body: Buffer | undefined;
     if (this.bodyParts.length === 1) body = this.bodyParts[0];
-    else if (this.bodyParts.length > 1) body = Buffer.concat(this.bodyParts, this.bodyLength);
-    const headers = this.headers;
+    else if (this.bodyParts.length > 1) body = Buffer.concat(this.bodyParts, this.rules.bodyLength);
+    const headers = this.rules.headers;
     const frame: Frame =
       start.kind === 'request'
         ? { kind: 'request', verb: start.verb, path: start.path, headers, body }
         : { kind: 'response', status: start.status, reason: start.reason, headers, body };
     this.state = State.StartLine;
     this.start = undefined;
-    this.headers = [];
-    this.seen = [];
+    this.rules.reset();
     this.bodyParts = [];
-    this.bodyLength = -1;
     this.bodyRemaining = 0;
     this.headerBytes = 0;
     return frame;
@@ -269,6 +237,114 @@ export class FrameParser {
 
   private fail(code: ErrorCode): never {
     throw new RotorError(code);
+  }
+}
+
+/**
+ * What every header of a frame must be once its line is read, after its name and value have
+ * passed checkHeaderName and headerValue: no name twice (whatever its case), BIN-Length's value,
+ * and the header count (BIN-Length not counted) — in this order, the order of spec.md §1.
+ * FrameParser holds every line it reads to these rules; checkFrameHead a header list a carrier
+ * hands over. Throws the RotorError of the rule broken.
+ */
+class HeaderRules {
+  headers: Header[] = [];
+  /** BIN-Length's value; -1: none. */
+  bodyLength = -1;
+  private seen: string[] = [];
+
+  constructor(private readonly limits: WireLimits) {}
+
+  add(name: string, value: string): void {
+    const lower = name.toLowerCase();
+    if (this.seen.includes(lower)) throw new RotorError('ROTOR_E_DUPLICATE_HEADER');
+    this.seen.push(lower);
+    if (lower === BIN_LENGTH_LOWER) {
+      this.bodyLength = parseLength(value, this.limits.maxBodyBytes);
+      return;
+    }
+    // BIN-Length is framing, not a header of the frame: it is not counted, wherever it stands.
+    if (this.headers.length >= this.limits.maxHeaders) throw new RotorError('ROTOR_E_TOO_MANY_HEADERS');
+    this.headers.push([name, value]);
+  }
+
+  reset(): void {
+    this.headers = [];
+    this.seen = [];
+    this.bodyLength = -1;
+  }
+}
+
+/** A header name: 1 to 64 letters, digits and dashes, else ROTOR_E_BAD_HEADER. */
+function checkHeaderName(name: string): void {
+  if (name.length === 0 || name.length > MAX_HEADER_NAME) throw new RotorError('ROTOR_E_BAD_HEADER');
+  for (let i = 0; i < name.length; i++) {
+    if (!isNameByte(name.charCodeAt(i))) throw new RotorError('ROTOR_E_BAD_HEADER');
+  }
+}
+
+/** The value of the header line bytes `buf[start, end)` after its colon: blanks around it dropped, no control character (HTAB allowed), UTF-8 — else ROTOR_E_BAD_HEADER. */
+function headerValue(buf: Buffer, start: number, end: number): string {
+  let valueStart = start;
+  while (valueStart < end && (buf[valueStart] === SP || buf[valueStart] === HT)) valueStart++;
+  let valueEnd = end;
+  while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HT)) valueEnd--;
+  let highBit = false;
+  for (let i = valueStart; i < valueEnd; i++) {
+    const byte = buf[i];
+    if ((byte < SP && byte !== HT) || byte === 127) throw new RotorError('ROTOR_E_BAD_HEADER');
+    if (byte > 127) highBit = true;
+  }
+  if (!highBit) return buf.toString('latin1', valueStart, valueEnd);
+  const bytes = buf.subarray(valueStart, valueEnd);
+  if (!isUtf8(bytes)) throw new RotorError('ROTOR_E_BAD_HEADER');
+  return bytes.toString('utf8');
+}
+
+/**
+ * The line and block limits for a whole line of `length` bytes (none of them CR or LF) and its
+ * CRLF, starting `before` bytes into the header block: FrameParser's checkLineBytes rule for a
+ * line that has arrived whole — broken at the first byte that proves it, and at the same byte
+ * the line limit before the block limit. Returns the block's size after the line.
+ */
+function wholeLine(length: number, before: number, limits: WireLimits): number {
+  const tooLongAt = length > limits.maxLineBytes ? limits.maxLineBytes : Number.MAX_SAFE_INTEGER;
+  const overflowAt = limits.maxHeaderBytes - before;
+  if (tooLongAt <= overflowAt && tooLongAt <= length) throw new RotorError('ROTOR_E_LINE_TOO_LONG');
+  if (overflowAt <= length + 1) throw new RotorError('ROTOR_E_HEADERS_TOO_LARGE');
+  return before + length + 2;
+}
+
+/**
+ * The head of a request frame given as data — verb, path and a header list, names and values
+ * as latin1 strings of their bytes (as node:http hands them over) — held to exactly the rules
+ * FrameParser holds bytes to, with the same code for the same fault, as if it had arrived as
+ * `VERB path ROTOR/1` CRLF, one `Name: value` CRLF per header, CRLF. So HTTP's headers get
+ * TCP's answers without being written out and parsed again. A CR or LF inside a name or value
+ * (node:http lets none through) is ROTOR_E_BAD_LINE_ENDING, as in a frame.
+ */
+export function checkFrameHead(
+  verb: string,
+  path: string,
+  list: ReadonlyArray<readonly [string, string]>,
+  limits: WireLimits,
+): { headers: Header[] } | { code: ErrorCode } {
+  try {
+    const startLine = Buffer.from(`${verb} ${path} ${PROTOCOL_VERSION}`, 'latin1');
+    let block = wholeLine(startLine.length, 0, limits);
+    if (parseStartLine(startLine, 0, startLine.length).kind !== 'request') throw new RotorError('ROTOR_E_BAD_START_LINE');
+    const rules = new HeaderRules(limits);
+    for (const [name, value] of list) {
+      if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) throw new RotorError('ROTOR_E_BAD_LINE_ENDING');
+      block = wholeLine(name.length + 2 + value.length, block, limits);
+      checkHeaderName(name);
+      rules.add(name, headerValue(Buffer.from(value, 'latin1'), 0, value.length));
+    }
+    wholeLine(0, block, limits);
+    return { headers: rules.headers };
+  } catch (err) {
+    if (err instanceof RotorError) return { code: err.code };
+    throw err;
   }
 }
 
