@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { ConnectionLimits } from '../config/defaults.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { Frame, Reply } from '../wire/index.ts';
-import type { FrameHandler } from './gate.ts';
+import { linger, type FrameHandler } from './core.ts';
 
 /** How a frame reached rotor. An HTTP connection upgraded to WebSocket is `ws` from then on. */
 export type Carrier = 'tcp' | 'tls' | 'http' | 'ws';
@@ -88,9 +88,7 @@ export function refuse(socket: Duplex, bytes?: Buffer | string): void {
     socket.destroy();
     return;
   }
-  socket.end(bytes);
-  socket.resume();
-  setTimeout(() => socket.destroy(), 1_000).unref();
+  linger(socket, 1_000, bytes);
 }
 
 /**

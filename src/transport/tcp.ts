@@ -3,10 +3,10 @@ import tls from 'node:tls';
 import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import { errorReply } from '../wire/index.ts';
-import { Admission, fromOrigin, refuse, type ListenerHooks, type OriginAwareHandler } from './admission.ts';
+import { fromOrigin, type ListenerHooks, type OriginAwareHandler } from './admission.ts';
 import { StreamConnection, type Held } from './connection.ts';
 import { listenOn } from './listen.ts';
-import { Sweeper } from './sweep.ts';
+import { ListenerShell } from './shell.ts';
 
 export interface ListenOptions {
   host: string;
@@ -32,26 +32,20 @@ export interface StreamListener extends Listener {
 
 /**
  * Serve rotor frames over TCP (or TLS). Any Duplex would do — the connection logic lives in
- * StreamConnection — this adds the connection caps, the deadline sweep and graceful close.
+ * StreamConnection and the core under it — and the listener shell (shell.ts) adds the
+ * connection caps, the deadline sweep and graceful close.
  */
 export async function listenStream(handler: OriginAwareHandler, config: RotorConfig, log: Logger, options: ListenOptions): Promise<StreamListener> {
-  const live = new Set<StreamConnection>();
   const limits = config.connection;
   const carrier = options.tls ? 'tls' : 'tcp';
-  const admission = new Admission(limits, carrier, options.hooks);
+  const shell = new ListenerShell(limits, carrier, options.hooks);
   const peakHeld: Held = { frames: 0, bytes: 0 };
-  let closing: Promise<void> | undefined;
 
   const accept = (socket: net.Socket) => {
     // TLS sockets were counted before their handshake (below); a plain one is counted here.
-    if (!options.tls) {
-      const refusal = admission.admit(socket, closing !== undefined);
-      if (refusal) return refuse(socket, errorReply(refusal).bytes);
-    }
+    if (!options.tls && !shell.admit(socket, (code) => errorReply(code).bytes)) return;
     socket.setNoDelay(true);
-    const connection = new StreamConnection(socket, fromOrigin(handler, { carrier, peer: socket.remoteAddress }), config.wire, limits, log, peakHeld);
-    live.add(connection);
-    connection.whenClosed(() => live.delete(connection));
+    shell.add(new StreamConnection(socket, fromOrigin(handler, { carrier, peer: socket.remoteAddress }), config.wire, limits, log, peakHeld));
   };
 
   // Half-open: a peer's FIN ends only its side. StreamConnection then answers every frame already
@@ -61,44 +55,21 @@ export async function listenStream(handler: OriginAwareHandler, config: RotorCon
   const server = options.tls
     ? tls.createServer({ key: options.tls.key, cert: options.tls.cert, allowHalfOpen: true, handshakeTimeout: limits.headerTimeoutMs }, accept)
     : net.createServer({ allowHalfOpen: true }, accept);
-  if (options.tls) {
-    server.on('connection', (raw: net.Socket) => {
-      // Refused before the handshake there is no channel to say why in: the socket is dropped, as on HTTPS.
-      if (admission.admit(raw, closing !== undefined)) refuse(raw);
-    });
-  }
+  // Refused before the handshake there is no channel to say why in: the socket is dropped, as on HTTPS.
+  if (options.tls) server.on('connection', (raw: net.Socket) => shell.admit(raw));
   server.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'));
-
-  const sweeper = new Sweeper(
-    () => live,
-    (connection, now) => connection.overdue(now),
-    (connection, now) => connection.sweep(now),
-    { intervalMs: limits.sweepIntervalMs, batchSize: limits.sweepBatchSize },
-  );
 
   const bound = await listenOn(server, options.port, options.host, limits.listenBacklog, log, options.tls ? 'TLS' : 'TCP');
 
   return {
     address: { host: bound.address, port: bound.port },
     get connections() {
-      return live.size;
+      return shell.connections;
     },
     get admitted() {
-      return admission.connections;
+      return shell.admission.connections;
     },
     peakHeld,
-    close() {
-      closing ??= (async () => {
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const connection of live) connection.shutdown();
-        const grace = new Promise<void>((resolve) => setTimeout(resolve, limits.shutdownGraceMs).unref());
-        const allClosed = Promise.all([...live].map((c) => new Promise<void>((resolve) => c.whenClosed(resolve))));
-        await Promise.race([allClosed, grace]);
-        for (const connection of live) connection.destroy();
-        sweeper.stop();
-        await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 100).unref())]);
-      })();
-      return closing;
-    },
+    close: () => shell.close(server),
   };
 }

@@ -14,6 +14,9 @@
  * - Keepalive: a ping every carriers.wsPingIntervalMs; a peer that did not answer the previous
  *   one is dropped. No frame and nothing in flight for connection.idleTimeoutMs closes the
  *   connection with ROTOR_E_IDLE_TIMEOUT, as on TCP.
+ * - Shutdown (spec.md §7): the frames being worked on are answered, the rest are not run, then
+ *   one binary message with ROTOR_E_SHUTTING_DOWN and close 1001 with that code as the reason.
+ * Order, gate, deadlines and close are the connection core's (core.ts), as on every carrier.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -21,11 +24,9 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ERRORS, type ErrorCode } from '../errors.ts';
 import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
-import { errorReply, parseOneFrame, type Frame, type Reply } from '../wire/index.ts';
-import type { FrameHandler } from './connection.ts';
+import { parseOneFrame, type Frame, type Reply } from '../wire/index.ts';
 import { fromOrigin, type OriginAwareHandler } from './admission.ts';
-import { dispatchSafely, InFlightGate, ReadSwitch } from './gate.ts';
-import { Sweeper } from './sweep.ts';
+import { ConnectionCore, type Due, type FrameHandler } from './core.ts';
 
 export const DEFAULT_WS_PATH = '/rotor/ws';
 
@@ -39,11 +40,9 @@ export function closeCodeFor(code: ErrorCode): number {
   return 1002;
 }
 
+/** The WebSocket side of the HTTP listener: finishes upgrades and hands each socket's connection to the listener. */
 export class WebSocketCarrier {
   private readonly server: WebSocketServer;
-  private readonly live = new Set<WsConnection>();
-  private readonly pinger: Sweeper<WsConnection>;
-  private readonly sweeper: Sweeper<WsConnection>;
 
   constructor(
     private readonly handler: OriginAwareHandler,
@@ -58,94 +57,57 @@ export class WebSocketCarrier {
       // Text messages are refused anyway; binary ones are never decoded as UTF-8.
       skipUTF8Validation: true,
     });
-    // Pings and deadlines both go in batches across turns: thousands of sockets at once would hold the loop.
-    const batchSize = config.connection.sweepBatchSize;
-    this.pinger = new Sweeper(
-      () => this.live,
-      (connection) => !connection.isClosed,
-      (connection) => connection.heartbeat(),
-      { intervalMs: config.carriers.wsPingIntervalMs, batchSize },
-    );
-    this.sweeper = new Sweeper(
-      () => this.live,
-      (connection, now) => connection.overdue(now),
-      (connection, now) => connection.sweep(now),
-      { intervalMs: config.connection.sweepIntervalMs, batchSize },
-    );
   }
 
-  get connections(): number {
-    return this.live.size;
-  }
-
-  /** Finish the handshake of an upgrade request the HTTP listener routed here. */
-  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /** Finish the handshake of an upgrade request the HTTP listener routed here; `up` gets the connection. */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, up: (connection: WsConnection) => void): void {
     this.server.handleUpgrade(request, socket, head, (ws) => {
       const origin = { carrier: 'ws', peer: request.socket.remoteAddress } as const;
-      const connection = new WsConnection(ws, fromOrigin(this.handler, origin), this.config, this.log);
-      this.live.add(connection);
-      connection.whenClosed(() => this.live.delete(connection));
+      up(new WsConnection(ws, fromOrigin(this.handler, origin), this.config, this.log));
     });
   }
-
-  /** Read no more frames, answer the ones in flight, then close each socket (1001). */
-  shutdown(): void {
-    for (const connection of this.live) connection.shutdown();
-  }
-
-  whenAllClosed(): Promise<void> {
-    return Promise.all([...this.live].map((c) => new Promise<void>((resolve) => c.whenClosed(resolve)))).then(() => undefined);
-  }
-
-  destroy(): void {
-    this.pinger.stop();
-    this.sweeper.stop();
-    for (const connection of this.live) connection.destroy();
-    this.server.close();
-  }
 }
 
-interface Slot {
-  reply: Reply | undefined;
-}
-
-/** One WebSocket: frames in, replies out in request order. */
-class WsConnection {
-  private readonly slots: Slot[] = [];
-  private readonly gate: InFlightGate;
-  private lastActivityAt = Date.now();
-  private drainingSince = 0;
-  private readonly reading: ReadSwitch;
-  private closing = false;
-  private closed = false;
+/**
+ * One WebSocket on the connection core (core.ts): a binary message is a frame, a reply is a
+ * binary message; the core keeps the order, the in-flight gate, the deadlines and the close.
+ * Reading stops while more than carriers.wsMaxBufferedBytes of replies wait to be sent. The
+ * pings are deadlines the listener's sweep enforces: one every carriers.wsPingIntervalMs (at
+ * the sweep's pace), and a peer that did not answer the previous one is dropped.
+ */
+export class WsConnection extends ConnectionCore<undefined> {
   private answeredPing = true;
-  private readonly onClosed: Array<() => void> = [];
+  private lastPingAt: number;
+  private readonly maxBuffered: number;
+  private readonly onSent = (): void => {
+    if (this.drainingSince !== 0 && this.ws.bufferedAmount <= this.maxBuffered) this.drained();
+  };
 
   constructor(
     private readonly ws: WebSocket,
-    private readonly handler: FrameHandler,
+    handler: FrameHandler,
     private readonly config: RotorConfig,
-    private readonly log: Logger,
+    log: Logger,
   ) {
-    this.gate = new InFlightGate(config.connection.maxInFlight, () => this.updateReading());
-    this.reading = new ReadSwitch(() => ws.pause(), () => ws.resume());
+    super(handler, config.connection, log, { refillLater: true, idleTimeoutMs: config.connection.idleTimeoutMs });
+    this.maxBuffered = config.carriers.wsMaxBufferedBytes;
+    this.lastPingAt = this.now();
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
     ws.on('pong', () => (this.answeredPing = true));
     ws.on('error', (err) => this.log.debug({ err }, 'websocket error'));
-    ws.on('close', () => this.onClose());
+    ws.on('close', () => this.closedNow());
   }
 
-  whenClosed(callback: () => void): void {
-    if (this.closed) callback();
-    else this.onClosed.push(callback);
+  destroy(): void {
+    this.ws.terminate();
   }
 
-  get isClosed(): boolean {
-    return this.closed;
+  protected override carrierDue(now: number): Due | undefined {
+    return now - this.lastPingAt >= this.config.carriers.wsPingIntervalMs ? 'ping' : undefined;
   }
 
-  heartbeat(): void {
-    if (this.closed) return;
+  protected override heartbeat(): void {
+    this.lastPingAt = this.now();
     if (!this.answeredPing) {
       this.log.debug('websocket peer missed a ping: dropped');
       this.ws.terminate();
@@ -155,115 +117,36 @@ class WsConnection {
     this.ws.ping();
   }
 
-  /** Whether a deadline has passed (cheap, no side effects: the sweep asks it of every connection). */
-  overdue(now: number): boolean {
-    return this.deadlinePassed(now) !== undefined;
+  protected write(reply: Reply): boolean {
+    this.ws.send(reply.bytes, { binary: true }, this.onSent);
+    return this.ws.bufferedAmount <= this.maxBuffered;
   }
 
-  /** Enforce the deadline that has passed, if one has. */
-  sweep(now: number): void {
-    const passed = this.deadlinePassed(now);
-    if (passed === 'drain') {
-      this.log.debug('websocket peer stopped reading: dropped');
-      this.ws.terminate();
-    } else if (passed === 'idle') {
-      this.fail('ROTOR_E_IDLE_TIMEOUT');
-    }
+  /** After the error frame, a close whose reason is its code; the peer's close frame still gets through (reading goes on). */
+  protected end(last: Reply | undefined): void {
+    const code = last?.error;
+    if (code === undefined) this.ws.close(1000);
+    else this.ws.close(closeCodeFor(code), code);
   }
 
-  private deadlinePassed(now: number): 'drain' | 'idle' | undefined {
-    if (this.closed) return undefined;
-    if (this.drainingSince !== 0 && now - this.drainingSince > this.config.connection.drainTimeoutMs) return 'drain';
-    if (!this.closing && this.slots.length === 0 && this.gate.inFlight === 0 && now - this.lastActivityAt > this.config.connection.idleTimeoutMs) return 'idle';
-    return undefined;
+  protected pauseInput(): void {
+    this.ws.pause();
   }
 
-  /** Take no more frames, answer those in flight, then close (1001). Frames still waiting for a slot are dropped, as on TCP. */
-  shutdown(): void {
-    if (this.closing || this.closed) return;
-    this.closing = true;
-    this.gate.clear();
-    // Keep reading: new frames are dropped (closing), but the peer's close frame must get through.
-    this.reading.set(false);
-    this.flush();
-  }
-
-  destroy(): void {
-    this.ws.terminate();
+  protected resumeInput(): void {
+    this.ws.resume();
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.closing) return;
-    this.lastActivityAt = Date.now();
+    this.noteActivity();
     const parsed: { frame: Frame } | { code: ErrorCode } = isBinary ? parseOneFrame(data, this.config.wire) : { code: 'ROTOR_E_BAD_START_LINE' };
-    const start = this.gate.enter();
     if ('code' in parsed) {
       this.log.debug({ code: parsed.code }, 'protocol error');
-      // In line like a frame, so the replies owed for the frames before it go out first.
-      start(async () => this.fail(parsed.code));
+      this.fail(parsed.code);
       return;
     }
-    start(() => {
-      const slot: Slot = { reply: undefined };
-      this.slots.push(slot);
-      return dispatchSafely(this.handler, parsed.frame, this.log).then((reply) => this.complete(slot, reply));
-    });
-  }
-
-  private complete(slot: Slot, reply: Reply): void {
-    slot.reply = reply;
-    this.lastActivityAt = Date.now();
-    this.flush();
-  }
-
-  private fail(code: ErrorCode): void {
-    if (this.closing || this.closed) return;
-    this.gate.clear();
-    this.slots.push({ reply: errorReply(code) });
-    this.closing = true;
-    this.reading.set(false);
-    this.flush();
-  }
-
-  /** Send every reply that is ready, in request order; close after a fatal one. */
-  private flush(): void {
-    if (this.closed) return;
-    while (this.slots.length > 0 && this.slots[0].reply !== undefined) {
-      const reply = this.slots.shift()!.reply!;
-      this.ws.send(reply.bytes, { binary: true }, () => this.onSent());
-      if (this.ws.bufferedAmount > this.config.carriers.wsMaxBufferedBytes && this.drainingSince === 0) {
-        this.drainingSince = Date.now();
-        this.updateReading();
-      }
-      if (reply.close) {
-        this.slots.length = 0;
-        const code = reply.error ?? 'ROTOR_E_INTERNAL';
-        this.closing = true;
-        this.gate.clear();
-        this.reading.set(false);
-        this.ws.close(closeCodeFor(code), code);
-        return;
-      }
-    }
-    if (this.closing && this.slots.length === 0) this.ws.close(closeCodeFor('ROTOR_E_SHUTTING_DOWN'), 'ROTOR_E_SHUTTING_DOWN');
-  }
-
-  private onSent(): void {
-    if (this.drainingSince !== 0 && this.ws.bufferedAmount <= this.config.carriers.wsMaxBufferedBytes) {
-      this.drainingSince = 0;
-      this.updateReading();
-    }
-  }
-
-  private updateReading(): void {
-    if (this.closing || this.closed) return;
-    this.reading.set(this.gate.full || this.drainingSince !== 0);
-  }
-
-  private onClose(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.gate.clear();
-    for (const callback of this.onClosed.splice(0)) callback();
+    this.receive(parsed.frame, undefined);
+    this.updateReading();
   }
 }

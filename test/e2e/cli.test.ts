@@ -127,7 +127,7 @@ const memoryServer = (async () => {
     const run = await server.done;
     const exitMs = Date.now() - signalled;
     await Promise.all([conn.waitClosed(1_000), idle.waitClosed(1_000)]);
-    return { ping, loginReply, run, exitMs, idleGotBytes: idle.bytesReceived };
+    return { ping, loginReply, run, exitMs, idleFrames: idle.frames.map((frame) => frame.headers.find(([name]) => name === 'Error')?.[1]) };
   } finally {
     server.child.kill('SIGKILL');
   }
@@ -308,13 +308,13 @@ t.test('zero and empty flag values are refused, not taken for the default', asyn
 });
 
 t.test('rotor serve --store memory serves frames and exits 0 on SIGTERM', async (t) => {
-  const { ping, loginReply, run, exitMs, idleGotBytes } = await memoryServer;
+  const { ping, loginReply, run, exitMs, idleFrames } = await memoryServer;
   t.strictSame(ping, { status: 200, error: undefined, body: undefined }, 'ping');
   t.strictSame(loginReply, { status: 401, error: 'ROTOR_E_AUTH_FAILED', body: undefined }, 'an empty store has no users');
   t.equal(run.signal, null, 'not killed');
   t.equal(run.code, 0, `exit code (${run.stderr})`);
   t.ok(exitMs < 5_000, `exited ${exitMs} ms after SIGTERM`);
-  t.equal(idleGotBytes, 0, 'an idle connection was closed without a frame');
+  t.strictSame(idleFrames, ['ROTOR_E_SHUTTING_DOWN'], 'an idle connection got one ROTOR_E_SHUTTING_DOWN frame, then the close');
   t.equal(octal(modeOf(memoryKeyFile)), '0600', 'the --key-file rotor created');
   t.equal(octal(modeOf(join(tmp, 'keys'))), '0700', 'and its directory');
 });
