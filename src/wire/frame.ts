@@ -30,9 +30,13 @@ export type Frame = RequestFrame | ResponseFrame;
 
 /** Header lookup; names compare case-insensitively, as the spec says. */
 export function getHeader(frame: { readonly headers: readonly Header[] }, name: string): string | undefined {
-  const wanted = name.toLowerCase();
-  for (const [key, value] of frame.headers) {
-    if (key.length === wanted.length && key.toLowerCase() === wanted) return value;
+  const headers = frame.headers;
+  // Most peers spell names as rotor does: an exact match first, no lower-casing (a new string) per header.
+  for (let i = 0; i < headers.length; i++) if (headers[i][0] === name) return headers[i][1];
+  let wanted: string | undefined;
+  for (let i = 0; i < headers.length; i++) {
+    const key = headers[i][0];
+    if (key.length === name.length && key.toLowerCase() === (wanted ??= name.toLowerCase())) return headers[i][1];
   }
   return undefined;
 }
