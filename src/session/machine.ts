@@ -15,6 +15,13 @@ import { sessionWith } from './state.ts';
 import type { Admission, Effect, PresentedToken, RevokeReason, SessionState, TaskSpec } from './types.ts';
 
 const NO_TASKS: readonly TaskSpec[] = Object.freeze([]);
+/** The metadata of every session that has none: one shared frozen object instead of an empty one per session (≈ 56 B each). */
+const NO_META: Readonly<Record<string, unknown>> = Object.freeze({});
+
+function isEmpty(meta: Readonly<Record<string, unknown>>): boolean {
+  for (const _ in meta) return false;
+  return true;
+}
 
 export interface NewSession {
   id: string;
@@ -39,7 +46,7 @@ export function createSession(init: NewSession): SessionState {
     // No token comes before the first, so no presented token can match this empty hash.
     prev: init.loginReply ? { hash: '', reply: init.loginReply } : null,
     held: NO_TASKS,
-    meta: init.meta,
+    meta: isEmpty(init.meta) ? NO_META : init.meta,
     createdAt: init.now,
     expiresAt: init.expiresAt,
     revoked: null,
