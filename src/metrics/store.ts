@@ -37,6 +37,21 @@ export function timedStore(store: Store, metrics: Metrics): Store {
   };
   // Optional methods stay optional: callers test for them (the token API's dump, readiness).
   if (store.listSessions) wrapper.listSessions = () => store.listSessions!();
+  if (store.loadSessionNow) {
+    const load = store.loadSessionNow.bind(store);
+    const latency = metrics.store.loadSession;
+    wrapper.loadSessionNow = (id) => {
+      const started = performance.now();
+      try {
+        return load(id);
+      } catch (err) {
+        metrics.storeErrors.loadSession.inc();
+        throw err;
+      } finally {
+        latency.observe((performance.now() - started) / 1000);
+      }
+    };
+  }
   if (store.ping) wrapper.ping = () => timed('ping', () => store.ping!());
   return wrapper;
 }

@@ -49,7 +49,8 @@ async function exchangeLocked(ctx: DispatchContext, token: string, verified: Ver
   const sessionId = verified.claims.session;
   const gen = verified.claims.generation;
   for (let attempt = 0; attempt < ctx.config.session.maxCommitRetries; attempt++) {
-    const loaded = await ctx.store.loadSession(sessionId);
+    const store = ctx.store;
+    const loaded = store.loadSessionNow ? store.loadSessionNow(sessionId) : await store.loadSession(sessionId);
     if (!loaded) return refused(note, 'ROTOR_E_SESSION_UNKNOWN');
     // A session opened without a login (note 004's POST /token) has no user.
     note.user = loaded.user || undefined;
@@ -72,7 +73,7 @@ async function exchangeLocked(ctx: DispatchContext, token: string, verified: Ver
       if (admission.state && !(await ctx.store.commitSession(admission.state, loaded.rev, []))) continue;
       return refused(note, admission.code);
     }
-    const released = taskRecords(admission.state, releasedTasks(admission.effects), now);
+    const released = admission.effects.length === 0 ? NO_RECORDS : taskRecords(admission.state, releasedTasks(admission.effects), now);
     const reply = await performAndCommit(ctx, loaded, admission.state, op, released, now, note);
     if (!reply) continue;
     if (released.length > 0) {
@@ -90,11 +91,13 @@ async function performAndCommit(
   loaded: SessionState,
   admitted: SessionState,
   op: ExchangeOperation,
-  released: TaskRecord[],
+  released: readonly TaskRecord[],
   now: number,
   note: Note,
 ): Promise<Reply | undefined> {
-  const step = await op.perform(admitted, released, now);
+  const performing = op.perform(admitted, released, now);
+  // An operation that answers at once costs no turn of the event loop.
+  const step = performing instanceof Promise ? await performing : performing;
   if (step.kind === 'settle') {
     if (step.state !== undefined && step.state !== loaded && !(await ctx.store.commitSession(step.state, loaded.rev, released))) return undefined;
     return step.reply;
@@ -117,6 +120,8 @@ async function performAndCommit(
   if (outcome.error) note.outcome = outcome.error;
   return Reply.serialized(frame, bytes);
 }
+
+const NO_RECORDS: readonly TaskRecord[] = Object.freeze([]);
 
 function taskRecords(state: SessionState, specs: readonly TaskSpec[], now: number): TaskRecord[] {
   return specs.map((spec) => ({ ...spec, sessionId: state.id, user: state.user, status: 'released', releasedAt: now, expiresAt: null }));

@@ -33,7 +33,7 @@ import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
-import { claimedTask, finishedTask, hasEnded, holdsClaim, storeCall, unavailable } from './records.ts';
+import { claimedTask, finishedTask, hasEnded, holdsClaim, storeCall, storeCallNow, unavailable } from './records.ts';
 import type { Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
 
 export interface LmdbStoreOptions {
@@ -112,6 +112,10 @@ export class LmdbStore implements Store {
 
   loadSession(id: string): Promise<SessionState | undefined> {
     return this.run(() => withBufferReply(this.sessions.get(id)));
+  }
+
+  loadSessionNow(id: string): SessionState | undefined {
+    return storeCallNow(this.closed, 'lmdb', () => withBufferReply(this.sessions.get(id)));
   }
 
   commitSession(next: SessionState, expectedRev: number, released: readonly TaskRecord[]): Promise<boolean> {

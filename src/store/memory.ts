@@ -29,6 +29,11 @@ export class MemoryStore implements Store {
     return this.sessions.get(id);
   }
 
+  loadSessionNow(id: string): SessionState | undefined {
+    this.check();
+    return this.sessions.get(id);
+  }
+
   async commitSession(next: SessionState, expectedRev: number, released: readonly TaskRecord[]): Promise<boolean> {
     this.check();
     const current = this.sessions.get(next.id);

@@ -37,6 +37,16 @@ export async function storeCall<T>(closed: boolean, backend: string, work: () =>
   }
 }
 
+/** storeCall for work that answers at once: throws what storeCall rejects with. */
+export function storeCallNow<T>(closed: boolean, backend: string, work: () => T): T {
+  if (closed) throw new RotorError('ROTOR_E_UNAVAILABLE', 'store is closed');
+  try {
+    return work();
+  } catch (err) {
+    throw unavailable(err, backend);
+  }
+}
+
 /** Any failure of the backend itself, as the error callers retry on. */
 export function unavailable(err: unknown, backend: string): RotorError {
   if (err instanceof RotorError) return err;

@@ -70,6 +70,12 @@ export interface Store {
   createSession(state: SessionState): Promise<void>;
   loadSession(id: string): Promise<SessionState | undefined>;
   /**
+   * loadSession answered at once, for a backend that has the session at hand (memory, LMDB's
+   * memory map): an exchange then takes no turn of the event loop to read it. The same results
+   * and the same errors (thrown, not rejected).
+   */
+  loadSessionNow?(id: string): SessionState | undefined;
+  /**
    * Compare-and-set: if the stored session's rev is `expectedRev`, store `next` with rev
    * `expectedRev + 1` and, in the same atomic step, add `released` to the task queue. Returns
    * false (and changes nothing) if the rev differs or the session is gone.

@@ -183,6 +183,23 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
     t.equal(await store.loadSession(uid('nope')), undefined, 'an unknown id loads as undefined');
   });
 
+  t.test(`${name}: loadSessionNow (optional) answers what loadSession answers, errors included`, async (t) => {
+    const store = await fresh(t);
+    if (!store.loadSessionNow) {
+      t.equal(store.kind, 'redis', 'only a networked store may lack it');
+      return;
+    }
+    const s = session({ meta: { plan: 'pro' } });
+    await store.createSession(s);
+    await store.commitSession(rotated(s), 0, []);
+    same(t, store.loadSessionNow(s.id), await store.loadSession(s.id), 'the same record');
+    t.ok(Buffer.isBuffer(store.loadSessionNow(s.id)?.prev?.reply), 'the reply kept for replay as a Buffer');
+    t.equal(store.loadSessionNow(uid('nope')), undefined, 'an unknown id: undefined');
+    await store.close();
+    t.throws(() => store.loadSessionNow!(s.id), { code: 'ROTOR_E_UNAVAILABLE' }, 'closed: the error loadSession rejects with');
+    await t.rejects(store.loadSession(s.id), { code: 'ROTOR_E_UNAVAILABLE' });
+  });
+
   t.test(`${name}: createSession of an existing id rejects and changes nothing`, async (t) => {
     const store = await fresh(t);
     const s = session();
