@@ -13,7 +13,7 @@
  * (default 2), BENCH_SESSIONS (sessions preloaded for the durable comparison, default 1000000),
  * BENCH_ONLY (comma-separated row ids to run, e.g. "1,2,9").
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CarrierUnavailable } from '../src/bench/carriers.ts';
@@ -386,9 +386,12 @@ for (const scenario of ['meta', 'tasks', 'login', 'ping'] as const) {
 
 // ---- the report ------------------------------------------------------------------------------------
 
-const date = new Date().toISOString().slice(0, 10);
+const day = new Date().toISOString().slice(0, 10);
 const resultsDir = `${ROOT}bench/results`;
 mkdirSync(resultsDir, { recursive: true });
+// A second run on one day gets its own file (-2, -3, …): the history keeps every run.
+let date = day;
+for (let n = 2; existsSync(`${resultsDir}/${date}.md`); n++) date = `${day}-${n}`;
 const verdict = (row: Row) => (row.ratio === undefined || !row.meets ? (row.figure.startsWith('not available') ? 'n/a' : '') : row.meets(row.ratio) ? 'PASS' : 'MISS');
 const ratioText = (row: Row) => (row.ratio === undefined || !row.meets ? '' : row.target.includes('B') ? `${Math.round(row.ratio)} B` : row.target.includes('×') ? `${row.ratio.toFixed(2)} ×` : `${(row.ratio * 100).toFixed(1)} %`);
 
@@ -441,4 +444,10 @@ ${readings.length > 0 ? `\n${readings.join('\n')}\n` : ''}
 ${details}
 `;
 writeFileSync(`${resultsDir}/${date}.md`, report);
-process.stdout.write(`${table}\n\nwritten: bench/results/${date}.md, bench/results/${date}.svg\n`);
+const ratioOf = (id: string) => {
+  const row = rows.find((r) => r.id === id && r.ratio !== undefined && r.meets);
+  return row ? ratioText(row) : '';
+};
+const historyRow = `| [${date}](${date}.md) | ${ratioOf('2')} | ${ratioOf('9')} | ${ratioOf('3')} | ${ratioOf('4')} | ${ratioOf('6')} | ${ratioOf('7')} | ${ratioOf('8')} | (say what changed) |\n`;
+appendFileSync(`${resultsDir}/history.md`, historyRow);
+process.stdout.write(`${table}\n\nwritten: bench/results/${date}.md, bench/results/${date}.svg, a row in bench/results/history.md\n`);
