@@ -21,16 +21,29 @@
  * inside one transaction (`transaction`), which holds LMDB's single write lock.
  *
  * Layout (sub-databases of one environment; values msgpack with shared structures):
- *   sessions  id → SessionState                 (entry version = rev)
+ *   sessions  id → SessionState                 (entry version = rev; expiresAt stored first)
  *   tasks     id → TaskRecord
  *   queue     [releasedAt, id]                  released tasks, oldest first
  *   leases    [leaseUntil, id]                  running tasks, earliest lease first
- *   expiry    [expiresAt, kind, id]             what purgeExpired may forget, soonest first
+ *   expiry    [at, kind, id]                    what purgeExpired may forget, soonest first
  *   users     name → UserRecord
+ *
+ * The expiry index is a lower bound, not a mirror: every record with an expiresAt has an entry
+ * at an `at` no later than its expiresAt (and may have stale ones). A rotation moves expiresAt
+ * later, which keeps that true, so it writes no index entry; only a commit that moves a record's
+ * expiry earlier (a revocation, a shorter token lifetime, null → a time) adds one. purgeExpired
+ * takes the entries with `at` <= now and checks each record's own expiresAt: expired, it is
+ * deleted; still live, its entry moves on to its current expiresAt (once per token lifetime for
+ * a session in use); gone or never-expiring, the entry is dropped. So purge deletes exactly the
+ * records whose expiresAt <= now, no earlier and no later than the index of exact expiries did.
+ * To learn the old expiry, commitSession reads the record's bytes and decodes only its first
+ * field: session records are written with expiresAt first. Records written before (expiresAt
+ * later in the record) still load; their first commit just adds an index entry.
+ * Stores written by earlier versions (an exact entry per record) satisfy the same rule.
  */
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { getLastVersion, open, type Database, type RootDatabase } from 'lmdb';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
 import { claimedTask, finishedTask, hasEnded, holdsClaim, storeCall, storeCallNow, unavailable } from './records.ts';
@@ -103,29 +116,32 @@ export class LmdbStore implements Store {
   async createSession(state: SessionState): Promise<void> {
     const created = await this.run(() =>
       this.sessions.ifNoExists(state.id, () => {
-        this.sessions.put(state.id, sessionWith(state, { rev: 0 }), 0);
-        this.indexExpiry(SESSION, state.id, null, state.expiresAt);
+        this.sessions.put(state.id, stored(state, 0), 0);
+        if (state.expiresAt !== null) this.expiry.put([state.expiresAt, SESSION, state.id], true);
       }),
     );
     if (!created) throw new Error(`session ${state.id} exists`);
   }
 
   loadSession(id: string): Promise<SessionState | undefined> {
-    return this.run(() => withBufferReply(this.sessions.get(id)));
+    return this.run(() => loaded(this.sessions.get(id)));
   }
 
   loadSessionNow(id: string): SessionState | undefined {
-    return storeCallNow(this.closed, 'lmdb', () => withBufferReply(this.sessions.get(id)));
+    return storeCallNow(this.closed, 'lmdb', () => loaded(this.sessions.get(id)));
   }
 
   commitSession(next: SessionState, expectedRev: number, released: readonly TaskRecord[]): Promise<boolean> {
     return this.run(() => {
-      // Only to keep the expiry index tidy: LMDB itself decides the compare-and-set.
-      const current = this.sessions.get(next.id);
-      const previousExpiry = current?.rev === expectedRev ? current.expiresAt : null;
-      return this.sessions.ifVersion(next.id, expectedRev, () => {
-        this.sessions.put(next.id, sessionWith(next, { rev: expectedRev + 1 }), expectedRev + 1);
-        this.indexExpiry(SESSION, next.id, previousExpiry, next.expiresAt);
+      const id = next.id;
+      const expiresAt = next.expiresAt;
+      // The index needs an entry only if the expiry moves earlier (see the header). The old
+      // expiry, read here outside the write, is the one the conditional write replaces: it is
+      // used only if it is the record at version expectedRev, the write's own condition.
+      const indexed = expiresAt !== null && !(this.storedExpiry(id, expectedRev) <= expiresAt);
+      return this.sessions.ifVersion(id, expectedRev, () => {
+        this.sessions.put(id, stored(next, expectedRev + 1), expectedRev + 1);
+        if (indexed) this.expiry.put([expiresAt, SESSION, id], true);
         for (const task of released) {
           this.tasks.put(task.id, task);
           this.queue.put([task.releasedAt, task.id], true);
@@ -169,7 +185,7 @@ export class LmdbStore implements Store {
         if (!holdsClaim(task, claim)) return false;
         this.leases.remove([task.leaseUntil!, id]);
         this.tasks.put(id, finishedTask(task, outcome, now));
-        this.indexExpiry(TASK, id, null, outcome.expiresAt);
+        if (outcome.expiresAt !== null) this.expiry.put([outcome.expiresAt, TASK, id], true);
         return true;
       }),
     );
@@ -223,7 +239,7 @@ export class LmdbStore implements Store {
       const read = await this.run(() => Array.from(this.sessions.getRange(range)));
       // `start` is inclusive: drop the entry the last batch ended on (unless it is gone meanwhile).
       const batch = after !== undefined && read[0]?.key === after ? read.slice(1) : read.slice(0, LIST_BATCH);
-      for (const { value } of batch) yield withBufferReply(value)!;
+      for (const { value } of batch) yield loaded(value)!;
       if (batch.length < LIST_BATCH) return;
       after = batch[batch.length - 1].key;
     }
@@ -234,15 +250,20 @@ export class LmdbStore implements Store {
       let purged = 0;
       for (;;) {
         const chunk = await this.root.transaction(() => {
-          // [now, 2] sorts after every [now, kind, id]: all entries with expiresAt <= now.
+          // [now, 2] sorts after every [now, kind, id]: all entries with `at` <= now.
           const keys = Array.from(this.expiry.getKeys({ end: [now, 2], limit: PURGE_CHUNK }));
           for (const key of keys) {
             this.expiry.remove(key);
             const [, kind, id] = key as [number, number, string];
             const db: Database<SessionState | TaskRecord, string> = kind === SESSION ? this.sessions : this.tasks;
             const record = db.get(id);
-            // The entry may be stale: the record was rotated to a later expiry, or is gone.
-            if (!record || record.expiresAt === null || record.expiresAt > now) continue;
+            // The entry may be stale (the record is gone, or never expires now) or early: the
+            // record was rotated to a later expiry, where its entry moves (past `now`: not in this purge).
+            if (!record || record.expiresAt === null) continue;
+            if (record.expiresAt > now) {
+              this.expiry.put([record.expiresAt, kind, id], true);
+              continue;
+            }
             if (kind === TASK && !hasEnded((record as TaskRecord).status)) continue;
             db.remove(id);
             purged++;
@@ -276,11 +297,27 @@ export class LmdbStore implements Store {
     return this.root.backup(dir, options.compact ?? false);
   }
 
-  /** Keep the expiry index pointing at a record's current expiry. Call inside a write. */
-  private indexExpiry(kind: number, id: string, before: number | null, after: number | null): void {
-    if (before === after) return;
-    if (before !== null) this.expiry.remove([before, kind, id]);
-    if (after !== null) this.expiry.put([after, kind, id], true);
+  /**
+   * The expiresAt of session `id` as stored at version `rev`, decoding only that field: Infinity
+   * for never (null), NaN when it cannot tell (no such record or another version, or a record written
+   * before expiresAt came first). Nothing is decoded but one number, nothing is allocated.
+   */
+  private storedExpiry(id: string, rev: number): number {
+    const bytes = this.sessions.getBinaryFast(id);
+    if (bytes === undefined || getLastVersion() !== rev) return NaN;
+    // A record of a shared structure starts with its id, 0x40–0x5f (msgpackr, as lmdb-js sets
+    // it up: 32 shared structures, one-byte ids); its first field follows. Any other start (a
+    // structure defined in the record itself) is not read here.
+    const structure = bytes[0] - 0x40;
+    if (!(structure >= 0 && structure < 0x20)) return NaN;
+    const keys = (this.sessions as { decoder?: { structures?: (string[] | undefined)[] } }).decoder?.structures?.[structure];
+    if (keys?.[0] !== 'expiresAt') return NaN;
+    const type = bytes[1];
+    if (type === 0xc0) return Infinity; // nil: never
+    if (type === 0xcb && bytes.length >= 10) return bytes.readDoubleBE(2); // how msgpackr writes a millisecond time
+    if (type === 0xce && bytes.length >= 6) return bytes.readUInt32BE(2);
+    if (type < 0x40) return type; // positive fixint (0x40–0x7f are record ids)
+    return NaN;
   }
 
   private run<T>(work: () => T | Promise<T>): Promise<T> {
@@ -296,9 +333,36 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function withBufferReply(state: SessionState | undefined): SessionState | undefined {
-  if (!state?.prev || Buffer.isBuffer(state.prev.reply)) return state;
-  return sessionWith(state, { prev: { hash: state.prev.hash, reply: asBuffer(state.prev.reply) } });
+/** A session as written: expiresAt first, where commitSession reads it without decoding the rest. */
+function stored(state: SessionState, rev: number): SessionState {
+  return {
+    expiresAt: state.expiresAt,
+    id: state.id,
+    user: state.user,
+    rev,
+    gen: state.gen,
+    tokenHash: state.tokenHash,
+    acked: state.acked,
+    prev: state.prev,
+    held: state.held,
+    meta: state.meta,
+    createdAt: state.createdAt,
+    revoked: state.revoked,
+  };
+}
+
+const AS_IS = {};
+
+/**
+ * A session as read, in the shape every SessionState has (sessionWith's field order, not the
+ * stored one) and with its reply a Buffer. The decoded record is this call's own: its prev is
+ * given the Buffer in place.
+ */
+function loaded(state: SessionState | undefined): SessionState | undefined {
+  if (state === undefined) return undefined;
+  const prev = state.prev as { hash: string; reply: Buffer } | null;
+  if (prev !== null && !Buffer.isBuffer(prev.reply)) prev.reply = asBuffer(prev.reply);
+  return sessionWith(state, AS_IS);
 }
 
 function withBufferResult(task: TaskRecord | undefined): TaskRecord | undefined {
