@@ -5,7 +5,7 @@ import type { Carrier } from '../transport/admission.ts';
 import { TallyCounter, TallyHistogram, type HistogramSeries, type Tally } from './tally.ts';
 
 /** What a frame asked for; `unrouted` when it reached no operation (unknown /rotor/ path, wrong verb, not a request). */
-export const OPERATIONS = ['login', 'token', 'resume', 'ack', 'logout', 'delete', 'meta', 'task', 'app', 'ping', 'unrouted'] as const;
+export const OPERATIONS = ['login', 'token', 'resume', 'ack', 'logout', 'delete', 'meta', 'task', 'seats', 'app', 'ping', 'unrouted'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 /** How an exchange ended: answered, a lost reply sent again, or the Error code of its reply. */
@@ -39,6 +39,12 @@ export const STORE_OPERATIONS = [
   'listUsers',
   'removeUser',
   'acceptTotpStep',
+  'putPool',
+  'loadPool',
+  'listPools',
+  'removePool',
+  'loadSeats',
+  'commitSeats',
   'purgeExpired',
   'ping',
 ] as const;

@@ -32,6 +32,12 @@ export function timedStore(store: Store, metrics: Metrics): Store {
     listUsers: () => timed('listUsers', () => store.listUsers()),
     removeUser: (name) => timed('removeUser', () => store.removeUser(name)),
     acceptTotpStep: (name, step) => timed('acceptTotpStep', () => store.acceptTotpStep(name, step)),
+    putPool: (pool) => timed('putPool', () => store.putPool(pool)),
+    loadPool: (name) => timed('loadPool', () => store.loadPool(name)),
+    listPools: () => timed('listPools', () => store.listPools()),
+    removePool: (name) => timed('removePool', () => store.removePool(name)),
+    loadSeats: (pool) => timed('loadSeats', () => store.loadSeats(pool)),
+    commitSeats: (next, expectedRev) => timed('commitSeats', () => store.commitSeats(next, expectedRev)),
     purgeExpired: (now) => timed('purgeExpired', () => store.purgeExpired(now)),
     close: () => store.close(),
   };

@@ -32,6 +32,8 @@ export interface DispatchContext {
   readonly locks: KeyedSerializer;
   /** How long a revoked session is remembered (its tokens get SESSION_REVOKED, not SESSION_UNKNOWN). */
   readonly revokedRetentionMs: number;
+  /** Told once a session has ended (logout, delete, revocation), after that is stored: what it held goes back (seats). */
+  readonly sessionEnded: (sessionId: string, now: number) => Promise<void>;
 }
 
 /**

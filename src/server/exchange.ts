@@ -71,6 +71,7 @@ async function exchangeLocked(ctx: DispatchContext, token: string, verified: Ver
     }
     if (admission.verdict === 'reject') {
       if (admission.state && !(await ctx.store.commitSession(admission.state, loaded.rev, []))) continue;
+      if (admission.state?.revoked && !loaded.revoked) await ctx.sessionEnded(sessionId, now);
       return refused(note, admission.code);
     }
     const released = admission.effects.length === 0 ? NO_RECORDS : taskRecords(admission.state, releasedTasks(admission.effects), now);
@@ -100,6 +101,7 @@ async function performAndCommit(
   const step = performing instanceof Promise ? await performing : performing;
   if (step.kind === 'settle') {
     if (step.state !== undefined && step.state !== loaded && !(await ctx.store.commitSession(step.state, loaded.rev, released))) return undefined;
+    if (step.state?.revoked && !loaded.revoked) await ctx.sessionEnded(loaded.id, now);
     return step.reply;
   }
   const { outcome } = step;

@@ -15,6 +15,7 @@ import { KeyedSerializer } from './locks.ts';
 import { application } from './operations/application.ts';
 import { ownRoutes, type RouteTable } from './routes.ts';
 import { TaskRunner } from './tasks.ts';
+import { releaseSessionSeats } from '../seats/operations.ts';
 
 export { errorReply, Reply };
 export { SERVER_NAME } from './context.ts';
@@ -84,6 +85,7 @@ export class Rotor {
       random,
       locks: new KeyedSerializer(),
       revokedRetentionMs: deps.config.session.revokedRetentionMinutes * 60_000,
+      sessionEnded: (sessionId, now) => releaseSessionSeats(this.context, sessionId, now),
     };
     this.routes = ownRoutes(this.context);
     this.application = application(this.context, deps.app);

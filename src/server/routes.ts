@@ -16,6 +16,7 @@ import { login } from './operations/login.ts';
 import { meta } from './operations/meta.ts';
 import { resume } from './operations/resume.ts';
 import { taskStatus } from './operations/task.ts';
+import { poolOf, SEATS_PREFIX, seatOperation } from '../seats/operations.ts';
 
 export interface Route {
   operation: OperationName;
@@ -58,7 +59,10 @@ export function ownRoutes(ctx: DispatchContext): RouteTable {
       return exchange(ctx, frame, taskStatus(ctx, taskId), note);
     }),
   };
+  const seat = (kind: 'take' | 'give' | 'look'): Route['run'] => (frame, note, path) => exchange(ctx, frame, seatOperation(ctx, kind, poolOf(path)), note);
+  const seats: RouteVerbs = { POST: route('seats', seat('take')), DELETE: route('seats', seat('give')), GET: route('seats', seat('look')) };
+  const below = (prefix: string, path: string) => path.startsWith(prefix) && path.length > prefix.length;
   return {
-    lookup: (path) => exact.get(path) ?? (path.startsWith(TASKS_PREFIX) && path.length > TASKS_PREFIX.length ? tasks : undefined),
+    lookup: (path) => exact.get(path) ?? (below(TASKS_PREFIX, path) ? tasks : below(SEATS_PREFIX, path) ? seats : undefined),
   };
 }

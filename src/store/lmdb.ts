@@ -27,6 +27,8 @@
  *   leases    [leaseUntil, id]                  running tasks, earliest lease first
  *   expiry    [at, kind, id]                    what purgeExpired may forget, soonest first
  *   users     name → UserRecord
+ *   pools     name → PoolRecord                 seat pools (spec §9)
+ *   seats     pool name → PoolSeats             (entry version = rev) who holds and who waits
  *
  * The expiry index is a lower bound, not a mirror: every record with an expiresAt has an entry
  * at an `at` no later than its expiresAt (and may have stale ones). A rotation moves expiresAt
@@ -44,6 +46,7 @@
 import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { getLastVersion, open, type Database, type RootDatabase } from 'lmdb';
+import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
 import { claimedTask, finishedTask, hasEnded, holdsClaim, storeCall, storeCallNow, unavailable } from './records.ts';
@@ -75,6 +78,9 @@ export class LmdbStore implements Store {
     private readonly leases: Database<true, Key>,
     private readonly expiry: Database<true, Key>,
     private readonly users: Database<UserRecord, string>,
+    private readonly pools: Database<PoolRecord, string>,
+    /** pool name → PoolSeats (entry version = rev). */
+    private readonly seats: Database<PoolSeats, string>,
   ) {}
 
   static async open(dir: string, options: LmdbStoreOptions = {}): Promise<LmdbStore> {
@@ -87,7 +93,7 @@ export class LmdbStore implements Store {
         // Always a directory: lmdb-js would otherwise take a path with a dot in its last part
         // (`rotor.d`, a mkdtemp name) for a single file.
         noSubdir: false,
-        maxDbs: 8,
+        maxDbs: 16,
         // Default: no fsync at all. A committed transaction is in the file (the OS page cache),
         // which a killed process cannot lose. fsync: every transaction is synced before its
         // writes resolve. (lmdb-js's overlappingSync, a middle way, measured here: 118 rotations/s
@@ -107,6 +113,8 @@ export class LmdbStore implements Store {
         root.openDB<true, Key>({ name: 'leases' }),
         root.openDB<true, Key>({ name: 'expiry' }),
         root.openDB<UserRecord, string>({ name: 'users', ...records }),
+        root.openDB<PoolRecord, string>({ name: 'pools', ...records }),
+        root.openDB<PoolSeats, string>({ name: 'seats', useVersions: true, ...records }),
       );
     } catch (err) {
       throw unavailable(err, `lmdb ${dir}`);
@@ -229,6 +237,46 @@ export class LmdbStore implements Store {
       }),
     );
   }
+  putPool(pool: PoolRecord): Promise<void> {
+    return this.run(async () => {
+      await this.pools.put(pool.name, pool);
+    });
+  }
+
+  loadPool(name: string): Promise<PoolRecord | undefined> {
+    return this.run(() => this.pools.get(name));
+  }
+
+  listPools(): Promise<PoolRecord[]> {
+    return this.run(() => Array.from(this.pools.getRange(), ({ value }) => value).sort((a, b) => a.name.localeCompare(b.name)));
+  }
+
+  removePool(name: string): Promise<boolean> {
+    return this.run(() =>
+      this.root.transaction(() => {
+        this.seats.remove(name);
+        if (!this.pools.doesExist(name)) return false;
+        this.pools.remove(name);
+        return true;
+      }),
+    );
+  }
+
+  loadSeats(pool: string): Promise<PoolSeats | undefined> {
+    return this.run(() => {
+      const entry = this.seats.getEntry(pool);
+      return entry === undefined ? undefined : { ...entry.value, rev: entry.version ?? 0 };
+    });
+  }
+
+  /** A conditional write on the entry version, as commitSession's: LMDB checks it inside the write transaction, across processes too. */
+  commitSeats(next: PoolSeats, expectedRev: number): Promise<boolean> {
+    return this.run(() => {
+      const write = () => this.seats.put(next.pool, { ...next, rev: expectedRev + 1 }, expectedRev + 1);
+      return expectedRev === 0 ? this.seats.ifNoExists(next.pool, write) : this.seats.ifVersion(next.pool, expectedRev, write);
+    });
+  }
+
 
   /** In batches read at once, so no read transaction stays open across the consumer's awaits. */
   async *listSessions(): AsyncIterable<SessionState> {

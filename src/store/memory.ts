@@ -1,4 +1,5 @@
 import { RotorError } from '../errors.ts';
+import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
 import { claimedTask, finishedTask, holdsClaim } from './records.ts';
@@ -16,6 +17,8 @@ export class MemoryStore implements Store {
   /** Ids of tasks waiting to be claimed, in release order. */
   private readonly queue = new Set<string>();
   private readonly users = new Map<string, UserRecord>();
+  private readonly pools = new Map<string, PoolRecord>();
+  private readonly seats = new Map<string, PoolSeats>();
   private closed = false;
 
   async createSession(state: SessionState): Promise<void> {
@@ -111,6 +114,39 @@ export class MemoryStore implements Store {
     this.users.set(name, { ...user, lastTotpStep: step });
     return true;
   }
+  async putPool(pool: PoolRecord): Promise<void> {
+    this.check();
+    this.pools.set(pool.name, pool);
+  }
+
+  async loadPool(name: string): Promise<PoolRecord | undefined> {
+    this.check();
+    return this.pools.get(name);
+  }
+
+  async listPools(): Promise<PoolRecord[]> {
+    this.check();
+    return [...this.pools.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async removePool(name: string): Promise<boolean> {
+    this.check();
+    this.seats.delete(name);
+    return this.pools.delete(name);
+  }
+
+  async loadSeats(pool: string): Promise<PoolSeats | undefined> {
+    this.check();
+    return this.seats.get(pool);
+  }
+
+  async commitSeats(next: PoolSeats, expectedRev: number): Promise<boolean> {
+    this.check();
+    if ((this.seats.get(next.pool)?.rev ?? 0) !== expectedRev) return false;
+    this.seats.set(next.pool, { ...next, rev: expectedRev + 1 });
+    return true;
+  }
+
 
   async *listSessions(): AsyncIterable<SessionState> {
     this.check();

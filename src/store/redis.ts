@@ -15,6 +15,9 @@
  *   <p>:{tasks}:pending    zset  "<rev>:<sid>" of commits whose outbox may not be relayed yet
  *   <p>:{users}:u          hash  name → user JSON (without lastTotpStep)
  *   <p>:{users}:totp       hash  name → last accepted TOTP step
+ *   <p>:{pools}:p          hash  name → seat pool JSON
+ *   <p>:{pool:<name>}:s    hash  r = rev, d = who holds the pool's seats and who waits (JSON),
+ *                                changed only by the SEATS compare-and-set script
  *
  * commitSession is one Lua script on the session's slot: the rev compare, the write, its TTL
  * and the released tasks into the session's outbox, all or nothing. The outbox is then relayed
@@ -37,6 +40,7 @@
  * and ioredis reconnects by itself in the background.
  */
 import { Redis } from 'ioredis';
+import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
 import { storeCall, unavailable } from './records.ts';
@@ -168,6 +172,13 @@ if last and tonumber(last) >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1`;
 
+/** KEYS: seats. ARGV: expected rev (0 = none stored yet), new rev, JSON. */
+const SEATS = `
+local cur = redis.call('HGET', KEYS[1], 'r') or '0'
+if cur ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'r', ARGV[2], 'd', ARGV[3])
+return 1`;
+
 type Arg = string | Buffer | number;
 interface Scripts {
   rotorCommit(...args: Arg[]): Promise<number>;
@@ -175,6 +186,7 @@ interface Scripts {
   rotorClaimBuffer(...args: Arg[]): Promise<[Buffer[][], Buffer[]]>;
   rotorFinish(...args: Arg[]): Promise<number>;
   rotorTotp(...args: Arg[]): Promise<number>;
+  rotorSeats(...args: Arg[]): Promise<number>;
 }
 type Client = Redis & Scripts;
 
@@ -193,6 +205,8 @@ export class RedisStore implements Store {
     pending: string;
     users: string;
     totp: string;
+    pools: string;
+    seats: (pool: string) => string;
   };
 
   private constructor(
@@ -212,6 +226,8 @@ export class RedisStore implements Store {
       pending: `${prefix}:{tasks}:pending`,
       users: `${prefix}:{users}:u`,
       totp: `${prefix}:{users}:totp`,
+      pools: `${prefix}:{pools}:p`,
+      seats: (pool) => `${prefix}:{pool:${pool}}:s`,
     };
   }
 
@@ -231,6 +247,7 @@ export class RedisStore implements Store {
         rotorClaim: { lua: CLAIM, numberOfKeys: 3 },
         rotorFinish: { lua: FINISH, numberOfKeys: 3 },
         rotorTotp: { lua: TOTP, numberOfKeys: 2 },
+        rotorSeats: { lua: SEATS, numberOfKeys: 1 },
       },
     }) as Client;
     // Connection errors surface as rejected calls; the event would only be noise (or a crash).
@@ -328,6 +345,51 @@ export class RedisStore implements Store {
 
   acceptTotpStep(name: string, step: number): Promise<boolean> {
     return this.call(async () => (await this.redis.rotorTotp(this.keys.users, this.keys.totp, name, step)) === 1);
+  }
+
+  putPool(pool: PoolRecord): Promise<void> {
+    return this.call(async () => {
+      await this.redis.hset(this.keys.pools, pool.name, JSON.stringify(pool));
+    });
+  }
+
+  loadPool(name: string): Promise<PoolRecord | undefined> {
+    return this.call(async () => {
+      const json = await this.redis.hget(this.keys.pools, name);
+      return json === null ? undefined : (JSON.parse(json) as PoolRecord);
+    });
+  }
+
+  listPools(): Promise<PoolRecord[]> {
+    return this.call(async () =>
+      Object.values(await this.redis.hgetall(this.keys.pools))
+        .map((json) => JSON.parse(json) as PoolRecord)
+        .sort((a, b) => a.name.localeCompare(b.name)),
+    );
+  }
+
+  /** Two keys in two slots: the pool goes first, so a half-done remove leaves only a seats record nobody reads. */
+  removePool(name: string): Promise<boolean> {
+    return this.call(async () => {
+      const removed = await this.redis.hdel(this.keys.pools, name);
+      await this.redis.del(this.keys.seats(name));
+      return removed === 1;
+    });
+  }
+
+  loadSeats(pool: string): Promise<PoolSeats | undefined> {
+    return this.call(async () => {
+      const [rev, json] = await this.redis.hmget(this.keys.seats(pool), 'r', 'd');
+      if (rev === null || json === null) return undefined;
+      return { ...(JSON.parse(json) as Omit<PoolSeats, 'rev'>), rev: Number(rev) };
+    });
+  }
+
+  commitSeats(next: PoolSeats, expectedRev: number): Promise<boolean> {
+    return this.call(async () => {
+      const { rev: _rev, ...rest } = next;
+      return (await this.redis.rotorSeats(this.keys.seats(next.pool), String(expectedRev), String(expectedRev + 1), JSON.stringify(rest))) === 1;
+    });
   }
 
   /** SCAN over the session keys (on one server; a Cluster would need it on every master). */

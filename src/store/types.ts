@@ -1,3 +1,4 @@
+import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState, TaskSpec } from '../session/types.ts';
 
 /** How a task ended: its handler resolved, rejected, or was told to stop at the timeout (its effect may or may not have happened). */
@@ -102,6 +103,20 @@ export interface Store {
   removeUser(name: string): Promise<boolean>;
   /** Atomically accept TOTP time step `step` for `name` if it is newer than the last one accepted. */
   acceptTotpStep(name: string, step: number): Promise<boolean>;
+
+  /** Seat pools (spec §9), kept like users: every node on the store sees the same ones. */
+  putPool(pool: PoolRecord): Promise<void>;
+  loadPool(name: string): Promise<PoolRecord | undefined>;
+  listPools(): Promise<PoolRecord[]>;
+  /** Forget a pool and who holds its seats. */
+  removePool(name: string): Promise<boolean>;
+  /** Who holds the pool's seats and who waits; undefined for a pool nobody has asked yet (rev 0). */
+  loadSeats(pool: string): Promise<PoolSeats | undefined>;
+  /**
+   * Compare-and-set: if the pool's seats record is at `expectedRev` (0: none stored yet), store
+   * `next` at `expectedRev + 1`. Returns false, changing nothing, if it is not.
+   */
+  commitSeats(next: PoolSeats, expectedRev: number): Promise<boolean>;
 
   /**
    * OPTIONAL. Every session the store holds (live, expired but not yet purged, revoked), in no

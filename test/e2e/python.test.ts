@@ -71,3 +71,14 @@ t.test('the python client reports a mismatch with a non-zero exit', async (t) =>
   t.equal(run.code, 1);
   t.match(run.facts, { ok: false, step: 'login', error: /want status 200, got 401 ROTOR_E_AUTH_FAILED/ });
 });
+
+t.test('the spec-only python client takes a seat, waits in line, and is granted (spec §9)', async (t) => {
+  const srv = await startServer();
+  t.teardown(() => srv.close());
+  await srv.store.putPool({ name: 'cad', seats: 1, perUser: 0, heartbeatMs: 60_000, maxHoldMs: null, queueLimit: 10, perUserQueueLimit: 10, createdAt: 0 });
+  const run = await runClient(['--port', String(srv.port), '--seats', 'cad']);
+  t.equal(run.stderr, '', 'nothing on stderr');
+  t.match(run.facts, { ok: true, step: 'done', first: 'granted', second: 'queued 1', then: 'granted' });
+  t.same(run.facts.standing, { pool: 'cad', seats: 1, held: 1, queued: 1, seat: 'queued', position: 1 });
+  t.equal(run.code, 0, `exit code (${JSON.stringify(run.facts)})`);
+});

@@ -227,6 +227,54 @@ def run(args, facts):
     facts["tokens"] = len(tokens)
 
 
+def seats(args, facts):
+    """Spec §9: two sessions of one user and a pool of one seat: take, queue, give back, granted."""
+    conn = Connection(args.host, args.port, args.timeout)
+    tokens = {}
+
+    def login(name):
+        reply = conn.exchange(frame("POST", "/rotor/login", [("User", args.user), ("Password", args.password)]))
+        expect_status(reply, 200)
+        tokens[name] = reply.header("Token")
+
+    def ask(name, verb):
+        reply = conn.exchange(frame(verb, "/rotor/seats/" + args.seats, [("Token", tokens[name])]))
+        token = reply.header("Token")
+        expect(token and token != tokens[name], "a seat exchange must rotate: %s" % reply.describe())
+        tokens[name] = token
+        return reply
+
+    login("first")
+    login("second")
+    facts["step"] = "take"
+    reply = ask("first", "POST")
+    expect_status(reply, 200)
+    expect(reply.header("Seat") == "granted", "want granted, got %s" % reply.describe())
+    expect(re.match(r"^[0-9]+$", reply.header("Seat-Expires") or ""), "bad Seat-Expires")
+    facts["first"] = reply.header("Seat")
+    facts["step"] = "queue"
+    reply = ask("second", "POST")
+    expect_status(reply, 202)
+    expect(reply.header("Seat") == "queued" and reply.header("Seat-Position") == "1", "want queued at 1: %s" % reply.describe())
+    expect(re.match(r"^[0-9]+$", reply.header("Wait-for") or ""), "bad Wait-for")
+    facts["second"] = "queued %s" % reply.header("Seat-Position")
+    reply = ask("second", "GET")
+    expect_status(reply, 200)
+    standing = json.loads(reply.body.decode("utf-8"))
+    facts["standing"] = standing
+    facts["step"] = "give back"
+    reply = ask("first", "DELETE")
+    expect_status(reply, 200)
+    expect(reply.header("Seat") == "none", "want none: %s" % reply.describe())
+    facts["step"] = "granted"
+    reply = ask("second", "POST")
+    expect_status(reply, 200)
+    expect(reply.header("Seat") == "granted", "want granted: %s" % reply.describe())
+    facts["then"] = reply.header("Seat")
+    facts["step"] = "done"
+    conn.close()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -234,10 +282,11 @@ def main():
     parser.add_argument("--user", default="alice")
     parser.add_argument("--password", default="pw")
     parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument("--seats", help="run the seat exchanges of spec section 9 against this pool instead")
     args = parser.parse_args()
     facts = {"ok": False}
     try:
-        run(args, facts)
+        (seats if args.seats else run)(args, facts)
         facts["ok"] = True
     except (Mismatch, OSError) as err:
         facts["error"] = "%s: %s" % (type(err).__name__, err)

@@ -51,7 +51,7 @@ async function specRotor(): Promise<{ rotor: Rotor; store: MemoryStore }> {
 }
 
 export async function transcript(): Promise<Exchange[]> {
-  const { rotor } = await specRotor();
+  const { rotor, store } = await specRotor();
   const out: Exchange[] = [];
   const send = async (title: string, bytes: Buffer): Promise<Frame> => {
     const reply = await rotor.dispatch(parseOne(bytes));
@@ -82,6 +82,16 @@ export async function transcript(): Promise<Exchange[]> {
   const created = await send('create', request('POST', '/rotor/token', [['Content-Type', 'application/json']], '{"name":"My user","year":2022}'));
   await send('delete', request('DELETE', '/rotor/token', [['Token', token(created)]]));
   await send('wrong-password', request('POST', '/rotor/login', [['User', 'alice'], ['Password', 'guess']]));
+
+  // Seats (spec §9): two sessions of alice's, a pool of one seat.
+  await store.putPool({ name: 'cad', seats: 1, perUser: 0, heartbeatMs: 300_000, maxHoldMs: null, queueLimit: 100, perUserQueueLimit: 10, createdAt: SPEC_CLOCK });
+  const quietLogin = async () => token(parseOne((await rotor.dispatch(parseOne(request('POST', '/rotor/login', [['User', 'alice'], ['Password', 'wonderland']])))).bytes));
+  const [first, waiting] = [await quietLogin(), await quietLogin()];
+  const taken = await send('seat-take', request('POST', '/rotor/seats/cad', [['Token', first]]));
+  const queued = await send('seat-queued', request('POST', '/rotor/seats/cad', [['Token', waiting]]));
+  const standing = await send('seat-look', request('GET', '/rotor/seats/cad', [['Token', token(queued)]]));
+  await send('seat-give', request('DELETE', '/rotor/seats/cad', [['Token', token(taken)]]));
+  await send('seat-granted', request('POST', '/rotor/seats/cad', [['Token', token(standing)]]));
   await rotor.stop();
   return out;
 }

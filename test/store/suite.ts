@@ -6,6 +6,7 @@
 import type tap from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { isRotorError } from '../../src/errors.ts';
+import type { PoolRecord, PoolSeats } from '../../src/seats/types.ts';
 import type { SessionState, TaskSpec } from '../../src/session/types.ts';
 import type { Store, TaskClaim, TaskRecord, UserRecord } from '../../src/store/types.ts';
 
@@ -450,6 +451,47 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
     t.equal(await store.removeUser('mallory'), false, 'and not twice');
     t.equal(await store.loadUser('mallory'), undefined);
     t.equal((await store.listUsers()).length, names.length - 1);
+  });
+
+  t.test(`${name}: seat pools are kept like users`, async (t) => {
+    const store = await fresh(t);
+    const pool = (name: string, seats = 2): PoolRecord => ({ name, seats, perUser: 1, heartbeatMs: 300_000, maxHoldMs: null, queueLimit: 100, perUserQueueLimit: 10, createdAt: 5 });
+    const a = uid('pool');
+    const b = uid('pool');
+    await store.putPool(pool(b));
+    await store.putPool(pool(a, 3));
+    same(t, await store.loadPool(a), pool(a, 3), 'every field round-trips');
+    t.equal(await store.loadPool(uid('none')), undefined);
+    const listed = (await store.listPools()).map((p) => p.name).filter((n) => n === a || n === b);
+    same(t, listed, [a, b].sort((x, y) => x.localeCompare(y)), 'listed once each, sorted by name');
+    await store.putPool({ ...pool(a), seats: 9, maxHoldMs: 60_000 });
+    same(t, await store.loadPool(a), { ...pool(a), seats: 9, maxHoldMs: 60_000 }, 'put replaces');
+    t.equal(await store.removePool(a), true);
+    t.equal(await store.removePool(a), false, 'not twice');
+    t.equal(await store.loadPool(a), undefined);
+  });
+
+  t.test(`${name}: a pool's seats record is a compare-and-set on rev, and one of concurrent commits wins`, async (t) => {
+    const store = await fresh(t);
+    const pool = uid('pool');
+    t.equal(await store.loadSeats(pool), undefined, 'nobody asked yet');
+    const holder = { session: uid('s'), user: 'alice', since: 10, seenAt: 20 };
+    const first: PoolSeats = { pool, rev: 0, holders: [holder], queue: [], holdsEnded: 0, heldMsTotal: 0 };
+    t.equal(await store.commitSeats(first, 1), false, 'a record that does not exist is not at rev 1');
+    t.equal(await store.commitSeats(first, 0), true, 'created at rev 1');
+    same(t, await store.loadSeats(pool), { ...first, rev: 1 });
+    t.equal(await store.commitSeats({ ...first, holders: [] }, 0), false, 'a stale rev loses');
+    same(t, (await store.loadSeats(pool))?.holders, [holder], 'and changes nothing');
+    const waiter = { session: uid('s'), user: 'bob', since: 30, seenAt: 30 };
+    const racers = Array.from({ length: 8 }, (_, i) => ({ ...first, rev: 1, queue: [{ ...waiter, since: i }], holdsEnded: i }));
+    const won = await Promise.all(racers.map((r) => store.commitSeats(r, 1)));
+    t.equal(won.filter(Boolean).length, 1, 'eight commits of one rev: one wins');
+    const stored = (await store.loadSeats(pool))!;
+    t.equal(stored.rev, 2);
+    t.equal(stored.holdsEnded, won.indexOf(true), 'the winner is what is stored');
+    await store.putPool({ name: pool, seats: 1, perUser: 0, heartbeatMs: 1000, maxHoldMs: null, queueLimit: 1, perUserQueueLimit: 1, createdAt: 0 });
+    t.equal(await store.removePool(pool), true);
+    t.equal(await store.loadSeats(pool), undefined, 'removing the pool forgets its seats');
   });
 
   t.test(`${name}: acceptTotpStep accepts only strictly newer steps, atomically`, async (t) => {

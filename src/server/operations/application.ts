@@ -3,10 +3,11 @@ import type { SessionState, TaskSpec } from '../../session/types.ts';
 import { getHeader, type Header, type RequestFrame } from '../../wire/index.ts';
 import { Router, type AppReply, type AppRequest, type RotorApp } from '../app.ts';
 import type { ExchangeOperation } from '../exchange.ts';
+import { SEAT_HEADERS } from '../../seats/operations.ts';
 import { errorOutcome, type DispatchContext, type Outcome } from '../context.ts';
 
 /** Headers only rotor sets; an application handler setting one is a bug. */
-const RESERVED_HEADERS = new Set(['token', 'error', 'task', 'wait-for', 'bin-length', 'server', 'content-type']);
+const RESERVED_HEADERS = new Set(['token', 'error', 'task', 'wait-for', 'bin-length', 'server', 'content-type', ...SEAT_HEADERS]);
 
 /** Everything outside /rotor/: the application's handler for the path, inside an exchange. */
 export function application(ctx: DispatchContext, app: RotorApp): (frame: RequestFrame, path: string, query: string) => ExchangeOperation {
