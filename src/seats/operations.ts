@@ -46,7 +46,9 @@ export function seatOperation(ctx: DispatchContext, kind: SeatAskKind, name: str
       const pool = await ctx.store.loadPool(name);
       const base = { tasks: [], meta: admitted.meta };
       if (!pool) return { kind: 'rotate', outcome: { ...base, ...errorOutcome('ROTOR_E_POOL_UNKNOWN') } };
-      const { answer, seats } = await settleSeats(ctx, pool, { kind, session: admitted.id, user: admitted.user }, now);
+      // Its own last sign of life before this ask is in the record just admitted: no store read.
+      const life = lastLife(admitted, ctx.config.session.tokenTtlMinutes * 60_000, now);
+      const { answer, seats } = await settleSeats(ctx, pool, { kind, session: admitted.id, user: admitted.user, life }, now);
       return { kind: 'rotate', outcome: { ...base, ...seatReply(pool, seats, answer, kind, admitted.id) } };
     },
   };
@@ -58,24 +60,22 @@ export function seatOperation(ctx: DispatchContext, kind: SeatAskKind, name: str
  * make a compare-and-set fail; it is retried from the load, and past the retries it is
  * ROTOR_E_CONFLICT (nothing changed: the client asks again with the same token).
  */
-function settleSeats(
-  ctx: DispatchContext,
-  pool: PoolRecord,
-  ask: { kind: SeatAskKind; session: string; user: string },
-  now: number,
-): Promise<{ answer: SeatAnswer; seats: PoolSeats }> {
+/** An ask, with what the asking session's own record says of its last sign of life before it (null: ended). */
+interface Ask {
+  kind: SeatAskKind;
+  session: string;
+  user: string;
+  life: number | null;
+}
+
+function settleSeats(ctx: DispatchContext, pool: PoolRecord, ask: Ask, now: number): Promise<{ answer: SeatAnswer; seats: PoolSeats }> {
   return ctx.locks.run(`\0pool\0${pool.name}`, () => settleSeatsNow(ctx, pool, ask, now));
 }
 
-async function settleSeatsNow(
-  ctx: DispatchContext,
-  pool: PoolRecord,
-  ask: { kind: SeatAskKind; session: string; user: string },
-  now: number,
-): Promise<{ answer: SeatAnswer; seats: PoolSeats }> {
+async function settleSeatsNow(ctx: DispatchContext, pool: PoolRecord, ask: Ask, now: number): Promise<{ answer: SeatAnswer; seats: PoolSeats }> {
   for (let attempt = 0; attempt < ctx.config.session.maxCommitRetries; attempt++) {
     const seats = (await ctx.store.loadSeats(pool.name)) ?? noSeats(pool.name);
-    const decision = decideSeat(pool, seats, ask, now, await livesOf(ctx, pool, seats, ask.session, now));
+    const decision = decideSeat(pool, seats, ask, now, await livesOf(ctx, pool, seats, ask, now));
     if (!decision.changed || (await ctx.store.commitSeats(decision.seats, seats.rev))) {
       return { answer: decision.answer, seats: decision.changed ? { ...decision.seats, rev: seats.rev + 1 } : seats };
     }
@@ -83,13 +83,15 @@ async function settleSeatsNow(
   throw new RotorError('ROTOR_E_CONFLICT', 'the seat pool changed under every attempt');
 }
 
-/** The sessions the record counts as silent: what their own records say of them (a few store reads, only for those). */
-async function livesOf(ctx: DispatchContext, pool: PoolRecord, seats: PoolSeats, asking: string, now: number): Promise<Lives> {
-  const lives = new Map<string, number | null>();
+/**
+ * The sessions the record counts as silent: what their own records say of them (a few store
+ * reads, only for those; the asking session's own is known already).
+ */
+async function livesOf(ctx: DispatchContext, pool: PoolRecord, seats: PoolSeats, ask: Ask, now: number): Promise<Lives> {
+  const lives = new Map<string, number | null>([[ask.session, ask.life]]);
   const ttlMs = ctx.config.session.tokenTtlMinutes * 60_000;
   for (const session of overdueSessions(pool, seats, now)) {
-    if (session === asking) continue;
-    lives.set(session, lastLife(await ctx.store.loadSession(session), ttlMs, now));
+    if (!lives.has(session)) lives.set(session, lastLife(await ctx.store.loadSession(session), ttlMs, now));
   }
   return lives;
 }
@@ -128,7 +130,7 @@ export async function releaseSessionSeats(ctx: DispatchContext, session: string,
     for (const pool of await ctx.store.listPools()) {
       const seats = await ctx.store.loadSeats(pool.name);
       if (!seats || ![...seats.holders, ...seats.queue].some((e) => e.session === session)) continue;
-      await settleSeats(ctx, pool, { kind: 'give', session, user: '' }, now);
+      await settleSeats(ctx, pool, { kind: 'give', session, user: '', life: null }, now);
     }
   } catch (err) {
     ctx.log.warn({ err, session }, 'giving back the seats of an ended session failed; they go when its heartbeat runs out');

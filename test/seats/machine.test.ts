@@ -171,7 +171,7 @@ const commands = fc.commands(
     fc.integer({ min: 1, max: 4000 }).map((ms) => new Advance(ms)),
     client.map((c) => new End(c)),
   ],
-  { maxCommands: 60 },
+  { maxCommands: 60, size: 'max' },
 );
 const pools = fc.record({
   seats: fc.integer({ min: 1, max: 3 }),
