@@ -360,7 +360,7 @@ await guarded('9', 'one connection, no pipelining: rotor p50 vs echo p50', '≤ 
 });
 
 // The other scenarios, for the record: no baseline, no target.
-for (const scenario of ['meta', 'tasks', 'login', 'ping'] as const) {
+for (const scenario of ['meta', 'tasks', 'seats', 'login', 'ping'] as const) {
   await guarded(scenario, `${scenario}, memory store, ${C}×${P}`, '', async () => {
     const result = await load(`rotor memory ${scenario}`, { ...big, scenario, spawn: { server: 'rotor', store: 'memory' } });
     const extra = Object.entries(result.extra).map(([k, v]) => `${k} ${v}`).join(', ');
@@ -376,6 +376,7 @@ for (const scenario of ['meta', 'tasks', 'login', 'ping'] as const) {
         [
           extra,
           errors && `errors: ${errors}`,
+          scenario === 'seats' && `take, heartbeat, give back, round and round; ${C * P} clients of one user for a pool of 256 seats, so half of them wait in line`,
           scenario === 'login' && `${C * P} logins in flight against a queue of 256 and 2 hashes at once: the rest are refused at once, by design; the bench user's scrypt N is 16`,
         ]
           .filter(Boolean)
@@ -395,7 +396,7 @@ for (let n = 2; existsSync(`${resultsDir}/${date}.md`); n++) date = `${day}-${n}
 const verdict = (row: Row) => (row.ratio === undefined || !row.meets ? (row.figure.startsWith('not available') ? 'n/a' : '') : row.meets(row.ratio) ? 'PASS' : 'MISS');
 const ratioText = (row: Row) => (row.ratio === undefined || !row.meets ? '' : row.target.includes('B') ? `${Math.round(row.ratio)} B` : row.target.includes('×') ? `${row.ratio.toFixed(2)} ×` : `${(row.ratio * 100).toFixed(1)} %`);
 
-const order = ['1', '2', '3', '4', '5', '6a', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'login', 'ping'];
+const order = ['1', '2', '3', '4', '5', '6a', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'seats', 'login', 'ping'];
 rows.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
 const table = [
   '| # | what | figure | baseline | ratio | target | verdict |',

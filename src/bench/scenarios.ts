@@ -5,7 +5,7 @@
  * validation pass.
  */
 import { serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
-import type { Scenario } from './types.ts';
+import { BENCH_POOL, type Scenario } from './types.ts';
 
 export interface Lane {
   readonly id: number;
@@ -153,6 +153,22 @@ export function scenarioDriver(scenario: Scenario, credentials: Credentials): Sc
         needsSession: false,
         next: () => login,
         judge: (_lane, frame) => header(frame, 'Error') ?? (frame.status === 200 && header(frame, 'Token') ? undefined : 'BAD_REPLY'),
+      };
+    }
+    case 'seats': {
+      // Take, heartbeat, give back, round and round: every step a rotating exchange on one pool.
+      const steps = [tokenTemplate('POST', `/rotor/seats/${BENCH_POOL}`), tokenTemplate('POST', `/rotor/seats/${BENCH_POOL}`), tokenTemplate('DELETE', `/rotor/seats/${BENCH_POOL}`)];
+      return {
+        needsSession: true,
+        next: (lane) => steps[lane.n % steps.length](lane.token!),
+        judge: (lane, frame, counters) => {
+          const error = exchanged(lane, frame);
+          if (error !== undefined) return error;
+          const seat = header(frame, 'Seat');
+          if (seat === undefined) return 'BAD_REPLY';
+          counters[seat] = (counters[seat] ?? 0) + 1;
+          return undefined;
+        },
       };
     }
     case 'ping': {

@@ -21,6 +21,7 @@ import type { Store } from '../store/types.ts';
 import { listenStream } from '../transport/tcp.ts';
 import type { FrameHandler } from '../transport/connection.ts';
 import { FrameParser, Reply, serializeFrame, type Frame, type Header, type ResponseFrame } from '../wire/index.ts';
+import { BENCH_POOL } from './types.ts';
 
 export interface BenchServer {
   /** The TCP port for rotor frames. */
@@ -111,6 +112,8 @@ export async function startRotorServer(options: RotorServerOptions): Promise<Ben
   const store = await openBenchStore(spec, options.dataDir ?? ownDir ?? '');
   try {
     await store.putUser({ name: options.user, passwordHash: await benchPasswordHash(options.password), createdAt: Date.now() });
+    // For the seats scenario: half as many seats as a 16×32 run has clients, so half of them wait in line.
+    await store.putPool({ name: BENCH_POOL, seats: 256, perUser: 0, heartbeatMs: 300_000, maxHoldMs: null, queueLimit: 100_000, perUserQueueLimit: 100_000, createdAt: Date.now() });
     if (options.preload) await preloadSessions(store, options.preload, options.user);
     const serveOptions: ServeOptions & { http?: { port: number; ws: boolean } } = { store, app: exampleApp(), config: benchConfig(options.config), log: silentLogger() };
     if (options.http) {

@@ -10,10 +10,15 @@ export type Scenario =
   | 'meta'
   /** POST /reverse (202 + Task), then GET /rotor/tasks/<id> until the result is there. */
   | 'tasks'
+  /** POST, POST, DELETE /rotor/seats/bench: take a licence seat (or wait in line), heartbeat, give it back. */
+  | 'seats'
   /** No session at all: GET /rotor/ping, to see the frame path alone on a rotor server. */
   | 'ping';
 
-export const SCENARIOS: readonly Scenario[] = ['login', 'rotate', 'meta', 'tasks', 'ping'];
+/** The seat pool every bench rotor has (spec §9); the other scenarios never touch it. */
+export const BENCH_POOL = 'bench';
+
+export const SCENARIOS: readonly Scenario[] = ['login', 'rotate', 'meta', 'tasks', 'seats', 'ping'];
 
 /** How the frames travel. `tcp` and `tls` are built in; others register themselves (carriers.ts). */
 export type CarrierName = 'tcp' | 'tls' | 'http' | 'ws' | (string & {});

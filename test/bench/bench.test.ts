@@ -61,11 +61,12 @@ t.test('rotate against an in-process rotor: positive throughput, no errors, JSON
 t.test('every scenario runs without errors on a count bound', async (t) => {
   const server = await startRotorServer({ user: 'bench', password: 'bench' });
   t.teardown(() => server.close());
-  for (const scenario of ['meta', 'tasks', 'login', 'ping'] as const) {
+  for (const scenario of ['meta', 'tasks', 'seats', 'login', 'ping'] as const) {
     const result = await runBench({ port: server.port, scenario, connections: 2, pipeline: 2, warmupMs: 0, durationMs: 5_000, count: 200, progress: false });
     t.same(result.errors, {}, `${scenario}: no errors`);
     t.ok(result.ok >= 200, `${scenario}: at least the counted requests were answered`);
     if (scenario === 'tasks') t.ok((result.extra.completed ?? 0) > 0, 'tasks: some deferred tasks completed');
+    if (scenario === 'seats') t.ok((result.extra.granted ?? 0) > 0 && (result.extra.none ?? 0) > 0, 'seats: taken and given back');
   }
 });
 
