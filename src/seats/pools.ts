@@ -36,7 +36,7 @@ export function poolRecord(name: string, options: PoolOptions, now: number): Poo
 
 /** One line per pool for `rotor pool list`. */
 export function describePool(pool: PoolRecord, held?: number, queued?: number): string {
-  const parts = [`${pool.seats} seats`];
+  const parts = [`${pool.seats} seat${pool.seats === 1 ? "" : "s"}`];
   if (held !== undefined) parts.push(`${held} held`, `${queued ?? 0} waiting`);
   if (pool.perUser > 0) parts.push(`at most ${pool.perUser} per user`);
   parts.push(`heartbeat ${pool.heartbeatMs / 1000} s`);

@@ -18,7 +18,7 @@ t.test('define, list, show, change and remove a pool', async (t) => {
   t.equal(list.code, 0, list.stderr);
   t.same(
     list.stdout.trim().split('\n'),
-    ['cad: 5 seats, 0 held, 0 waiting, at most 2 per user, heartbeat 90 s, longest hold 28800 s, queue 100 (10 per user)', 'plot: 1 seats, 0 held, 0 waiting, heartbeat 300 s, queue 100 (10 per user)'],
+    ['cad: 5 seats, 0 held, 0 waiting, at most 2 per user, heartbeat 90 s, longest hold 28800 s, queue 100 (10 per user)', 'plot: 1 seat, 0 held, 0 waiting, heartbeat 300 s, queue 100 (10 per user)'],
   );
   const show = await cli('pool', 'show', 'cad', '--data', data);
   t.match(JSON.parse(show.stdout), { pool: { name: 'cad', seats: 5, perUser: 2, heartbeatMs: 90_000, maxHoldMs: 28_800_000 }, holders: [], queue: [] });
