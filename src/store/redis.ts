@@ -241,6 +241,9 @@ export class RedisStore implements Store {
       commandTimeout: options.commandTimeoutMs ?? 2_000,
       connectTimeout: options.connectTimeoutMs ?? 2_000,
       retryStrategy: (times) => Math.min(times * 100, 1_000),
+      // Commands sent in one turn of the event loop go out in one write: without it every
+      // command was its own socket write (≈ 20 % of rotor's CPU on Redis in a profile).
+      enableAutoPipelining: true,
       scripts: {
         rotorCommit: { lua: COMMIT, numberOfKeys: 2 },
         rotorRelay: { lua: RELAY },
