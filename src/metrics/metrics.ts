@@ -45,6 +45,9 @@ export const STORE_OPERATIONS = [
   'removePool',
   'loadSeats',
   'commitSeats',
+  'recordLoginFailure',
+  'loginFailures',
+  'clearLoginFailures',
   'purgeExpired',
   'ping',
 ] as const;

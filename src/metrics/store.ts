@@ -38,6 +38,9 @@ export function timedStore(store: Store, metrics: Metrics): Store {
     removePool: (name) => timed('removePool', () => store.removePool(name)),
     loadSeats: (pool) => timed('loadSeats', () => store.loadSeats(pool)),
     commitSeats: (next, expectedRev) => timed('commitSeats', () => store.commitSeats(next, expectedRev)),
+    recordLoginFailure: (keys, now, windowMs) => timed('recordLoginFailure', () => store.recordLoginFailure(keys, now, windowMs)),
+    loginFailures: (keys, now) => timed('loginFailures', () => store.loginFailures(keys, now)),
+    clearLoginFailures: (key) => timed('clearLoginFailures', () => store.clearLoginFailures(key)),
     purgeExpired: (now) => timed('purgeExpired', () => store.purgeExpired(now)),
     close: () => store.close(),
   };

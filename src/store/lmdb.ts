@@ -29,6 +29,8 @@
  *   users     name → UserRecord
  *   pools     name → PoolRecord                 seat pools (spec §9)
  *   seats     pool name → PoolSeats             (entry version = rev) who holds and who waits
+ *   logins    key → { count, lastAt, expiresAt }  login-failure counters (login throttling)
+ *   loginExpiry [expiresAt, key]                 a lower bound of each counter's expiry, as `expiry`'s
  *
  * The expiry index is a lower bound, not a mirror: every record with an expiresAt has an entry
  * at an `at` no later than its expiresAt (and may have stale ones). A rotation moves expiresAt
@@ -50,7 +52,7 @@ import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
 import { claimedTask, finishedTask, hasEnded, holdsClaim, storeCall, storeCallNow, unavailable } from './records.ts';
-import type { Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
+import type { LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
 
 export interface LmdbStoreOptions {
   /** fsync each commit before it resolves (power-loss safe, slower). Default false. */
@@ -81,6 +83,9 @@ export class LmdbStore implements Store {
     private readonly pools: Database<PoolRecord, string>,
     /** pool name → PoolSeats (entry version = rev). */
     private readonly seats: Database<PoolSeats, string>,
+    /** Login-failure counters, and the lower-bound index purgeExpired forgets them by. */
+    private readonly logins: Database<LoginCounter, string>,
+    private readonly loginExpiry: Database<true, Key>,
   ) {}
 
   static async open(dir: string, options: LmdbStoreOptions = {}): Promise<LmdbStore> {
@@ -115,6 +120,8 @@ export class LmdbStore implements Store {
         root.openDB<UserRecord, string>({ name: 'users', ...records }),
         root.openDB<PoolRecord, string>({ name: 'pools', ...records }),
         root.openDB<PoolSeats, string>({ name: 'seats', useVersions: true, ...records }),
+        root.openDB<LoginCounter, string>({ name: 'logins' }),
+        root.openDB<true, Key>({ name: 'loginExpiry' }),
       );
     } catch (err) {
       throw unavailable(err, `lmdb ${dir}`);
@@ -277,6 +284,64 @@ export class LmdbStore implements Store {
     });
   }
 
+  // --- login-failure counters (login throttling) ---
+
+  /**
+   * Read and write in one transaction (LMDB's one write lock, across processes too): concurrent
+   * failures lose no count. A counter's expiry only moves later while it lives, so the index gets
+   * an entry only when a counter starts (the lower bound purgeExpired relies on, as for sessions).
+   */
+  recordLoginFailure(keys: readonly string[], now: number, windowMs: number): Promise<LoginFailures[]> {
+    return this.run(() =>
+      this.root.transaction(() =>
+        keys.map((key) => {
+          const live = liveCounter(this.logins.get(key), now);
+          const next: LoginCounter = { count: (live?.count ?? 0) + 1, lastAt: now, expiresAt: now + windowMs };
+          this.logins.put(key, next);
+          if (!live) this.loginExpiry.put([next.expiresAt, key], true);
+          return { count: next.count, lastAt: now };
+        }),
+      ),
+    );
+  }
+
+  loginFailures(keys: readonly string[], now: number): Promise<LoginFailures[]> {
+    return this.run(() =>
+      keys.map((key) => {
+        const live = liveCounter(this.logins.get(key), now);
+        return live ? { count: live.count, lastAt: live.lastAt } : { count: 0, lastAt: 0 };
+      }),
+    );
+  }
+
+  clearLoginFailures(key: string): Promise<void> {
+    return this.run(async () => {
+      // Its index entry stays: purgeExpired drops an entry whose counter is gone.
+      await this.logins.remove(key);
+    });
+  }
+
+  /** Forget the counters whose expiry has passed; an index entry of a live counter moves on to its expiry. */
+  private purgeLoginCounters(now: number): Promise<void> {
+    return this.run(async () => {
+      for (;;) {
+        const chunk = await this.root.transaction(() => {
+          const keys = Array.from(this.loginExpiry.getKeys({ limit: PURGE_CHUNK })).filter((key) => (key[0] as number) <= now);
+          for (const entry of keys) {
+            this.loginExpiry.remove(entry);
+            const key = entry[1] as string;
+            const counter = this.logins.get(key);
+            if (!counter) continue;
+            if (counter.expiresAt > now) this.loginExpiry.put([counter.expiresAt, key], true);
+            else this.logins.remove(key);
+          }
+          return keys.length;
+        });
+        if (chunk < PURGE_CHUNK) return;
+      }
+    });
+  }
+
 
   /** In batches read at once, so no read transaction stays open across the consumer's awaits. */
   async *listSessions(): AsyncIterable<SessionState> {
@@ -318,8 +383,10 @@ export class LmdbStore implements Store {
           }
           return keys.length;
         });
-        if (chunk < PURGE_CHUNK) return purged;
+        if (chunk < PURGE_CHUNK) break;
       }
+      await this.purgeLoginCounters(now);
+      return purged;
     });
   }
 
@@ -400,6 +467,16 @@ function stored(state: SessionState, rev: number): SessionState {
 }
 
 const AS_IS = {};
+
+interface LoginCounter {
+  count: number;
+  lastAt: number;
+  expiresAt: number;
+}
+
+function liveCounter(counter: LoginCounter | undefined, now: number): LoginCounter | undefined {
+  return counter !== undefined && counter.expiresAt > now ? counter : undefined;
+}
 
 /**
  * A session as read, in the shape every SessionState has (sessionWith's field order, not the

@@ -3,7 +3,7 @@ import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
 import { claimedTask, finishedTask, holdsClaim } from './records.ts';
-import type { Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
+import type { LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
 
 /**
  * Everything in Maps: fast, and gone with the process. For tests, benchmarks and throwaway
@@ -19,6 +19,8 @@ export class MemoryStore implements Store {
   private readonly users = new Map<string, UserRecord>();
   private readonly pools = new Map<string, PoolRecord>();
   private readonly seats = new Map<string, PoolSeats>();
+  /** Login-failure counters by key, each until its expiresAt. */
+  private readonly loginCounters = new Map<string, { count: number; lastAt: number; expiresAt: number }>();
   private closed = false;
 
   async createSession(state: SessionState): Promise<void> {
@@ -147,6 +149,36 @@ export class MemoryStore implements Store {
     return true;
   }
 
+  // --- login-failure counters (login throttling) ---
+
+  async recordLoginFailure(keys: readonly string[], now: number, windowMs: number): Promise<LoginFailures[]> {
+    this.check();
+    return keys.map((key) => {
+      const live = this.liveCounter(key, now);
+      const next = { count: (live?.count ?? 0) + 1, lastAt: now, expiresAt: now + windowMs };
+      this.loginCounters.set(key, next);
+      return { count: next.count, lastAt: now };
+    });
+  }
+
+  async loginFailures(keys: readonly string[], now: number): Promise<LoginFailures[]> {
+    this.check();
+    return keys.map((key) => {
+      const live = this.liveCounter(key, now);
+      return live ? { count: live.count, lastAt: live.lastAt } : { count: 0, lastAt: 0 };
+    });
+  }
+
+  async clearLoginFailures(key: string): Promise<void> {
+    this.check();
+    this.loginCounters.delete(key);
+  }
+
+  private liveCounter(key: string, now: number): { count: number; lastAt: number } | undefined {
+    const counter = this.loginCounters.get(key);
+    return counter && counter.expiresAt > now ? counter : undefined;
+  }
+
 
   async *listSessions(): AsyncIterable<SessionState> {
     this.check();
@@ -170,6 +202,7 @@ export class MemoryStore implements Store {
         purged++;
       }
     }
+    for (const [key, counter] of this.loginCounters) if (counter.expiresAt <= now) this.loginCounters.delete(key);
     return purged;
   }
 

@@ -18,6 +18,8 @@
  *   <p>:{pools}:p          hash  name → seat pool JSON
  *   <p>:{pool:<name>}:s    hash  r = rev, d = who holds the pool's seats and who waits (JSON),
  *                                changed only by the SEATS compare-and-set script
+ *   <p>:{logins}:f:<key>   hash  c = login failures counted, t = the last one's time, x = expiresAt
+ *                                (by the callers' clock); PEXPIRE = the quiet window (clean-up only)
  *
  * commitSession is one Lua script on the session's slot: the rev compare, the write, its TTL
  * and the released tasks into the session's outbox, all or nothing. The outbox is then relayed
@@ -44,7 +46,7 @@ import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
 import { storeCall, unavailable } from './records.ts';
-import type { Store, TaskClaim, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
+import type { LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
 
 export interface RedisStoreOptions {
   /** First part of every key (default `rotor`): several deployments can share one Redis. */
@@ -179,6 +181,28 @@ if cur ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'r', ARGV[2], 'd', ARGV[3])
 return 1`;
 
+/**
+ * KEYS: login-failure counters (all on the {logins} slot). ARGV: now, expiresAt. Adds one failure
+ * to each, restarting a counter whose expiresAt has passed; returns the counts, in KEYS order.
+ * The relative TTL (ARGV 3, ms) only cleans up: what counts is x against the callers' clock.
+ */
+const LOGIN_FAIL = `
+local counts = {}
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local x = tonumber(redis.call('HGET', KEYS[i], 'x') or '0')
+  local c = 1
+  if x > now then
+    c = redis.call('HINCRBY', KEYS[i], 'c', 1)
+  else
+    redis.call('HSET', KEYS[i], 'c', 1)
+  end
+  redis.call('HSET', KEYS[i], 't', ARGV[1], 'x', ARGV[2])
+  redis.call('PEXPIRE', KEYS[i], ARGV[3])
+  counts[i] = c
+end
+return counts`;
+
 type Arg = string | Buffer | number;
 interface Scripts {
   rotorCommit(...args: Arg[]): Promise<number>;
@@ -187,6 +211,7 @@ interface Scripts {
   rotorFinish(...args: Arg[]): Promise<number>;
   rotorTotp(...args: Arg[]): Promise<number>;
   rotorSeats(...args: Arg[]): Promise<number>;
+  rotorLoginFail(...args: Arg[]): Promise<number[]>;
 }
 type Client = Redis & Scripts;
 
@@ -207,6 +232,7 @@ export class RedisStore implements Store {
     totp: string;
     pools: string;
     seats: (pool: string) => string;
+    loginCounter: (key: string) => string;
   };
 
   private constructor(
@@ -228,6 +254,7 @@ export class RedisStore implements Store {
       totp: `${prefix}:{users}:totp`,
       pools: `${prefix}:{pools}:p`,
       seats: (pool) => `${prefix}:{pool:${pool}}:s`,
+      loginCounter: (key) => `${prefix}:{logins}:f:${key}`,
     };
   }
 
@@ -251,6 +278,7 @@ export class RedisStore implements Store {
         rotorFinish: { lua: FINISH, numberOfKeys: 3 },
         rotorTotp: { lua: TOTP, numberOfKeys: 2 },
         rotorSeats: { lua: SEATS, numberOfKeys: 1 },
+        rotorLoginFail: { lua: LOGIN_FAIL },
       },
     }) as Client;
     // Connection errors surface as rejected calls; the event would only be noise (or a crash).
@@ -392,6 +420,33 @@ export class RedisStore implements Store {
     return this.call(async () => {
       const { rev: _rev, ...rest } = next;
       return (await this.redis.rotorSeats(this.keys.seats(next.pool), String(expectedRev), String(expectedRev + 1), JSON.stringify(rest))) === 1;
+    });
+  }
+
+  // --- login-failure counters (login throttling) ---
+
+  /** One script: every key's count, its time and its expiry at once, so two nodes never lose a count. */
+  recordLoginFailure(keys: readonly string[], now: number, windowMs: number): Promise<LoginFailures[]> {
+    if (keys.length === 0) return Promise.resolve([]);
+    return this.call(async () => {
+      const counts = await this.redis.rotorLoginFail(keys.length, ...keys.map(this.keys.loginCounter), now, now + windowMs, Math.max(1, Math.ceil(windowMs)));
+      return counts.map((count) => ({ count: Number(count), lastAt: now }));
+    });
+  }
+
+  loginFailures(keys: readonly string[], now: number): Promise<LoginFailures[]> {
+    if (keys.length === 0) return Promise.resolve([]);
+    return this.call(async () => {
+      const fields = await exec(keys.reduce((pipe, key) => pipe.hmget(this.keys.loginCounter(key), 'c', 't', 'x'), this.redis.pipeline()));
+      return (fields as (string | null)[][]).map(([count, lastAt, expiresAt]) =>
+        count !== null && Number(expiresAt) > now ? { count: Number(count), lastAt: Number(lastAt) } : { count: 0, lastAt: 0 },
+      );
+    });
+  }
+
+  clearLoginFailures(key: string): Promise<void> {
+    return this.call(async () => {
+      await this.redis.del(this.keys.loginCounter(key));
     });
   }
 

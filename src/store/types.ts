@@ -132,7 +132,30 @@ export interface Store {
    */
   ping?(): Promise<void>;
 
-  /** Forget sessions and finished tasks whose expiresAt has passed; returns how many. */
+  /**
+   * Login-failure counters (spec §3 Logins: login throttling), one per key (rotor's keys name a
+   * source address, a user name as typed, or the two together). Every node on the store counts
+   * into the same counters.
+   *
+   * recordLoginFailure adds one failure at `now` to each key, atomically per call (concurrent
+   * calls, on any node, lose no count): a key with no counter, or whose counter expired
+   * (`expiresAt` <= now), starts again from 1. Each key's counter then expires at `now + windowMs`
+   * (a quiet window: every failure renews it). Returns each key's counter after the call, in the
+   * order of `keys`.
+   */
+  recordLoginFailure(keys: readonly string[], now: number, windowMs: number): Promise<LoginFailures[]>;
+  /** The counters of `keys` at `now`, in their order; a key without a live counter has { count: 0, lastAt: 0 }. */
+  loginFailures(keys: readonly string[], now: number): Promise<LoginFailures[]>;
+  /** Forget the counter of `key` (a login that succeeded). */
+  clearLoginFailures(key: string): Promise<void>;
+
+  /** Forget sessions and finished tasks whose expiresAt has passed (and expired login-failure counters, not counted); returns how many. */
   purgeExpired(now: number): Promise<number>;
   close(): Promise<void>;
+}
+
+/** One login-failure counter: failures counted within its quiet window, and when the last one was. */
+export interface LoginFailures {
+  readonly count: number;
+  readonly lastAt: number;
 }

@@ -590,6 +590,8 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
     await rejectsUnavailable(t, store.listUsers(), 'listUsers');
   });
 
+  loginFailureSuite(t, name, factory, fresh);
+
   if (factory.reopen) {
     const reopen = factory.reopen.bind(factory);
     t.test(`${name}: everything survives a restart`, async (t) => {
@@ -658,4 +660,54 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
       t.equal(await again.commitSession(rotated({ ...pendingNext, acked: true }), 1, []), true, 'commits continue from the stored rev');
     });
   }
+}
+
+/** The login-failure counters (login throttling): counted exactly, also when failures race, and forgotten after their window. */
+function loginFailureSuite(t: TapTest, name: string, factory: StoreFactory, fresh: (tt: TapTest) => Promise<Store>): void {
+  // Keys as rotor makes them: a NUL between the parts, a user name as typed (any UTF-8).
+  const key = (part: string) => `p\0${uid('addr')}\0${part}`;
+
+  t.test(`${name}: login failures are counted per key, expire after their quiet window, and clear`, async (t) => {
+    const store = await fresh(t);
+    const now = Date.now();
+    const [a, b, c] = [key('ällice'), key('bob'), key('carol')];
+    same(t, await store.recordLoginFailure([a, b], now, HOUR), [{ count: 1, lastAt: now }, { count: 1, lastAt: now }], 'a first failure counts 1 in each key');
+    same(t, await store.recordLoginFailure([a], now + 10, HOUR), [{ count: 2, lastAt: now + 10 }], 'the next one adds to it');
+    same(
+      t,
+      await store.loginFailures([a, b, c], now + 20),
+      [{ count: 2, lastAt: now + 10 }, { count: 1, lastAt: now }, { count: 0, lastAt: 0 }],
+      'read in the order asked; a key never failed reads 0',
+    );
+    same(t, await store.loginFailures([a, b], now + HOUR), [{ count: 2, lastAt: now + 10 }, { count: 0, lastAt: 0 }], 'a counter expires a window after its last failure');
+    same(t, await store.recordLoginFailure([b], now + HOUR, HOUR), [{ count: 1, lastAt: now + HOUR }], 'an expired counter starts again from 1');
+    same(t, await store.loginFailures([a], now + 10 + HOUR), [{ count: 0, lastAt: 0 }], 'the renewed window of the other ran out too');
+    await store.clearLoginFailures(b);
+    await store.clearLoginFailures(c);
+    same(t, await store.loginFailures([a, b], now + 20), [{ count: 2, lastAt: now + 10 }, { count: 0, lastAt: 0 }], 'clear forgets one counter (a never-counted key is fine too)');
+    same(t, await store.recordLoginFailure([], now, HOUR), [], 'no keys, no counts');
+    same(t, await store.loginFailures([], now), []);
+  });
+
+  t.test(`${name}: concurrent login failures are counted exactly`, async (t) => {
+    const store = await fresh(t);
+    const now = Date.now();
+    const [pair, address] = [key('alice'), key('any')];
+    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => store.recordLoginFailure([pair, address], now + (i % 3), HOUR)));
+    same(t, results.map((r) => r[0].count).sort((x, y) => x - y), Array.from({ length: 60 }, (_, i) => i + 1), 'each failure got its own count: 1 to 60, none lost or doubled');
+    same(t, results.map((r) => r[1].count).sort((x, y) => x - y), Array.from({ length: 60 }, (_, i) => i + 1), 'in every key of the call');
+    t.same((await store.loginFailures([pair, address], now + 5)).map((f) => f.count), [60, 60], '60 stored');
+  });
+
+  t.test(`${name}: expired login-failure counters are gone from the store (purgeExpired${factory.expiresByItself ? ', or its own TTL' : ''})`, async (t) => {
+    const store = await fresh(t);
+    const now = Date.now();
+    const [short, long] = [key('short'), key('long')];
+    await store.recordLoginFailure([short], now, 50);
+    await store.recordLoginFailure([long], now, HOUR);
+    if (factory.expiresByItself) await sleep(150);
+    await store.purgeExpired(now + 100);
+    // Read as of `now`, when both were live: only what the store still holds can answer.
+    t.same((await store.loginFailures([short, long], now)).map((f) => f.count), [0, 1], 'the expired counter is gone, the live one kept');
+  });
 }
