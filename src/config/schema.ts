@@ -137,6 +137,12 @@ const SHAPE = {
     maxQueuedLogins: int(0, 1_000_000),
     totpWindow: int(0, 1),
     maxUserNameBytes: int(1, 1024),
+    failureFactor: int(0, 1_000_000),
+    addressFailureFactor: int(0, 1_000_000),
+    userFailureFactor: int(0, 1_000_000),
+    waitIncrementSeconds: seconds(1, 86_400),
+    maxFailureWaitSeconds: seconds(1, 86_400),
+    failureResetMinutes: minutes(1, 365 * 24 * 60),
   }),
   tasks: section({
     concurrency: int(1, 1024),
@@ -185,6 +191,15 @@ const RULES: Array<(config: Config) => { path: string; message: string } | undef
           path: 'auth.scryptN',
           message: `with auth.scryptR ${auth.scryptR} and auth.maxConcurrentHashes ${auth.maxConcurrentHashes} needs ${128 * auth.scryptN * auth.scryptR * auth.maxConcurrentHashes} bytes for hashing at once, more than ${SCRYPT_MEMORY_LIMIT}`,
         }
+      : undefined,
+  ({ auth }) =>
+    auth.maxFailureWaitSeconds < auth.waitIncrementSeconds
+      ? { path: 'auth.maxFailureWaitSeconds', message: `must be at least auth.waitIncrementSeconds (${auth.waitIncrementSeconds}), got ${auth.maxFailureWaitSeconds}` }
+      : undefined,
+  // A counter forgotten before its wait ends would end the wait early.
+  ({ auth }) =>
+    auth.failureResetMinutes * 60 < auth.maxFailureWaitSeconds
+      ? { path: 'auth.failureResetMinutes', message: `must be at least auth.maxFailureWaitSeconds (${auth.maxFailureWaitSeconds} s) in minutes, got ${auth.failureResetMinutes}` }
       : undefined,
   ({ wire, session }) =>
     session.maxMetaBytes > Math.max(wire.maxBodyBytes, 2)

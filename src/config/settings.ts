@@ -107,6 +107,24 @@ export interface AuthSettings {
   totpWindow: number;
   /** Longest user name (UTF-8 bytes); a longer one is a bad request, never a store error (LMDB keys are bounded). */
   maxUserNameBytes: number;
+  /**
+   * Login throttling (spec §3 Logins), counted in the store, as Keycloak's brute-force detection:
+   * once a counter reaches its factor, every login it covers waits
+   * min(waitIncrementSeconds × ⌊failures / factor⌋, maxFailureWaitSeconds) after the last failure,
+   * refused meanwhile with ROTOR_E_RATE_LIMITED. Failures of one user name from one source
+   * address (0 = not counted)…
+   */
+  failureFactor: number;
+  /** …from one source address, whatever the user name (0 = not counted)… */
+  addressFailureFactor: number;
+  /** …and of one user name from every address together (0 = not counted): high, so one address cannot lock a user out elsewhere. */
+  userFailureFactor: number;
+  /** The wait grows by this much per factor of failures… */
+  waitIncrementSeconds: number;
+  /** …up to this. */
+  maxFailureWaitSeconds: number;
+  /** A counter is forgotten this long after its last failure (Keycloak's maxDeltaTime); a success forgets the user's counter at its address. */
+  failureResetMinutes: number;
 }
 
 export interface TaskSettings {
@@ -193,6 +211,12 @@ export const DEFAULTS: RotorConfig = Object.freeze({
     maxQueuedLogins: 256,
     totpWindow: 1,
     maxUserNameBytes: 256,
+    failureFactor: 5,
+    addressFailureFactor: 20,
+    userFailureFactor: 100,
+    waitIncrementSeconds: 30,
+    maxFailureWaitSeconds: 900,
+    failureResetMinutes: 720,
   }),
   tasks: Object.freeze({
     concurrency: 4,

@@ -3,6 +3,7 @@ import * as OTPAuth from 'otpauth';
 import { RotorError } from '../errors.ts';
 import type { AuthSettings } from '../config/defaults.ts';
 import type { RandomSource } from '../session/random.ts';
+import type { LoginFailures, Store } from '../store/types.ts';
 
 function scrypt(password: string, salt: Buffer, keylen: number, N: number, r: number, p: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -48,21 +49,104 @@ export class HashLimiter {
   private readonly waiting: Array<() => void> = [];
   constructor(private readonly settings: Pick<AuthSettings, 'maxConcurrentHashes' | 'maxQueuedLogins'>) {}
 
-  async run<T>(work: () => Promise<T>): Promise<T> {
-    if (this.running >= this.settings.maxConcurrentHashes) {
+  /** Run `work` in a slot; it is told whether it had to wait for one (what it checked before may have changed meanwhile). */
+  async run<T>(work: (queued: boolean) => Promise<T>): Promise<T> {
+    const queued = this.running >= this.settings.maxConcurrentHashes;
+    if (queued) {
       if (this.waiting.length >= this.settings.maxQueuedLogins) throw new RotorError('ROTOR_E_RATE_LIMITED');
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else {
       this.running++;
     }
     try {
-      return await work();
+      return await work(queued);
     } finally {
       const next = this.waiting.shift();
       if (next) next();
       else this.running--;
     }
   }
+}
+
+type ThrottleSettings = Pick<
+  AuthSettings,
+  'failureFactor' | 'addressFailureFactor' | 'userFailureFactor' | 'waitIncrementSeconds' | 'maxFailureWaitSeconds' | 'failureResetMinutes'
+>;
+
+/** One login-failure counter a login is covered by: its store key and its factor. */
+export interface ThrottleKey {
+  readonly key: string;
+  readonly factor: number;
+}
+
+/**
+ * How long a counter of `failures` makes a login wait after its last failure (seconds), as
+ * Keycloak's brute-force detection: nothing below `factor` failures, then
+ * min(waitIncrementSeconds × ⌊failures / factor⌋, maxFailureWaitSeconds).
+ */
+export function failureWaitSeconds(failures: number, factor: number, settings: Pick<ThrottleSettings, 'waitIncrementSeconds' | 'maxFailureWaitSeconds'>): number {
+  if (factor <= 0 || failures < factor) return 0;
+  return Math.min(settings.waitIncrementSeconds * Math.floor(failures / factor), settings.maxFailureWaitSeconds);
+}
+
+/**
+ * Login throttling (spec §3 Logins), counted in the store so every node on it sees the same
+ * counts. A login is covered by up to three counters: its user name (as typed, whether or not
+ * the user exists) from its source address, its source address, and its user name from every
+ * address. While any of them is in its wait the login is refused at once; a failed login (unknown
+ * user, wrong password, wrong TOTP code) counts in all of them; a successful one forgets the
+ * (user, address) counter. A frame without a source address (no carrier told one: tests, an
+ * embedding program's own dispatch) is counted per user name only.
+ */
+export class LoginThrottle {
+  private readonly windowMs: number;
+  constructor(
+    private readonly settings: ThrottleSettings,
+    private readonly store: Store,
+  ) {
+    this.windowMs = settings.failureResetMinutes * 60_000;
+  }
+
+  /** The counters covering a login of `user` from `address` ('' = unknown), those whose factor is not 0. */
+  keys(user: string, address: string): ThrottleKey[] {
+    const { failureFactor, addressFailureFactor, userFailureFactor } = this.settings;
+    const keys: ThrottleKey[] = [];
+    if (address !== '' && failureFactor > 0) keys.push({ key: pairKey(user, address), factor: failureFactor });
+    if (address !== '' && addressFailureFactor > 0) keys.push({ key: `a\0${address}`, factor: addressFailureFactor });
+    if (userFailureFactor > 0) keys.push({ key: `u\0${user}`, factor: userFailureFactor });
+    return keys;
+  }
+
+  /** How long (ms) a login covered by `keys` must still wait at `now`; 0: it may go ahead. */
+  async waitMs(keys: readonly ThrottleKey[], now: number): Promise<number> {
+    if (keys.length === 0) return 0;
+    return this.longestWait(keys, await this.store.loginFailures(keys.map((k) => k.key), now), now);
+  }
+
+  /** Count a failed login in every counter covering it. */
+  async failed(keys: readonly ThrottleKey[], now: number): Promise<void> {
+    if (keys.length > 0) await this.store.recordLoginFailure(keys.map((k) => k.key), now, this.windowMs);
+  }
+
+  /** A login of `user` from `address` succeeded: its (user, address) counter starts again. */
+  async succeeded(user: string, address: string): Promise<void> {
+    if (address !== '' && this.settings.failureFactor > 0) await this.store.clearLoginFailures(pairKey(user, address));
+  }
+
+  private longestWait(keys: readonly ThrottleKey[], counts: readonly LoginFailures[], now: number): number {
+    let wait = 0;
+    keys.forEach(({ factor }, i) => {
+      const { count, lastAt } = counts[i];
+      const until = lastAt + failureWaitSeconds(count, factor, this.settings) * 1000;
+      if (until - now > wait) wait = until - now;
+    });
+    return wait;
+  }
+}
+
+/** NUL cannot be in a header value, so neither in a user name nor an address: keys of two kinds never meet. */
+function pairKey(user: string, address: string): string {
+  return `p\0${address}\0${user}`;
 }
 
 export const TOTP_PERIOD_SECONDS = 30;

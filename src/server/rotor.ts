@@ -131,14 +131,14 @@ export class Rotor {
 
   /**
    * Answer one frame. Never rejects: every failure becomes an error reply. `origin` (the carrier
-   * tells it) goes into the log lines only.
+   * tells it) goes into the log lines, and a login is throttled by its peer address.
    */
   async dispatch(frame: Frame, origin?: Origin): Promise<Reply> {
     const started = performance.now();
     const note: Note = { operation: 'unrouted', outcome: 'ok', session: undefined, user: undefined, passwordOk: false };
     let reply: Reply;
     try {
-      reply = await this.route(frame, note);
+      reply = await this.route(frame, note, origin);
     } catch (err) {
       if (!(err instanceof RotorError)) this.log.error({ err }, 'internal error');
       reply = refused(note, err instanceof RotorError ? err.code : 'ROTOR_E_INTERNAL');
@@ -171,7 +171,7 @@ export class Rotor {
     if (event !== undefined) this.security.report(event, { reqId: entry.reqId, carrier: entry.carrier, peer: entry.peer, user: entry.user, session: entry.session });
   }
 
-  private route(frame: Frame, note: Note): Promise<Reply> | Reply {
+  private route(frame: Frame, note: Note, origin: Origin | undefined): Promise<Reply> | Reply {
     if (frame.kind !== 'request') return refused(note, 'ROTOR_E_BAD_START_LINE');
     const queryAt = frame.path.indexOf('?');
     const path = queryAt === -1 ? frame.path : frame.path.slice(0, queryAt);
@@ -185,7 +185,7 @@ export class Rotor {
     const route = verbs[frame.verb];
     if (!route) return refused(note, 'ROTOR_E_METHOD_NOT_ALLOWED', [['Allow', Object.keys(verbs).join(', ')]]);
     note.operation = route.operation;
-    return route.run(frame, note, path);
+    return route.run(frame, note, path, origin);
   }
 }
 

@@ -6,6 +6,7 @@
  */
 import { RotorError } from '../errors.ts';
 import type { Operation as OperationName } from '../metrics/index.ts';
+import type { Origin } from '../transport/admission.ts';
 import type { RequestFrame, Reply } from '../wire/index.ts';
 import { parseMetaBody, plainReply, SERVER_NAME, type DispatchContext, type Note } from './context.ts';
 import { exchange } from './exchange.ts';
@@ -20,7 +21,8 @@ import { poolOf, SEATS_PREFIX, seatOperation } from '../seats/operations.ts';
 
 export interface Route {
   operation: OperationName;
-  run: (frame: RequestFrame, note: Note, path: string) => Promise<Reply> | Reply;
+  /** `origin`: where the frame came from, when its carrier said (logins are throttled per source address). */
+  run: (frame: RequestFrame, note: Note, path: string, origin?: Origin) => Promise<Reply> | Reply;
 }
 /** The verbs of one path. */
 export type RouteVerbs = Readonly<Record<string, Route>>;

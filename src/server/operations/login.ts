@@ -4,41 +4,82 @@ import { replyFromRest } from '../../session/replay.ts';
 import { deriveId } from '../../session/token.ts';
 import type { SessionState } from '../../session/types.ts';
 import type { UserRecord } from '../../store/types.ts';
+import { addressKey, type Origin } from '../../transport/admission.ts';
 import { getHeader, Reply, type RequestFrame } from '../../wire/index.ts';
-import { dummyHash, HashLimiter, matchTotp, verifyPassword } from '../auth.ts';
+import { dummyHash, HashLimiter, LoginThrottle, matchTotp, verifyPassword } from '../auth.ts';
 import { parseMetaBody, type DispatchContext, type Note } from '../context.ts';
 import { openSession } from './open-session.ts';
 
 /**
  * `POST /rotor/login`: User and Password (and TOTP when the user has a secret) open a session.
  * Password hashing is bounded (HashLimiter); an unknown user costs the same hash as a known one.
+ * Failures are counted in the store per (user, address), address and user (LoginThrottle): a
+ * login one of those counters holds in its wait is refused before anything else is looked at —
+ * the same reply, at the same cost, for a user that exists and one that does not.
  */
-export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note) => Promise<Reply> {
+export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, path: string, origin?: Origin) => Promise<Reply> {
   const { auth, session } = ctx.config;
   const hashing = new HashLimiter(auth);
+  const throttle = new LoginThrottle(auth, ctx.store);
   const unknownUserHash = dummyHash(auth);
-  return async (frame, note) => {
+  return async (frame, note, _path, origin) => {
     const user = getHeader(frame, 'User');
     const password = getHeader(frame, 'Password');
     if (!user || password === undefined) throw new RotorError('ROTOR_E_BAD_REQUEST', 'login needs User and Password');
     if (Buffer.byteLength(user) > auth.maxUserNameBytes) throw new RotorError('ROTOR_E_BAD_REQUEST', 'user name too long');
     note.user = user;
     const meta = parseMetaBody(frame, session.maxMetaBytes);
+    const address = addressKey(origin?.peer);
+    const keys = throttle.keys(user, address);
+    const waiting = await throttle.waitMs(keys, ctx.now());
+    if (waiting > 0) return throttled(note, waiting);
     const record = await ctx.store.loadUser(user);
-    const passwordOk = await hashing.run(() => verifyPassword(password, record?.passwordHash ?? unknownUserHash));
-    if (!record || !passwordOk) throw new RotorError('ROTOR_E_AUTH_FAILED');
+    // The counters are checked again once a login has waited for its hash (others may have failed
+    // meanwhile), and a failure is counted before the slot goes to the next: a burst of guesses
+    // sent at once is held to the same counts as guesses sent one by one.
+    const checked = await hashing.run(async (queued) => {
+      if (queued) {
+        const wait = await throttle.waitMs(keys, ctx.now());
+        if (wait > 0) return wait;
+      }
+      const ok = (await verifyPassword(password, record?.passwordHash ?? unknownUserHash)) && record !== undefined;
+      if (!ok) await throttle.failed(keys, ctx.now());
+      return ok;
+    });
+    if (typeof checked === 'number') return throttled(note, checked);
+    if (!record || !checked) throw new RotorError('ROTOR_E_AUTH_FAILED');
     note.passwordOk = true;
+    let reply: Reply;
     if (record.totpSecret) {
       const code = getHeader(frame, 'TOTP');
       if (!code) throw new RotorError('ROTOR_E_TOTP_REQUIRED');
       const step = matchTotp(record.totpSecret, code, ctx.now(), auth.totpWindow);
-      if (step === undefined) throw new RotorError('ROTOR_E_AUTH_FAILED');
-      return totpLogin(ctx, record, step, meta, note);
+      try {
+        if (step === undefined) throw new RotorError('ROTOR_E_AUTH_FAILED');
+        reply = await totpLogin(ctx, record, step, meta, note);
+      } catch (err) {
+        // A wrong, an old or a spent code: a failure like a wrong password.
+        if (err instanceof RotorError && err.code === 'ROTOR_E_AUTH_FAILED') await throttle.failed(keys, ctx.now());
+        throw err;
+      }
+    } else {
+      const { reply: opened, state } = await openSession(ctx, user, meta);
+      note.session = state.id;
+      reply = opened;
     }
-    const { reply, state } = await openSession(ctx, user, meta);
-    note.session = state.id;
+    // The session is open whatever happens here: a counter not forgotten only expires later.
+    await throttle.succeeded(user, address).catch((err: unknown) => ctx.log.warn({ err, user }, 'clearing login failures failed'));
     return reply;
   };
+}
+
+/** 429 ROTOR_E_RATE_LIMITED with `Wait-for`: the whole seconds left of the wait, at least 1. */
+function throttled(note: Note, waitMs: number): Reply {
+  note.outcome = 'ROTOR_E_RATE_LIMITED';
+  return Reply.of(429, [
+    ['Error', 'ROTOR_E_RATE_LIMITED'],
+    ['Wait-for', String(Math.max(1, Math.ceil(waitMs / 1000)))],
+  ]);
 }
 
 /**
