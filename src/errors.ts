@@ -45,7 +45,7 @@ export const ERRORS = {
   ROTOR_E_POOL_UNKNOWN: { status: 404, fatal: false, meaning: 'No seat pool of that name (§9).' },
   ROTOR_E_CONFLICT: { status: 409, fatal: false, meaning: 'The session changed under the request too many times in a row; retry with the same token.' },
   ROTOR_E_QUEUE_FULL: { status: 429, fatal: false, meaning: "The seat pool's queue, or this user's share of it, is full; ask again after the Wait-for seconds (§9)." },
-  ROTOR_E_RATE_LIMITED: { status: 429, fatal: false, meaning: 'Too many logins at once; retry after the Wait-for seconds.' },
+  ROTOR_E_RATE_LIMITED: { status: 429, fatal: false, meaning: 'Too many logins at once, or too many failed ones (§3 Logins); retry after the Wait-for seconds.' },
   ROTOR_E_HANDLER_FAILED: { status: 500, fatal: false, meaning: 'The application handler threw; the exchange still rotated the token.' },
   ROTOR_E_TASK_FAILED: { status: 500, fatal: false, meaning: 'The deferred task ran and failed; its error message is the body.' },
   ROTOR_E_INTERNAL: { status: 500, fatal: false, meaning: 'rotor itself failed (a bug); nothing was changed, retry with the same token.' },

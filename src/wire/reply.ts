@@ -70,7 +70,10 @@ export class Reply {
 /** The error reply of each code that carries nothing else: made once, shared. */
 const plainErrors = new Map<ErrorCode, Reply>();
 
-/** The reply frame for an error code: its status, `Error: <code>`, and close if the code is fatal. */
+/**
+ * The reply frame for an error code: its status, `Error: <code>`, and close if the code is
+ * fatal. ROTOR_E_RATE_LIMITED carries `Wait-for: 1` unless `extra` says how long.
+ */
 export function errorReply(code: ErrorCode, extra: readonly Header[] = []): Reply {
   if (extra.length === 0) {
     const known = plainErrors.get(code);
@@ -78,7 +81,7 @@ export function errorReply(code: ErrorCode, extra: readonly Header[] = []): Repl
   }
   const { status, fatal } = ERRORS[code];
   const headers: Header[] = [['Error', code], ...extra];
-  if (code === 'ROTOR_E_RATE_LIMITED') headers.push(['Wait-for', '1']);
+  if (code === 'ROTOR_E_RATE_LIMITED' && !extra.some(([name]) => name === 'Wait-for')) headers.push(['Wait-for', '1']);
   const reply = Reply.of(status, headers, undefined, fatal);
   if (extra.length === 0) plainErrors.set(code, reply);
   return reply;

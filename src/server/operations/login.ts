@@ -7,7 +7,7 @@ import type { UserRecord } from '../../store/types.ts';
 import { addressKey, type Origin } from '../../transport/admission.ts';
 import { getHeader, Reply, type RequestFrame } from '../../wire/index.ts';
 import { dummyHash, HashLimiter, LoginThrottle, matchTotp, verifyPassword } from '../auth.ts';
-import { parseMetaBody, type DispatchContext, type Note } from '../context.ts';
+import { parseMetaBody, refused, type DispatchContext, type Note } from '../context.ts';
 import { openSession } from './open-session.ts';
 
 /**
@@ -75,11 +75,7 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
 
 /** 429 ROTOR_E_RATE_LIMITED with `Wait-for`: the whole seconds left of the wait, at least 1. */
 function throttled(note: Note, waitMs: number): Reply {
-  note.outcome = 'ROTOR_E_RATE_LIMITED';
-  return Reply.of(429, [
-    ['Error', 'ROTOR_E_RATE_LIMITED'],
-    ['Wait-for', String(Math.max(1, Math.ceil(waitMs / 1000)))],
-  ]);
+  return refused(note, 'ROTOR_E_RATE_LIMITED', [['Wait-for', String(Math.max(1, Math.ceil(waitMs / 1000)))]]);
 }
 
 /**
