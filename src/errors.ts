@@ -26,6 +26,7 @@ export const ERRORS = {
   ROTOR_E_FRAME_TIMEOUT: { status: 408, fatal: true, meaning: 'A frame (headers and body) was not complete within the frame deadline.' },
   ROTOR_E_IDLE_TIMEOUT: { status: 408, fatal: true, meaning: 'The connection sent nothing for longer than the idle timeout.' },
   ROTOR_E_TOO_MANY_CONNECTIONS: { status: 503, fatal: true, meaning: 'The server is at its connection cap; try again later.' },
+  ROTOR_E_TOO_MANY_PIPELINED: { status: 429, fatal: true, meaning: 'An HTTP connection pipelined more requests than it may hold unanswered (64 × `connection.maxInFlight`); the replies owed are sent, then the connection closes.' },
   ROTOR_E_SHUTTING_DOWN: { status: 503, fatal: true, meaning: 'The server is shutting down and accepts no new frames.' },
 
   // --- exchange errors (the connection lives) ---

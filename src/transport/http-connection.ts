@@ -40,6 +40,9 @@ export interface HttpConnectionDeps {
 /** How long a socket reads and discards after its last answer before it is dropped. */
 const LINGER_MS = 2_000;
 
+/** An HTTP connection holds at most this many × connection.maxInFlight requests unanswered (spec §7). */
+export const HTTP_HELD_PER_IN_FLIGHT = 64;
+
 export class HttpConnection extends ConnectionCore<Exchange> {
   /** A request body is arriving: reading must not pause (node would time the request out). */
   private inBody = false;
@@ -79,12 +82,28 @@ export class HttpConnection extends ConnectionCore<Exchange> {
   }
 
   /** node:http parsed a request on this socket. */
+  /** Requests that came after the connection stopped taking any. */
+  private afterClosing = 0;
+
   request(req: http.IncomingMessage, res: http.ServerResponse): void {
     const exchange: Exchange = { res, html: wantsHtml(req.headers.accept) };
     if (this.closing) {
-      // Nothing more is run; the first to arrive during the shutdown may get its 503.
+      // Nothing more is run; the first to arrive during the shutdown may get its 503. A peer that
+      // keeps pipelining past the cap after being told is cut off: node:http would keep parsing
+      // (and holding a response object for) every request it sends.
+      if (++this.afterClosing > HTTP_HELD_PER_IN_FLIGHT * this.deps.config.connection.maxInFlight) {
+        this.socket.destroy();
+        return;
+      }
       req.resume();
       this.takesFinal(exchange);
+      return;
+    }
+    // node:http parses and hands over requests whatever rotor's pause says (it reads the socket
+    // itself, and reading a body resumes it): the line is bounded here instead, at what one
+    // read of small pipelined requests brings many times over.
+    if (this.owed >= HTTP_HELD_PER_IN_FLIGHT * this.deps.config.connection.maxInFlight) {
+      this.fail('ROTOR_E_TOO_MANY_PIPELINED');
       return;
     }
     const entry = this.enter(exchange);
@@ -181,7 +200,8 @@ export class HttpConnection extends ConnectionCore<Exchange> {
   private readBody(req: http.IncomingMessage, max: number, done: (result: BodyResult | undefined) => void): void {
     const length = req.headers['content-length'];
     if (length === undefined && req.headers['transfer-encoding'] === undefined) {
-      req.resume();
+      // Not req.resume(): that resumes the socket too, undoing the pause that holds the peer
+      // back. node:http drains an unread request itself once its response is finished.
       done({ body: undefined });
       return;
     }
