@@ -82,7 +82,10 @@ export function decideSeat(pool: PoolRecord, input: PoolSeats, ask: SeatAsk, now
   }
   const queue: SeatEntry[] = [];
   for (const waiter of input.queue) {
-    const kept = refreshed(waiter);
+    // A place in line is kept by asking the pool again, not by the session's other exchanges:
+    // else a waiter whose turn has come, busy elsewhere, would hold a free seat from everyone
+    // behind it for as long as it used its session. (An ended session leaves the line at once.)
+    const kept = lives.get(waiter.session) === null || now - waiter.seenAt > pool.heartbeatMs ? undefined : waiter;
     if (kept) queue.push(kept);
     if (kept !== waiter) changed = true;
   }
@@ -101,7 +104,8 @@ export function decideSeat(pool: PoolRecord, input: PoolSeats, ask: SeatAsk, now
   };
   const queuedAnswer = (): SeatAnswer => {
     const at = queue.findIndex(me);
-    const free = pool.seats - holders.length;
+    // Seats free for others are not free for a waiter whose user is at its cap.
+    const free = underCap(ask.user) ? pool.seats - holders.length : 0;
     const position = at + 1;
     const averageHold = holdsEnded > 0 ? heldMsTotal / holdsEnded : pool.heartbeatMs;
     // Waiters ahead that free seats will serve first, then one average hold per round of seats.

@@ -28,15 +28,18 @@ export function poolOf(path: string): string {
 }
 
 /**
- * A session's last sign of life as its record shows it, or null when it has ended. Every
- * exchange that rotates re-issues the token with a fresh lifetime, so the newest token's issue
- * time (its expiry less the lifetime, to the second) is when the session was last heard from.
+ * A session's last sign of life as its record shows it, null when it has ended, or undefined
+ * when the record cannot tell (the pool's own record then decides). Every exchange that rotates
+ * re-issues the token with a fresh lifetime, so the newest token's issue time (its expiry less
+ * the lifetime, to the second) is when the session was last heard from. A never-expiring token
+ * tells nothing; after `tokenTtlMinutes` was changed, a session's newest token was issued with
+ * the old lifetime until it rotates, which skews this by the difference (never past now).
  */
-export function lastLife(state: SessionState | undefined, tokenTtlMs: number, now: number): number | null {
+export function lastLife(state: SessionState | undefined, tokenTtlMs: number, now: number): number | null | undefined {
   if (!state || state.revoked) return null;
-  if (state.expiresAt === null) return now;
+  if (state.expiresAt === null) return undefined;
   if (state.expiresAt <= now) return null;
-  return state.expiresAt - tokenTtlMs;
+  return Math.min(state.expiresAt - tokenTtlMs, now);
 }
 
 /** take (POST), give (DELETE) or look (GET) in the pool `name`, for the session being admitted. */
@@ -65,7 +68,7 @@ interface Ask {
   kind: SeatAskKind;
   session: string;
   user: string;
-  life: number | null;
+  life: number | null | undefined;
 }
 
 function settleSeats(ctx: DispatchContext, pool: PoolRecord, ask: Ask, now: number): Promise<{ answer: SeatAnswer; seats: PoolSeats }> {
@@ -88,10 +91,14 @@ async function settleSeatsNow(ctx: DispatchContext, pool: PoolRecord, ask: Ask, 
  * reads, only for those; the asking session's own is known already).
  */
 async function livesOf(ctx: DispatchContext, pool: PoolRecord, seats: PoolSeats, ask: Ask, now: number): Promise<Lives> {
-  const lives = new Map<string, number | null>([[ask.session, ask.life]]);
+  const lives = new Map<string, number | null>();
+  const learned = (session: string, life: number | null | undefined) => {
+    if (life !== undefined) lives.set(session, life);
+  };
+  learned(ask.session, ask.life);
   const ttlMs = ctx.config.session.tokenTtlMinutes * 60_000;
   for (const session of overdueSessions(pool, seats, now)) {
-    if (!lives.has(session)) lives.set(session, lastLife(await ctx.store.loadSession(session), ttlMs, now));
+    if (session !== ask.session) learned(session, lastLife(await ctx.store.loadSession(session), ttlMs, now));
   }
   return lives;
 }

@@ -48,6 +48,8 @@ export function exchange(ctx: DispatchContext, frame: RequestFrame, op: Exchange
 async function exchangeLocked(ctx: DispatchContext, token: string, verified: VerifiedToken, op: ExchangeOperation, note: Note): Promise<Reply> {
   const sessionId = verified.claims.session;
   const gen = verified.claims.generation;
+  /** An attempt got as far as performing the operation (its side effects, if any, are done). */
+  let performed = false;
   for (let attempt = 0; attempt < ctx.config.session.maxCommitRetries; attempt++) {
     const store = ctx.store;
     const loaded = store.loadSessionNow ? store.loadSessionNow(sessionId) : await store.loadSession(sessionId);
@@ -71,10 +73,13 @@ async function exchangeLocked(ctx: DispatchContext, token: string, verified: Ver
     }
     if (admission.verdict === 'reject') {
       if (admission.state && !(await ctx.store.commitSession(admission.state, loaded.rev, []))) continue;
-      if (admission.state?.revoked && !loaded.revoked) await ctx.sessionEnded(sessionId, now);
+      // Revoked here — or elsewhere while an earlier attempt of this exchange performed its
+      // operation (a seat it took must not outlive the session): what the session holds goes back.
+      if ((admission.state?.revoked && !loaded.revoked) || (performed && loaded.revoked)) await ctx.sessionEnded(sessionId, now);
       return refused(note, admission.code);
     }
     const released = admission.effects.length === 0 ? NO_RECORDS : taskRecords(admission.state, releasedTasks(admission.effects), now);
+    performed = true;
     const reply = await performAndCommit(ctx, loaded, admission.state, op, released, now, note);
     if (!reply) continue;
     if (released.length > 0) {

@@ -16,7 +16,7 @@
  *   <p>:{users}:u          hash  name → user JSON (without lastTotpStep)
  *   <p>:{users}:totp       hash  name → last accepted TOTP step
  *   <p>:{pools}:p          hash  name → seat pool JSON
- *   <p>:{pool:<name>}:s    hash  r = rev, d = who holds the pool's seats and who waits (JSON),
+ *   <p>:{pool:<name>}:seats hash r = rev, d = who holds the pool's seats and who waits (JSON),
  *                                changed only by the SEATS compare-and-set script
  *   <p>:{logins}:f:<key>   hash  c = login failures counted, t = the last one's time, x = expiresAt
  *                                (by the callers' clock); PEXPIRE = the quiet window (clean-up only)
@@ -253,7 +253,8 @@ export class RedisStore implements Store {
       users: `${prefix}:{users}:u`,
       totp: `${prefix}:{users}:totp`,
       pools: `${prefix}:{pools}:p`,
-      seats: (pool) => `${prefix}:{pool:${pool}}:s`,
+      // Not `…:s`: the sessions' SCAN pattern (`{*}:s`) would take it for a session.
+      seats: (pool) => `${prefix}:{pool:${pool}}:seats`,
       loginCounter: (key) => `${prefix}:{logins}:f:${key}`,
     };
   }
@@ -558,6 +559,7 @@ function pairs<V>(flat: V[]): Record<string, V> {
 function decodeSession(fields: Record<string, Buffer>): SessionState | undefined {
   if (!fields.r || !fields.d) return undefined;
   const stored = JSON.parse(fields.d.toString()) as Omit<SessionState, 'prev' | 'rev'> & { prev: string | null };
+  if (typeof stored.id !== 'string') return undefined;
   const prev = stored.prev === null ? null : { hash: stored.prev, reply: fields.b ?? Buffer.alloc(0) };
   return sessionWith(stored as unknown as SessionState, { rev: Number(fields.r), prev });
 }

@@ -145,3 +145,57 @@ t.test('two nodes on one store, many clients at once for the last seats: never m
   t.equal(seats.filter((s) => s === 'queued').length, 10, 'the rest in line');
   t.equal((await h.store.loadSeats('cad'))!.holders.length, 2);
 });
+
+t.test('a waiter keeps its place by asking again, not by using its session elsewhere: a free seat is never held hostage', async (t) => {
+  const h = await setup({ heartbeatMs: 60_000 });
+  const a = await client(h);
+  const b = await client(h, 'bob');
+  const c = await client(h);
+  t.equal((await a.send('POST')).seat, 'granted');
+  t.equal((await b.send('POST')).seat, 'queued');
+  t.equal((await a.send('DELETE')).seat, 'none', 'the seat is free, kept for bob, first in line');
+  for (let i = 0; i < 3; i++) {
+    h.clock.now += 30_000;
+    await b.send('GET', '/hello'); // bob uses the app, never asks the pool again
+  }
+  t.equal((await c.send('POST')).seat, 'granted', '90 s on: bob lost his place; the free seat goes to the next asker');
+  t.equal((await b.send('GET')).seat, 'none');
+});
+
+t.test('a never-expiring session that falls silent still loses its seat at the heartbeat', async (t) => {
+  const h = await harness(exampleApp(), { session: { tokenTtlMinutes: -1, allowNeverExpiring: true } });
+  await h.store.putUser({ ...(await h.store.loadUser('alice'))!, name: 'bob' });
+  await h.store.putPool(pool({ heartbeatMs: 60_000 }));
+  const a = await client(h);
+  const b = await client(h, 'bob');
+  t.equal((await a.send('POST')).seat, 'granted');
+  t.equal((await b.send('POST')).seat, 'queued');
+  h.clock.now += 61_000;
+  t.equal((await b.send('POST')).seat, 'granted', 'alice silent for 61 s: her token never expires, her seat does');
+});
+
+t.test('a logout on one node racing a take on another: the ended session keeps no seat', async (t) => {
+  const h = await setup({ seats: 1 });
+  let openGate!: () => void;
+  const gate = new Promise<void>((resolve) => (openGate = resolve));
+  let gated = false;
+  // Node A's store holds its seat write at a gate: node B's logout runs meanwhile.
+  const slow = Object.create(h.store) as typeof h.store;
+  slow.commitSeats = async (next, rev) => {
+    gated = true;
+    await gate;
+    return h.store.commitSeats(next, rev);
+  };
+  Object.defineProperty(slow, 'loadSessionNow', { value: undefined });
+  const nodeA = new Rotor({ config: h.rotor.config, store: slow, app: exampleApp(), keys: h.keys, log: silentLogger(), now: () => h.clock.now, random: seededRandom(21) });
+  const token = await h.login();
+  const frame = (verb: string, path: string) => ({ kind: 'request' as const, verb, path, headers: [['Token', token]] as Array<[string, string]>, body: undefined });
+  const take = nodeA.dispatch(frame('POST', '/rotor/seats/cad'));
+  while (!gated) await new Promise((resolve) => setImmediate(resolve));
+  const logout = await h.rotor.dispatch(frame('POST', '/rotor/logout'));
+  t.equal(logout.status, 200, 'node B logged the session out while A was taking a seat');
+  openGate();
+  const taken = await take;
+  t.equal(taken.error, 'ROTOR_E_SESSION_REVOKED', 'node A finds the session revoked');
+  t.same((await h.store.loadSeats('cad'))?.holders ?? [], [], 'and gives back the seat its first attempt took');
+});

@@ -26,6 +26,8 @@ interface World {
   seats: PoolSeats;
   /** The model: each session's last sign of life, and which have ended. */
   lastLife: Map<string, number>;
+  /** When each last asked for a seat (take): what keeps a place in line. */
+  lastTake: Map<string, number>;
   ended: Set<string>;
 }
 
@@ -35,9 +37,10 @@ function lives(w: World): Map<string, number | null> {
   return out;
 }
 
-/** Dead by the model's reckoning: ended, or silent past the heartbeat. */
-function dead(w: World, session: string): boolean {
-  return w.ended.has(session) || w.now - (w.lastLife.get(session) ?? -Infinity) > w.pool.heartbeatMs;
+/** Dead by the model's reckoning: ended, or silent past the heartbeat — for a waiter, not asking again within it. */
+function dead(w: World, session: string, waiting = false): boolean {
+  const last = (waiting ? w.lastTake : w.lastLife).get(session) ?? -Infinity;
+  return w.ended.has(session) || w.now - last > w.pool.heartbeatMs;
 }
 
 function checkInvariants(w: World): void {
@@ -71,20 +74,24 @@ class Ask implements Command {
     if (w.ended.has(session)) return; // an ended session cannot ask: its token is refused before the pool
     w.lastLife.set(session, w.now); // asking is itself a sign of life
     const before = w.seats;
+    // What the model knew before this ask: a take keeps a place in line from now on, not for this decision.
+    const takes = new Map(w.lastTake);
+    if (this.kind === 'take') w.lastTake.set(session, w.now);
     const decision = decideSeat(w.pool, before, { kind: this.kind, session, user }, w.now, lives(w));
     const after = decision.seats;
     if (this.kind === 'look') {
       if (decision.changed || after !== before) throw new Error('a look changed the record');
     } else {
       if (decision.changed !== (after !== before)) throw new Error('changed does not say whether the record changed');
-      for (const e of [...after.holders, ...after.queue]) if (dead(w, e.session)) throw new Error(`${e.session} is dead but still in the pool`);
+      for (const e of after.holders) if (dead(w, e.session)) throw new Error(`holder ${e.session} is dead but still in the pool`);
+      for (const e of after.queue) if (e.session !== session && dead(w, e.session, true)) throw new Error(`waiter ${e.session} is dead but still in line`);
       w.seats = after;
     }
     checkInvariants(w);
-    this.checkAnswer(w, before, decision.answer, session, user);
+    this.checkAnswer(w, before, decision.answer, session, user, takes);
   }
 
-  private checkAnswer(w: World, before: PoolSeats, answer: SeatAnswer, session: string, user: string): void {
+  private checkAnswer(w: World, before: PoolSeats, answer: SeatAnswer, session: string, user: string, takes: Map<string, number>): void {
     const { holders, queue } = w.seats;
     const holds = holders.some((h) => h.session === session);
     const at = queue.findIndex((q) => q.session === session);
@@ -106,7 +113,11 @@ class Ask implements Command {
     if (answer.seat === 'none') throw new Error('a take answered none');
     // The living view of the record before this ask, as the model sees it.
     const living = (list: readonly { session: string; user: string; since: number }[], holding: boolean) =>
-      list.filter((e) => !dead(w, e.session) && (!holding || w.pool.maxHoldMs === null || w.now - e.since < w.pool.maxHoldMs));
+      list.filter((e) =>
+        holding
+          ? !dead(w, e.session) && (w.pool.maxHoldMs === null || w.now - e.since < w.pool.maxHoldMs)
+          : !w.ended.has(e.session) && w.now - (takes.get(e.session) ?? -Infinity) <= w.pool.heartbeatMs,
+      );
     const holdersBefore = living(before.holders, true);
     const queueBefore = living(before.queue, false);
     const wasHolder = holdersBefore.some((h) => h.session === session);
@@ -186,7 +197,7 @@ t.test('the seat machine follows the model over generated histories', async (t) 
   fc.assert(
     fc.property(pools, commands, (shape, cmds) => {
       const pool: PoolRecord = { name: 'p', createdAt: 0, ...shape };
-      const world = (): World => ({ pool, now: 1_000_000, seats: noSeats('p'), lastLife: new Map(), ended: new Set() });
+      const world = (): World => ({ pool, now: 1_000_000, seats: noSeats('p'), lastLife: new Map(), lastTake: new Map(), ended: new Set() });
       fc.modelRun(() => ({ model: world(), real: world() }), cmds);
     }),
     { numRuns: 2000 },

@@ -33,6 +33,8 @@ interface Client {
   /** The session's id: what the seats record names. */
   session: string;
   lastLife: number;
+  /** Its last seat request: what keeps a place in line (other exchanges keep only a held seat). */
+  lastTake: number;
   ended: boolean;
 }
 
@@ -81,34 +83,40 @@ class Take implements Cmd {
     const before = await seats(w);
     // What the world knew before this ask: the ask itself is a sign of life only from now on.
     const lastLives = new Map(w.clients.map((x) => [x.session, x.lastLife]));
+    const lastTakes = new Map(w.clients.map((x) => [x.session, x.lastTake]));
     const frame = await send(w, this.node, c, 'POST', '/rotor/seats/p');
+    if (getHeader(frame, 'Token')) c.lastTake = w.clock.now;
     const after = await seats(w);
     check(w, after);
     const seat = getHeader(frame, 'Seat');
     const error = getHeader(frame, 'Error');
     if (error === 'ROTOR_E_CONFLICT') return; // nothing changed; the client asks again
-    // Everyone silent past the heartbeat is gone once the pool was asked.
-    for (const e of [...after.holders, ...after.queue]) {
+    // Everyone silent past the heartbeat is gone once the pool was asked (a waiter: not asking again within it).
+    for (const e of after.holders) {
       const owner = w.clients.find((x) => x.session === e.session)!;
-      if (w.clock.now - owner.lastLife > HEARTBEAT_MS) throw new Error(`${e.session} silent for ${w.clock.now - owner.lastLife} ms but still in the pool`);
+      if (w.clock.now - owner.lastLife > HEARTBEAT_MS) throw new Error(`${e.session} silent for ${w.clock.now - owner.lastLife} ms but still holding`);
+    }
+    for (const e of after.queue) {
+      const owner = w.clients.find((x) => x.session === e.session)!;
+      if (w.clock.now - owner.lastTake > HEARTBEAT_MS) throw new Error(`${e.session} has not asked for ${w.clock.now - owner.lastTake} ms but is still in line`);
     }
     // …and everyone who did show life in time keeps what it had.
-    const living = (s: string) => {
+    const living = (s: string, waiting = false) => {
       const owner = w.clients.find((x) => x.session === s)!;
-      return !owner.ended && w.clock.now - lastLives.get(s)! <= HEARTBEAT_MS;
+      return !owner.ended && w.clock.now - (waiting ? lastTakes : lastLives).get(s)! <= HEARTBEAT_MS;
     };
     for (const h of before.holders) {
       if (living(h.session) && w.clock.now - h.seenAt > HEARTBEAT_MS) probes.livedElsewhere++;
       if (living(h.session) && !after.holders.some((a) => a.session === h.session)) throw new Error(`${h.session} alive but lost its seat`);
     }
     for (const q of before.queue) {
-      if (q.session !== c.session && living(q.session) && !after.queue.some((a) => a.session === q.session)) throw new Error(`${q.session} alive but lost its place`);
+      if (q.session !== c.session && living(q.session, true) && !after.queue.some((a) => a.session === q.session)) throw new Error(`${q.session} alive but lost its place`);
     }
     if (seat === 'granted' && !after.holders.some((h) => h.session === c.session)) throw new Error('granted but not holding');
     if (seat === 'queued' && Number(getHeader(frame, 'Seat-Position')) !== after.queue.findIndex((q) => q.session === c.session) + 1) throw new Error('wrong position');
     if (seat === 'granted' && !before.holders.some((h) => h.session === c.session)) {
       // A new grant: no eligible waiter (alive, under its cap) ahead of it went without a seat.
-      const alive = living;
+      const alive = (s: string) => living(s, before.queue.some((q) => q.session === s));
       const holdersBefore = before.holders.filter((h) => alive(h.session));
       const underCap = (u: string) => w.pool.perUser === 0 || holdersBefore.filter((h) => h.user === u).length < w.pool.perUser;
       const mine = before.queue.findIndex((q) => q.session === c.session);
@@ -202,7 +210,7 @@ async function world(nodeCount: number, shape: { seats: number; perUser: number 
     const reply = await nodes[0].dispatch({ kind: 'request', verb: 'POST', path: '/rotor/login', headers: [['User', user], ['Password', 'pw']], body: undefined });
     const token = getHeader(reply.frame, 'Token')!;
     const session = [...(await listIds(store))].find((id) => !clients.some((c) => c.session === id))!;
-    clients.push({ user, token, session, lastLife: clock.now, ended: false });
+    clients.push({ user, token, session, lastLife: clock.now, lastTake: -Infinity, ended: false });
   }
   return { nodes, store, pool, clock, clients };
 }

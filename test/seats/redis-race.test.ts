@@ -56,3 +56,12 @@ t.test(`two nodes on one Redis race for the last seat ${ROUNDS} times: one wins 
   t.equal(wins, ROUNDS, 'exactly one winner in every round');
   t.ok(lost > 0, `the nodes did race: ${lost} compare-and-sets lost and retried`);
 });
+
+t.test('a pool’s seats record is never taken for a session (the sessions’ SCAN, HEAD /dump)', async (t) => {
+  const store = await RedisStore.open(server.url, { prefix: uid('rotor') });
+  t.teardown(() => store.close());
+  t.equal(await store.commitSeats({ pool: 'p', rev: 0, holders: [], queue: [], holdsEnded: 0, heldMsTotal: 0 }, 0), true);
+  const sessions: unknown[] = [];
+  for await (const s of store.listSessions()) sessions.push(s);
+  t.same(sessions, [], 'no session stored, none listed');
+});
