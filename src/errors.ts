@@ -37,6 +37,7 @@ export const ERRORS = {
   ROTOR_E_TOKEN_INVALID: { status: 401, fatal: false, meaning: 'The token is malformed, its MAC is wrong, or its key is unknown; the store was not consulted.' },
   ROTOR_E_TOKEN_EXPIRED: { status: 401, fatal: false, meaning: 'The token is past its lifetime.' },
   ROTOR_E_SESSION_UNKNOWN: { status: 401, fatal: false, meaning: 'The token is genuine but its session does not exist (purged, or never stored).' },
+  ROTOR_E_CLIENT_MISMATCH: { status: 401, fatal: false, meaning: 'The token is bound to the client that logged in (its Client-Info, its address, or both: §2) and this request comes from another; nothing was read or changed.' },
   ROTOR_E_TOKEN_REUSED: { status: 401, fatal: false, meaning: 'A rotated-away token was presented again: the session and all its tokens are now revoked.' },
   ROTOR_E_SESSION_REVOKED: { status: 401, fatal: false, meaning: 'The session was revoked earlier (logout, delete, or a detected reuse).' },
   ROTOR_E_FORBIDDEN: { status: 403, fatal: false, meaning: 'The operation is disabled on this server or not allowed for this session.' },

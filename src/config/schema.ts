@@ -120,6 +120,7 @@ const SHAPE = {
   session: section({
     tokenTtlMinutes: minutes(-1, CENTURY_MINUTES, { holds: (value) => value !== 0, message: 'must not be 0 (-1 = never expires)' }),
     allowNeverExpiring: boolean(),
+    bindClients: choice(['off', 'program', 'address', 'both']),
     revokedRetentionMinutes: minutes(1),
     maxMetaBytes: int(2, 1 << 30),
     maxTasksPerExchange: int(0, 1000),

@@ -72,6 +72,11 @@ export interface SessionSettings {
   /** Lifetime of each token in whole minutes; -1 means never expires (needs allowNeverExpiring). */
   tokenTtlMinutes: number;
   allowNeverExpiring: boolean;
+  /**
+   * Bind every token to the client that logged in (spec §2): its `Client-Info` (program), its
+   * source address, both, or nothing. A token shown by another client is ROTOR_E_CLIENT_MISMATCH.
+   */
+  bindClients: 'off' | 'program' | 'address' | 'both';
   /** How long a revoked session is remembered so its tokens get SESSION_REVOKED, not SESSION_UNKNOWN. */
   revokedRetentionMinutes: number;
   /** Largest JSON metadata object of a session, serialized. */
@@ -194,6 +199,7 @@ export const DEFAULTS: RotorConfig = Object.freeze({
   session: Object.freeze({
     tokenTtlMinutes: 120,
     allowNeverExpiring: false,
+    bindClients: 'off',
     revokedRetentionMinutes: 24 * 60,
     maxMetaBytes: 16 * 1024,
     maxTasksPerExchange: 8,

@@ -75,10 +75,17 @@ export function errorOutcome(code: ErrorCode): { status: number; headers: Header
 }
 
 /** A new token of `sessionId` with the configured lifetime from `now`, and the hash its session keeps. */
-export function mint(ctx: DispatchContext, sessionId: string, generation: number, user: string, now: number): { token: string; hash: string; expiresAt: number | null } {
+export function mint(
+  ctx: DispatchContext,
+  sessionId: string,
+  generation: number,
+  user: string,
+  now: number,
+  binding?: string,
+): { token: string; hash: string; expiresAt: number | null } {
   const issued = Math.floor(now / 1000);
   const ttlMinutes = ctx.config.session.tokenTtlMinutes;
-  const { token, hash } = mintHashedToken(ctx.keys, { session: sessionId, generation, issued, ttlMinutes, user }, ctx.random);
+  const { token, hash } = mintHashedToken(ctx.keys, { session: sessionId, generation, issued, ttlMinutes, user, binding }, ctx.random);
   return { token, hash, expiresAt: claimsExpireAt({ issued, ttlMinutes }) };
 }
 

@@ -8,7 +8,8 @@
 import { RotorError, reasonFor } from '../errors.ts';
 import { admit, releasedTasks, rotate } from '../session/machine.ts';
 import { replyAtRestOf, replyFromRest } from '../session/replay.ts';
-import { claimsExpireAt, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
+import { claimsExpireAt, clientBinding, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
+import { addressKey, type Origin } from '../transport/admission.ts';
 import type { SessionState, TaskSpec } from '../session/types.ts';
 import type { TaskRecord } from '../store/types.ts';
 import { getHeader, Reply, serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
@@ -32,11 +33,16 @@ export interface ExchangeOperation {
 }
 
 /** Run `op` as an exchange of the frame's token. Throws RotorError for a token refused before the store. */
-export function exchange(ctx: DispatchContext, frame: RequestFrame, op: ExchangeOperation, note: Note): Promise<Reply> {
+export function exchange(ctx: DispatchContext, frame: RequestFrame, op: ExchangeOperation, note: Note, origin?: Origin): Promise<Reply> {
   const token = getHeader(frame, 'Token');
   if (!token) throw new RotorError('ROTOR_E_TOKEN_MISSING');
   const verified = verifyHashedToken(ctx.keys, token);
   const claims = verified.claims;
+  // A token bound to its client (spec §2) is refused, unused, from any other: nothing is read or changed.
+  const binds = ctx.config.session.bindClients;
+  if (claims.binding !== undefined && binds !== 'off' && claims.binding !== clientBinding(binds, getHeader(frame, 'Client-Info'), addressKey(origin?.peer))) {
+    throw new RotorError('ROTOR_E_CLIENT_MISMATCH');
+  }
   const expiresAt = claimsExpireAt(claims);
   // A token made never-expiring while the operator allowed it dies when they stop allowing it.
   if (expiresAt === null ? !ctx.config.session.allowNeverExpiring : ctx.now() >= expiresAt) throw new RotorError('ROTOR_E_TOKEN_EXPIRED');
@@ -80,7 +86,7 @@ async function exchangeLocked(ctx: DispatchContext, token: string, verified: Ver
     }
     const released = admission.effects.length === 0 ? NO_RECORDS : taskRecords(admission.state, releasedTasks(admission.effects), now);
     performed = true;
-    const reply = await performAndCommit(ctx, loaded, admission.state, op, released, now, note);
+    const reply = await performAndCommit(ctx, loaded, admission.state, op, released, now, note, verified.claims.binding);
     if (!reply) continue;
     if (released.length > 0) {
       ctx.metrics.task('released', released.length);
@@ -100,6 +106,7 @@ async function performAndCommit(
   released: readonly TaskRecord[],
   now: number,
   note: Note,
+  binding: string | undefined,
 ): Promise<Reply | undefined> {
   const performing = op.perform(admitted, released, now);
   // An operation that answers at once costs no turn of the event loop.
@@ -110,7 +117,8 @@ async function performAndCommit(
     return step.reply;
   }
   const { outcome } = step;
-  const { token, hash, expiresAt } = mint(ctx, admitted.id, admitted.gen + 1, admitted.user, now);
+  // The next token is bound as this one was.
+  const { token, hash, expiresAt } = mint(ctx, admitted.id, admitted.gen + 1, admitted.user, now, binding);
   // Token first: the replay copy at rest relies on it (session/replay.ts).
   const headers: Header[] = [['Token', token], ...outcome.headers];
   if (outcome.error) headers.push(['Error', outcome.error]);

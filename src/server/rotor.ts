@@ -178,7 +178,7 @@ export class Rotor {
     if (!path.startsWith('/rotor/')) {
       note.operation = 'app';
       const query = queryAt === -1 ? '' : frame.path.slice(queryAt + 1);
-      return exchange(this.context, frame, this.application(frame, path, query), note);
+      return exchange(this.context, frame, this.application(frame, path, query), note, origin);
     }
     const verbs = this.routes.lookup(path);
     if (!verbs) return refused(note, 'ROTOR_E_NOT_FOUND');

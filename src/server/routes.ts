@@ -46,22 +46,22 @@ export function ownRoutes(ctx: DispatchContext): RouteTable {
       '/rotor/token',
       {
         POST: route('token', (frame, note) => createToken(ctx, frame, note)),
-        PUT: route('meta', (frame, note) => exchange(ctx, frame, meta(ctx, parseMetaBody(frame, maxMeta)), note)),
-        DELETE: route('delete', (frame, note) => exchange(ctx, frame, end(ctx, 'deleted', 202), note)),
+        PUT: route('meta', (frame, note, _path, origin) => exchange(ctx, frame, meta(ctx, parseMetaBody(frame, maxMeta)), note, origin)),
+        DELETE: route('delete', (frame, note, _path, origin) => exchange(ctx, frame, end(ctx, 'deleted', 202), note, origin)),
       },
     ],
-    ['/rotor/resume', { POST: route('resume', (frame, note) => exchange(ctx, frame, resume, note)) }],
-    ['/rotor/ack', { POST: route('ack', (frame, note) => exchange(ctx, frame, ack, note)) }],
-    ['/rotor/logout', { POST: route('logout', (frame, note) => exchange(ctx, frame, end(ctx, 'logout', 200), note)) }],
+    ['/rotor/resume', { POST: route('resume', (frame, note, _path, origin) => exchange(ctx, frame, resume, note, origin)) }],
+    ['/rotor/ack', { POST: route('ack', (frame, note, _path, origin) => exchange(ctx, frame, ack, note, origin)) }],
+    ['/rotor/logout', { POST: route('logout', (frame, note, _path, origin) => exchange(ctx, frame, end(ctx, 'logout', 200), note, origin)) }],
   ]);
   const tasks: RouteVerbs = {
-    GET: route('task', (frame, note, path) => {
+    GET: route('task', (frame, note, path, origin) => {
       const taskId = path.slice(TASKS_PREFIX.length);
       if (!TASK_ID.test(taskId)) throw new RotorError('ROTOR_E_BAD_REQUEST', 'not a task id');
-      return exchange(ctx, frame, taskStatus(ctx, taskId), note);
+      return exchange(ctx, frame, taskStatus(ctx, taskId), note, origin);
     }),
   };
-  const seat = (kind: 'take' | 'give' | 'look'): Route['run'] => (frame, note, path) => exchange(ctx, frame, seatOperation(ctx, kind, poolOf(path)), note);
+  const seat = (kind: 'take' | 'give' | 'look'): Route['run'] => (frame, note, path, origin) => exchange(ctx, frame, seatOperation(ctx, kind, poolOf(path)), note, origin);
   const seats: RouteVerbs = { POST: route('seats', seat('take')), DELETE: route('seats', seat('give')), GET: route('seats', seat('look')) };
   const below = (prefix: string, path: string) => path.startsWith(prefix) && path.length > prefix.length;
   return {

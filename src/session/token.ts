@@ -19,6 +19,8 @@ export interface TokenClaims {
   /** whole minutes, -1 = never */
   ttlMinutes: number;
   user: string;
+  /** base64url of the 8-byte binding to a client (spec §2), when the server binds tokens. */
+  binding?: string | undefined;
 }
 
 export interface MacKey {
@@ -158,14 +160,17 @@ export function mintToken(keys: KeyRing, claims: TokenClaims, random: RandomSour
 
 /** mintToken, with the hash the session keeps for the new token. */
 export function mintHashedToken(keys: KeyRing, claims: TokenClaims, random: RandomSource): HashedToken {
-  const bytes = TokenClaimsType.encode({
+  const message: Record<string, unknown> = {
     session: Buffer.from(claims.session, 'base64url'),
     generation: claims.generation,
     issued: claims.issued,
     ttlMinutes: claims.ttlMinutes,
     user: claims.user,
     nonce: random(16),
-  }).finish();
+  };
+  // Left out when there is none: the claims of an unbound token are as before.
+  if (claims.binding) message.binding = Buffer.from(claims.binding, 'base64url');
+  const bytes = TokenClaimsType.encode(message).finish();
   // protobufjs hands back a Buffer under Node; a Uint8Array is wrapped, not copied.
   const claimsBytes = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const signed = `${keys.signing.id}.${claimsBytes.toString('base64url')}`;
@@ -212,6 +217,7 @@ export function verifyHashedToken(keys: KeyRing, token: string): VerifiedToken {
       ttlMinutes: decoded.ttlMinutes,
       user: decoded.user,
     };
+    if (decoded.binding.length > 0) claims.binding = Buffer.from(decoded.binding.buffer, decoded.binding.byteOffset, decoded.binding.length).toString('base64url');
     return { claims, hash: expected.hash };
   } catch {
     throw new RotorError('ROTOR_E_TOKEN_INVALID');
@@ -236,6 +242,7 @@ interface DecodedClaims {
   issued: number | protobuf.Long;
   ttlMinutes: number;
   user: string;
+  binding: Uint8Array;
 }
 
 /** An unsigned 64-bit value as a number, exactly as toObject's `longs: Number` converts it. */
@@ -267,6 +274,19 @@ export function resign(keys: KeyRing, unsigned: string): HashedToken | undefined
  */
 export function deriveId(keys: KeyRing, label: string): string {
   return mac(keys.signing.secret, label);
+}
+
+/**
+ * What a token bound to a client carries of it: 8 bytes of SHA-256 over what the server binds
+ * (`Client-Info`, the source address bucketed as the connection caps do, or both), base64url.
+ * Inside the MAC'd claims, so it cannot be changed; a hash, so a token does not spell out its
+ * client's address. Undefined when the server binds nothing.
+ */
+export function clientBinding(mode: 'off' | 'program' | 'address' | 'both', clientInfo: string | undefined, address: string | undefined): string | undefined {
+  if (mode === 'off') return undefined;
+  const program = mode === 'address' ? '' : (clientInfo ?? '');
+  const where = mode === 'program' ? '' : (address ?? '');
+  return crypto.createHash('sha256').update(`rotor-binding\0${mode}\0${program}\0${where}`).digest().subarray(0, 8).toString('base64url');
 }
 
 /** When a token's claims say it expires (ms), or null for never. */

@@ -1,7 +1,7 @@
 import { RotorError } from '../../errors.ts';
 import { revoke } from '../../session/machine.ts';
 import { replyFromRest } from '../../session/replay.ts';
-import { deriveId } from '../../session/token.ts';
+import { clientBinding, deriveId } from '../../session/token.ts';
 import type { SessionState } from '../../session/types.ts';
 import type { UserRecord } from '../../store/types.ts';
 import { addressKey, type Origin } from '../../transport/admission.ts';
@@ -30,6 +30,7 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
     note.user = user;
     const meta = parseMetaBody(frame, session.maxMetaBytes);
     const address = addressKey(origin?.peer);
+    const binding = clientBinding(ctx.config.session.bindClients, getHeader(frame, 'Client-Info'), address);
     const keys = throttle.keys(user, address);
     const waiting = await throttle.waitMs(keys, ctx.now());
     if (waiting > 0) return throttled(note, waiting);
@@ -56,14 +57,14 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
       const step = matchTotp(record.totpSecret, code, ctx.now(), auth.totpWindow);
       try {
         if (step === undefined) throw new RotorError('ROTOR_E_AUTH_FAILED');
-        reply = await totpLogin(ctx, record, step, meta, note);
+        reply = await totpLogin(ctx, record, step, meta, note, binding);
       } catch (err) {
         // A wrong, an old or a spent code: a failure like a wrong password.
         if (err instanceof RotorError && err.code === 'ROTOR_E_AUTH_FAILED') await throttle.failed(keys, ctx.now());
         throw err;
       }
     } else {
-      const { reply: opened, state } = await openSession(ctx, user, meta);
+      const { reply: opened, state } = await openSession(ctx, user, meta, undefined, binding);
       note.session = state.id;
       reply = opened;
     }
@@ -84,7 +85,7 @@ function throttled(note: Note, waitMs: number): Reply {
  * its code opened and, while that session's first token is unused, gets the identical reply.
  * The session is stored before the step is burned, so a store error costs the user nothing.
  */
-function totpLogin(ctx: DispatchContext, record: UserRecord, step: number, meta: Record<string, unknown>, note: Note): Promise<Reply> {
+function totpLogin(ctx: DispatchContext, record: UserRecord, step: number, meta: Record<string, unknown>, note: Note, binding: string | undefined): Promise<Reply> {
   const { store } = ctx;
   const id = deriveId(ctx.keys, `totp-login\0${record.name}\0${step}`);
   note.session = id;
@@ -106,7 +107,7 @@ function totpLogin(ctx: DispatchContext, record: UserRecord, step: number, meta:
     if (earlier) return again(earlier);
     let opened: { reply: Reply; state: SessionState };
     try {
-      opened = await openSession(ctx, record.name, meta, id);
+      opened = await openSession(ctx, record.name, meta, id, binding);
     } catch (err) {
       // Another node stored the session first (the same login sent to two nodes at once).
       const raced = await store.loadSession(id);

@@ -13,10 +13,12 @@ export async function openSession(
   user: string,
   meta: Record<string, unknown>,
   id?: string,
+  /** The client every token of the session is bound to (spec §2), if the server binds. */
+  binding?: string,
 ): Promise<{ reply: Reply; state: SessionState }> {
   const now = ctx.now();
   const sessionId = id ?? ctx.random(16).toString('base64url');
-  const { token, hash, expiresAt } = mint(ctx, sessionId, 1, user, now);
+  const { token, hash, expiresAt } = mint(ctx, sessionId, 1, user, now, binding);
   const headers: Header[] = [['Token', token]];
   const reply = user === '' ? plainReply(200, [...headers, ['Content-Type', JSON_TYPE]], Buffer.from(JSON.stringify(meta))) : plainReply(200, headers);
   const loginReply = id === undefined ? undefined : replyAtRest(reply.bytes);
