@@ -9,7 +9,7 @@ import { RotorError, reasonFor } from '../errors.ts';
 import { admit, releasedTasks, rotate } from '../session/machine.ts';
 import { replyAtRestOf, replyFromRest } from '../session/replay.ts';
 import { claimsExpireAt, clientBinding, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
-import { addressKey, type Origin } from '../transport/admission.ts';
+import { addressKey, type Origin } from '../net/origin.ts';
 import type { SessionState, TaskSpec } from '../session/types.ts';
 import type { TaskRecord } from '../store/types.ts';
 import { getHeader, Reply, serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';

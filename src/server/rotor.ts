@@ -2,7 +2,7 @@ import { RotorError } from '../errors.ts';
 import type { RotorConfig } from '../config/defaults.ts';
 import { AccessLog, newRequestId, SecurityLog, type AccessEntry, type Logger, type SecurityEvent } from '../log/index.ts';
 import { Metrics, type LoginResult } from '../metrics/index.ts';
-import type { Origin } from '../transport/admission.ts';
+import type { Origin } from '../net/origin.ts';
 import { errorReply, Reply, type Frame, type RequestFrame } from '../wire/index.ts';
 import type { KeyRing } from '../session/token.ts';
 import { pooledRandom, type RandomSource } from '../session/random.ts';

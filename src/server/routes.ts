@@ -6,7 +6,7 @@
  */
 import { RotorError } from '../errors.ts';
 import type { Operation as OperationName } from '../metrics/index.ts';
-import type { Origin } from '../transport/admission.ts';
+import type { Origin } from '../net/origin.ts';
 import type { RequestFrame, Reply } from '../wire/index.ts';
 import { parseMetaBody, plainReply, SERVER_NAME, type DispatchContext, type Note } from './context.ts';
 import { exchange } from './exchange.ts';

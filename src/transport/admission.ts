@@ -1,19 +1,12 @@
-import { isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionLimits } from '../config/defaults.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { Frame, Reply } from '../wire/index.ts';
 import { linger, type FrameHandler } from './core.ts';
 
-/** How a frame reached rotor. An HTTP connection upgraded to WebSocket is `ws` from then on. */
-export type Carrier = 'tcp' | 'tls' | 'http' | 'ws';
+import { addressKey, type Carrier, type Origin } from '../net/origin.ts';
 
-/** Where a frame came from (the access log and the security events say it). */
-export interface Origin {
-  readonly carrier: Carrier;
-  /** The peer's address as the socket reports it. */
-  readonly peer: string | undefined;
-}
+export { addressKey, type Carrier, type Origin };
 
 /** A frame handler that may be told each frame's origin (Rotor is); one that takes only the frame ignores it. */
 export interface OriginAwareHandler {
@@ -89,19 +82,4 @@ export function refuse(socket: Duplex, bytes?: Buffer | string): void {
     return;
   }
   linger(socket, 1_000, bytes);
-}
-
-/**
- * What counts as one source: an IPv4 address (also when it arrives IPv4-mapped, `::ffff:a.b.c.d`),
- * or the /64 of an IPv6 address — one host is usually given a whole /64 and may use any address in it.
- */
-export function addressKey(address: string | undefined): string {
-  if (address === undefined) return '';
-  if (address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
-  if (!isIPv6(address)) return address;
-  const [head, tail = ''] = address.split('%')[0].split('::');
-  const front = head === '' ? [] : head.split(':');
-  const back = address.includes('::') ? (tail === '' ? [] : tail.split(':')) : [];
-  const groups = [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back];
-  return `${groups.slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16)).join(':')}::/64`;
 }

@@ -4,7 +4,7 @@ import { replyFromRest } from '../../session/replay.ts';
 import { clientBinding, deriveId } from '../../session/token.ts';
 import type { SessionState } from '../../session/types.ts';
 import type { UserRecord } from '../../store/types.ts';
-import { addressKey, type Origin } from '../../transport/admission.ts';
+import { addressKey, type Origin } from '../../net/origin.ts';
 import { getHeader, Reply, type RequestFrame } from '../../wire/index.ts';
 import { dummyHash, HashLimiter, LoginThrottle, matchTotp, verifyPassword } from '../auth.ts';
 import { parseMetaBody, refused, type DispatchContext, type Note } from '../context.ts';
