@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
 
 /** What always gets a warn line, whatever the access log's settings. */
-export type SecurityEvent = 'login_failed' | 'totp_failed' | 'token_reused' | 'rate_limited' | 'connection_refused';
+export type SecurityEvent = 'login_failed' | 'totp_failed' | 'token_reused' | 'client_mismatch' | 'rate_limited' | 'connection_refused';
 
 const MESSAGES: Record<SecurityEvent, string> = {
   login_failed: 'security: login failed (unknown user or wrong password)',
   totp_failed: 'security: login failed (wrong or already used TOTP code)',
   token_reused: 'security: a rotated-away token was presented again: session revoked',
+  client_mismatch: 'security: a token bound to one client was presented by another (refused)',
   rate_limited: 'security: login refused, too many waiting for a password check',
   connection_refused: 'security: connection refused at a connection cap',
 };
@@ -17,7 +18,7 @@ const MESSAGES: Record<SecurityEvent, string> = {
  * and from where. (A failed login costs the sender a password hash on our side, bounded by
  * auth.maxConcurrentHashes: those are logged one by one.)
  */
-const FLOODING: ReadonlySet<SecurityEvent> = new Set(['rate_limited', 'connection_refused']);
+const FLOODING: ReadonlySet<SecurityEvent> = new Set(['rate_limited', 'connection_refused', 'client_mismatch']);
 /** Peers a summary line names at most. */
 const SUMMARY_PEERS = 10;
 

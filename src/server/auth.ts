@@ -123,9 +123,19 @@ export class LoginThrottle {
     return this.longestWait(keys, await this.store.loginFailures(keys.map((k) => k.key), now), now);
   }
 
-  /** Count a failed login in every counter covering it. */
+  /**
+   * Count a failed login in the counters covering it. The user's count across addresses gets
+   * at most `failureFactor` failures from any one address: it measures how many addresses guess
+   * at the name, so one address hammering it (waiting out every wait) cannot lock its owner out
+   * from another.
+   */
   async failed(keys: readonly ThrottleKey[], now: number): Promise<void> {
-    if (keys.length > 0) await this.store.recordLoginFailure(keys.map((k) => k.key), now, this.windowMs);
+    const user = keys.find((k) => k.key.startsWith('u\0'));
+    const pair = keys.find((k) => k.key.startsWith('p\0'));
+    const others = keys.filter((k) => k !== user);
+    const counts = others.length > 0 ? await this.store.recordLoginFailure(others.map((k) => k.key), now, this.windowMs) : [];
+    const fromThisAddress = pair ? counts[others.indexOf(pair)].count : 0;
+    if (user && (!pair || fromThisAddress <= pair.factor)) await this.store.recordLoginFailure([user.key], now, this.windowMs);
   }
 
   /** A login of `user` from `address` succeeded: its (user, address) counter starts again. */

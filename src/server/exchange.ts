@@ -38,9 +38,11 @@ export function exchange(ctx: DispatchContext, frame: RequestFrame, op: Exchange
   if (!token) throw new RotorError('ROTOR_E_TOKEN_MISSING');
   const verified = verifyHashedToken(ctx.keys, token);
   const claims = verified.claims;
-  // A token bound to its client (spec §2) is refused, unused, from any other: nothing is read or changed.
+  // With binding on, a token must be bound to the client presenting it (spec §2) — one made
+  // before binding was turned on is bound to nobody and refused too. Nothing is read or changed.
   const binds = ctx.config.session.bindClients;
-  if (claims.binding !== undefined && binds !== 'off' && claims.binding !== clientBinding(binds, getHeader(frame, 'Client-Info'), addressKey(origin?.peer))) {
+  if (binds !== 'off' && claims.binding !== clientBinding(binds, getHeader(frame, 'Client-Info'), addressKey(origin?.peer))) {
+    note.session = claims.session;
     throw new RotorError('ROTOR_E_CLIENT_MISMATCH');
   }
   const expiresAt = claimsExpireAt(claims);

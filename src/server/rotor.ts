@@ -208,6 +208,7 @@ function loginResult(note: Note): LoginResult {
 /** The security event an answered frame is, if any: logged whatever the access log says. */
 function securityEvent(note: Note, login: LoginResult | undefined): SecurityEvent | undefined {
   if (note.outcome === 'ROTOR_E_TOKEN_REUSED') return 'token_reused';
+  if (note.outcome === 'ROTOR_E_CLIENT_MISMATCH') return 'client_mismatch';
   if (login === 'password_failed') return 'login_failed';
   if (login === 'totp_failed') return 'totp_failed';
   if (login === 'rate_limited') return 'rate_limited';

@@ -45,7 +45,7 @@ export function ownRoutes(ctx: DispatchContext): RouteTable {
     [
       '/rotor/token',
       {
-        POST: route('token', (frame, note) => createToken(ctx, frame, note)),
+        POST: route('token', (frame, note, _path, origin) => createToken(ctx, frame, note, origin)),
         PUT: route('meta', (frame, note, _path, origin) => exchange(ctx, frame, meta(ctx, parseMetaBody(frame, maxMeta)), note, origin)),
         DELETE: route('delete', (frame, note, _path, origin) => exchange(ctx, frame, end(ctx, 'deleted', 202), note, origin)),
       },

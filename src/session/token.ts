@@ -279,8 +279,9 @@ export function deriveId(keys: KeyRing, label: string): string {
 /**
  * What a token bound to a client carries of it: 8 bytes of SHA-256 over what the server binds
  * (`Client-Info`, the source address bucketed as the connection caps do, or both), base64url.
- * Inside the MAC'd claims, so it cannot be changed; a hash, so a token does not spell out its
- * client's address. Undefined when the server binds nothing.
+ * Inside the MAC'd claims, so it cannot be changed. Not a secret: a hash of so little (an IPv4
+ * address is 32 bits) can be searched, so whoever holds a token can learn what it is bound to —
+ * which its holder knows anyway. Undefined when the server binds nothing.
  */
 export function clientBinding(mode: 'off' | 'program' | 'address' | 'both', clientInfo: string | undefined, address: string | undefined): string | undefined {
   if (mode === 'off') return undefined;

@@ -8,6 +8,11 @@ import { exampleApp } from '../../src/app/example.ts';
 import type { Origin } from '../../src/transport/admission.ts';
 import { verifyToken } from '../../src/session/token.ts';
 import { getHeader, type Header } from '../../src/wire/index.ts';
+import pino from 'pino';
+import { resolveConfig } from '../../src/config/defaults.ts';
+import { silentLogger } from '../../src/log/index.ts';
+import { Rotor } from '../../src/server/rotor.ts';
+import { seededRandom } from '../../src/session/random.ts';
 import { harness } from '../server/harness.ts';
 
 const HOME: Origin = { carrier: 'tcp', peer: '192.0.2.7' };
@@ -63,4 +68,37 @@ t.test('off (the default): nothing bound, any client may present the token', asy
   const token = await login(HOME);
   t.equal(verifyToken(h.keys, token).binding, undefined, 'no binding in the claims');
   t.equal((await send('/hello', [['Token', token]], ELSEWHERE)).status, 200);
+});
+
+t.test('binding turned on: a session opened before, bound to nobody, is refused too', async (t) => {
+  const before = await bound('off');
+  const token = await before.login(HOME);
+  const after = new Rotor({ config: resolveConfig({ auth: { scryptN: 1024 }, session: { bindClients: 'address' } }), store: before.h.store, app: exampleApp(), keys: before.h.keys, log: silentLogger(), now: () => before.h.clock.now, random: seededRandom(5) });
+  const reply = await after.dispatch({ kind: 'request', verb: 'GET', path: '/hello', headers: [['Token', token]], body: undefined }, HOME);
+  t.equal(reply.error, 'ROTOR_E_CLIENT_MISMATCH', 'even from the address it logged in from: it was never bound');
+});
+
+t.test('POST /rotor/token sessions are bound like logins', async (t) => {
+  const h = await harness(exampleApp(), { session: { bindClients: 'both', openTokenCreate: true } });
+  const created = await h.rotor.dispatch({ kind: 'request', verb: 'POST', path: '/rotor/token', headers: [['Client-Info', 'web/1']], body: undefined }, HOME);
+  const token = getHeader(created.frame, 'Token')!;
+  t.ok(verifyToken(h.keys, token).binding, 'bound');
+  const stolen = await h.rotor.dispatch({ kind: 'request', verb: 'PUT', path: '/rotor/token', headers: [['Token', token], ['Client-Info', 'web/1']], body: undefined }, ELSEWHERE);
+  t.equal(stolen.error, 'ROTOR_E_CLIENT_MISMATCH');
+  const own = await h.rotor.dispatch({ kind: 'request', verb: 'PUT', path: '/rotor/token', headers: [['Token', token], ['Client-Info', 'web/1']], body: undefined }, HOME);
+  t.equal(own.status, 200);
+});
+
+t.test('a mismatch is a security event, with the session it was for', async (t) => {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const config = resolveConfig({ auth: { scryptN: 1024 }, session: { bindClients: 'address' } });
+  const h = await harness(exampleApp(), { session: { bindClients: 'address' } });
+  const rotor = new Rotor({ config, store: h.store, app: exampleApp(), keys: h.keys, log, now: () => h.clock.now, random: seededRandom(6) });
+  const login = await rotor.dispatch({ kind: 'request', verb: 'POST', path: '/rotor/login', headers: [['User', 'alice'], ['Password', 'pw']], body: undefined }, HOME);
+  const token = getHeader(login.frame, 'Token')!;
+  await rotor.dispatch({ kind: 'request', verb: 'GET', path: '/hello', headers: [['Token', token]], body: undefined }, ELSEWHERE);
+  const event = lines.find((l) => l.event === 'client_mismatch');
+  t.ok(event, 'logged at warn');
+  t.equal(event?.session, verifyToken(h.keys, token).session, 'naming the session');
 });

@@ -142,6 +142,22 @@ t.test('an attacker who waits out every Wait-for is held to the documented pace'
   t.equal(checked.at(-1), 157_050_000, 'the last after 43.6 hours');
 });
 
+t.test('one address waiting out every wait, with the default user counter, never locks alice out from home', async (t) => {
+  const c = await cluster(t, new MemoryStore());
+  const node = c.node();
+  let checked = 0;
+  let homeRefused = 0;
+  for (let i = 0; i < 600; i++) {
+    const { frame } = await node.login('alice', `guess-${i}`, ATTACKER);
+    if (codeOf(frame) === 'ROTOR_E_AUTH_FAILED') {
+      checked++;
+      if (codeOf((await node.login('alice', 'pw', HOME)).frame) !== 'token') homeRefused++;
+    } else c.clock.now += waitOf(frame) * 1000;
+  }
+  t.ok(checked > DEFAULTS.userFailureFactor, `the attacker got ${checked} guesses checked, past the user counter's factor of ${DEFAULTS.userFailureFactor}`);
+  t.equal(homeRefused, 0, 'and alice logged in from home after every one of them');
+});
+
 t.test('an unknown user and a known one get byte-identical refusals', async (t) => {
   const c = await cluster(t, new MemoryStore());
   const node = c.node();
