@@ -35,11 +35,11 @@ export function poolOf(path: string): string {
  * tells nothing; after `tokenTtlMinutes` was changed, a session's newest token was issued with
  * the old lifetime until it rotates, which skews this by the difference (never past now).
  */
-export function lastLife(state: SessionState | undefined, tokenTtlMs: number, now: number): number | null | undefined {
+export function lastLife(ctx: DispatchContext, state: SessionState | undefined, now: number): number | null | undefined {
   if (!state || state.revoked) return null;
   if (state.expiresAt === null) return undefined;
   if (state.expiresAt <= now) return null;
-  return Math.min(state.expiresAt - tokenTtlMs, now);
+  return Math.min(state.expiresAt - ctx.config.session.tokenTtlMinutes * 60_000, now);
 }
 
 /** take (POST), give (DELETE) or look (GET) in the pool `name`, for the session being admitted. */
@@ -50,19 +50,13 @@ export function seatOperation(ctx: DispatchContext, kind: SeatAskKind, name: str
       const base = { tasks: [], meta: admitted.meta };
       if (!pool) return { kind: 'rotate', outcome: { ...base, ...errorOutcome('ROTOR_E_POOL_UNKNOWN') } };
       // Its own last sign of life before this ask is in the record just admitted: no store read.
-      const life = lastLife(admitted, ctx.config.session.tokenTtlMinutes * 60_000, now);
+      const life = lastLife(ctx, admitted, now);
       const { answer, seats } = await settleSeats(ctx, pool, { kind, session: admitted.id, user: admitted.user, life }, now);
-      return { kind: 'rotate', outcome: { ...base, ...seatReply(pool, seats, answer, kind, admitted.id) } };
+      return { kind: 'rotate', outcome: { ...base, ...seatReply(pool, seats, answer, kind) } };
     },
   };
 }
 
-/**
- * Decide and store one ask. Within this process one pool's asks run one at a time (under the
- * session's lock: always session, then pool, so no two wait on each other), so only other nodes
- * make a compare-and-set fail; it is retried from the load, and past the retries it is
- * ROTOR_E_CONFLICT (nothing changed: the client asks again with the same token).
- */
 /** An ask, with what the asking session's own record says of its last sign of life before it (null: ended). */
 interface Ask {
   kind: SeatAskKind;
@@ -71,6 +65,12 @@ interface Ask {
   life: number | null | undefined;
 }
 
+/**
+ * Decide and store one ask. Within this process one pool's asks run one at a time (under the
+ * session's lock: always session, then pool, so no two wait on each other), so only other nodes
+ * make a compare-and-set fail; it is retried from the load, and past the retries it is
+ * ROTOR_E_CONFLICT (nothing changed: the client asks again with the same token).
+ */
 function settleSeats(ctx: DispatchContext, pool: PoolRecord, ask: Ask, now: number): Promise<{ answer: SeatAnswer; seats: PoolSeats }> {
   return ctx.locks.run(`\0pool\0${pool.name}`, () => settleSeatsNow(ctx, pool, ask, now));
 }
@@ -96,14 +96,13 @@ async function livesOf(ctx: DispatchContext, pool: PoolRecord, seats: PoolSeats,
     if (life !== undefined) lives.set(session, life);
   };
   learned(ask.session, ask.life);
-  const ttlMs = ctx.config.session.tokenTtlMinutes * 60_000;
   for (const session of overdueSessions(pool, seats, now)) {
-    if (session !== ask.session) learned(session, lastLife(await ctx.store.loadSession(session), ttlMs, now));
+    if (session !== ask.session) learned(session, lastLife(ctx, await ctx.store.loadSession(session), now));
   }
   return lives;
 }
 
-function seatReply(pool: PoolRecord, seats: PoolSeats, answer: SeatAnswer, kind: SeatAskKind, session: string): Omit<Outcome, 'tasks' | 'meta'> {
+function seatReply(pool: PoolRecord, seats: PoolSeats, answer: SeatAnswer, kind: SeatAskKind): Omit<Outcome, 'tasks' | 'meta'> {
   const seconds = (ms: number) => String(Math.max(1, Math.ceil(ms / 1000)));
   let reply: Omit<Outcome, 'tasks' | 'meta'>;
   switch (answer.seat) {

@@ -9,7 +9,7 @@ import type { RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics, Operation as OperationName, Outcome as ExchangeOutcome } from '../metrics/index.ts';
 import type { RandomSource } from '../session/random.ts';
-import { claimsExpireAt, mintHashedToken, type KeyRing } from '../session/token.ts';
+import { claimsExpireAt, clientBinding, mintHashedToken, type KeyRing } from '../session/token.ts';
 import type { TaskSpec } from '../session/types.ts';
 import type { Store } from '../store/types.ts';
 import { errorReply, getHeader, Reply, type Header, type RequestFrame } from '../wire/index.ts';
@@ -87,6 +87,11 @@ export function mint(
   const ttlMinutes = ctx.config.session.tokenTtlMinutes;
   const { token, hash } = mintHashedToken(ctx.keys, { session: sessionId, generation, issued, ttlMinutes, user, binding }, ctx.random);
   return { token, hash, expiresAt: claimsExpireAt({ issued, ttlMinutes }) };
+}
+
+/** What a request from `address` (an addressKey) binds a token to, as the server binds clients (spec §2); undefined when it binds nothing. */
+export function bindingOf(ctx: DispatchContext, frame: RequestFrame, address: string): string | undefined {
+  return clientBinding(ctx.config.session.bindClients, getHeader(frame, 'Client-Info'), address);
 }
 
 /** A request body of JSON metadata: absent or empty means {}, anything but an object is refused. */

@@ -8,12 +8,12 @@
 import { RotorError, reasonFor } from '../errors.ts';
 import { admit, releasedTasks, rotate } from '../session/machine.ts';
 import { replyAtRestOf, replyFromRest } from '../session/replay.ts';
-import { claimsExpireAt, clientBinding, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
+import { claimsExpireAt, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
 import { addressKey, type Origin } from '../net/origin.ts';
 import type { SessionState, TaskSpec } from '../session/types.ts';
 import type { TaskRecord } from '../store/types.ts';
 import { getHeader, Reply, serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
-import { mint, refused, type DispatchContext, type Note, type Outcome } from './context.ts';
+import { bindingOf, mint, refused, type DispatchContext, type Note, type Outcome } from './context.ts';
 
 /** What an admitted operation does: end without a new token (`settle`), or rotate with an outcome. */
 export type Step =
@@ -40,8 +40,7 @@ export function exchange(ctx: DispatchContext, frame: RequestFrame, op: Exchange
   const claims = verified.claims;
   // With binding on, a token must be bound to the client presenting it (spec §2) — one made
   // before binding was turned on is bound to nobody and refused too. Nothing is read or changed.
-  const binds = ctx.config.session.bindClients;
-  if (binds !== 'off' && claims.binding !== clientBinding(binds, getHeader(frame, 'Client-Info'), addressKey(origin?.peer))) {
+  if (ctx.config.session.bindClients !== 'off' && claims.binding !== bindingOf(ctx, frame, addressKey(origin?.peer))) {
     note.session = claims.session;
     throw new RotorError('ROTOR_E_CLIENT_MISMATCH');
   }

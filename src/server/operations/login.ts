@@ -1,13 +1,13 @@
 import { RotorError } from '../../errors.ts';
 import { revoke } from '../../session/machine.ts';
 import { replyFromRest } from '../../session/replay.ts';
-import { clientBinding, deriveId } from '../../session/token.ts';
+import { deriveId } from '../../session/token.ts';
 import type { SessionState } from '../../session/types.ts';
 import type { UserRecord } from '../../store/types.ts';
 import { addressKey, type Origin } from '../../net/origin.ts';
 import { getHeader, Reply, type RequestFrame } from '../../wire/index.ts';
 import { dummyHash, HashLimiter, LoginThrottle, matchTotp, verifyPassword } from '../auth.ts';
-import { parseMetaBody, refused, type DispatchContext, type Note } from '../context.ts';
+import { bindingOf, parseMetaBody, refused, type DispatchContext, type Note } from '../context.ts';
 import { openSession } from './open-session.ts';
 
 /**
@@ -30,7 +30,7 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
     note.user = user;
     const meta = parseMetaBody(frame, session.maxMetaBytes);
     const address = addressKey(origin?.peer);
-    const binding = clientBinding(ctx.config.session.bindClients, getHeader(frame, 'Client-Info'), address);
+    const binding = bindingOf(ctx, frame, address);
     const keys = throttle.keys(user, address);
     const waiting = await throttle.waitMs(keys, ctx.now());
     if (waiting > 0) return throttled(note, waiting);
