@@ -57,6 +57,14 @@ const JSON_TYPE = 'application/json';
 const TEXT_TYPE = 'text/plain; charset=utf-8';
 const DUMP_BATCH = 1000;
 
+/** One session in the dump: note 004's fields, and a metered session's quota (spec §10). */
+interface DumpEntry {
+  expires: string | null;
+  user?: string;
+  meta: unknown;
+  quota?: { template: string; bytesIn: number; bytesOut: number };
+}
+
 /** The ranges of note 004: token lifetime 30 min–96 h, purge interval 1 s–90 min. */
 export const TOKEN_API_RANGES = Object.freeze({
   tokenTtlMinutes: [30, 96 * 60] as const,
@@ -171,21 +179,27 @@ export class TokenApi {
     return failure(reply);
   }
 
-  /** Every live session's metadata and expiry to the log, in batches; a store without listSessions says so. */
+  /**
+   * Every live session's metadata and expiry to the log, in batches (revoked ones are left out);
+   * a session opened with an access code also its quota's template and bytes used so far. A
+   * store without listSessions says so.
+   */
   private async dump(): Promise<void> {
     if (!this.store.listSessions) {
       this.log.warn({ store: this.store.kind }, 'DUMP: this store cannot list its sessions; nothing dumped');
       return;
     }
     const now = this.now();
-    let batch: Array<{ expires: string | null; user?: string; meta: unknown }> = [];
+    let batch: DumpEntry[] = [];
     let sessions = 0;
     let part = 0;
     for await (const session of this.store.listSessions()) {
       if (session.revoked || (session.expiresAt !== null && session.expiresAt <= now)) continue;
       sessions++;
       const expires = session.expiresAt === null ? null : new Date(session.expiresAt).toISOString();
-      batch.push(session.user ? { expires, user: session.user, meta: session.meta } : { expires, meta: session.meta });
+      const entry: DumpEntry = session.user ? { expires, user: session.user, meta: session.meta } : { expires, meta: session.meta };
+      if (session.quota) entry.quota = { template: session.quota.template, bytesIn: session.quota.bytesIn, bytesOut: session.quota.bytesOut };
+      batch.push(entry);
       if (batch.length === DUMP_BATCH) {
         this.log.info({ dump: batch, part: ++part }, 'DUMP');
         batch = [];

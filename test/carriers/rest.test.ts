@@ -9,6 +9,10 @@ import { serve } from '../../src/server/index.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import type { Store } from '../../src/store/types.ts';
 import { parseDuration, TokenApi } from '../../src/transport/rest.ts';
+import { deriveQuota, NO_USE } from '../../src/quotas/machine.ts';
+import { templateRecord } from '../../src/quotas/templates.ts';
+import type { CodeRecord } from '../../src/quotas/types.ts';
+import type { SessionState } from '../../src/session/types.ts';
 import { captureLog, startServer, testApp, TEST_CONFIG } from './helpers.ts';
 
 const capture = captureLog();
@@ -146,6 +150,26 @@ t.test('HEAD /dump', async (t) => {
   const answer = await api.handle({ method: 'HEAD', url: '/dump', contentType: undefined, body: undefined });
   t.equal(answer.status, 202, 'a store that cannot list: still 202…');
   t.match(noListLines.at(-1), { msg: /cannot list its sessions/ }, '…and the log says why nothing was dumped');
+});
+
+t.test('HEAD /dump: a metered session with its template and bytes used; a revoked one left out', async (t) => {
+  const { log, lines } = captureLog();
+  const store = new MemoryStore();
+  const now = Date.UTC(2026, 10, 24);
+  const template = templateRecord('day-pass', { maxBytesTotal: 1_000_000 }, now);
+  const code: CodeRecord = { id: 'code-id', lot: 'desk', template: 'day-pass', issuer: 'op', owner: '', issuedAt: now, status: 'active', firstUsedAt: now, used: NO_USE, session: 'metered', connections: 1, lastEnd: null };
+  const quota = { ...deriveQuota(template, code, now, 60_000, null), bytesIn: 321, bytesOut: 4_567 };
+  const session = (id: string, over: Partial<SessionState>): SessionState => ({ id, user: 'alice', rev: 0, gen: 1, tokenHash: 'h', acked: false, prev: null, held: [], meta: { id }, createdAt: now, expiresAt: now + 60_000, revoked: null, quota: null, ...over });
+  await store.createSession(session('metered', { quota }));
+  await store.createSession(session('plain', {}));
+  await store.createSession(session('revoked', { quota, revoked: { at: now, reason: 'deleted' } }));
+  const api = new TokenApi({ dispatch: () => Promise.reject(new Error('unused')) }, store, log, { dump: true, now: () => now });
+  t.equal((await api.handle({ method: 'HEAD', url: '/dump', contentType: undefined, body: undefined })).status, 202);
+  const entries = lines.filter((line) => line.msg === 'DUMP').flatMap((line) => line.dump as Array<{ meta: { id: string }; quota?: unknown }>);
+  const byId = new Map(entries.map((entry) => [entry.meta.id, entry]));
+  t.same(byId.get('metered'), { expires: new Date(now + 60_000).toISOString(), user: 'alice', meta: { id: 'metered' }, quota: { template: 'day-pass', bytesIn: 321, bytesOut: 4_567 } }, 'the quota: template and bytes used');
+  t.equal(byId.get('plain')?.quota, undefined, 'a session without a code has no quota field');
+  t.equal(byId.has('revoked'), false, 'a revoked session is not dumped, metered or not');
 });
 
 t.test('options: lifetime 30 min–96 h, purge 1 s–90 min', async (t) => {
