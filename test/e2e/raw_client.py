@@ -5,10 +5,14 @@ Walks one session through login, a read, a lost reply and its replay on a new co
 deferred work and its ack, fetching the work's result, and token reuse. Every reply is checked
 against the frame grammar of spec.md section 1 as well as against what the exchange should give.
 
+With --seats POOL it takes, waits for and gives back licence seats instead (section 9); with
+--code CODE it logs in with that access code, reads GET /rotor/quota and spends the code's bytes
+until the server refuses, counting every frame's bytes itself (section 10).
+
 Prints one JSON object on stdout: {"ok": true, ...facts} or {"ok": false, "step": ..., "error": ...}.
 Exits 0 only when every check held.
 
-    python3 raw_client.py --port 3666 [--host 127.0.0.1] [--user alice] [--password pw]
+    python3 raw_client.py --port 3666 [--host 127.0.0.1] [--user alice] [--password pw] [--seats POOL | --code CODE]
 """
 import argparse
 import json
@@ -275,6 +279,76 @@ def seats(args, facts):
     conn.close()
 
 
+def quota(args, facts):
+    """Spec section 10: log in with an access code, read what it has left, spend it until the refusal.
+
+    Bytes are counted as the frames go over the wire: each request as sent, each reply as received.
+    """
+    conn = Connection(args.host, args.port, args.timeout)
+    spent = {"in": 0, "out": 0, "last": 0}
+
+    facts["step"] = "code login"
+    reply = conn.exchange(frame("POST", "/rotor/login", [("Code", args.code)]))
+    expect_status(reply, 200)
+    token = reply.header("Token")
+    expect(token, "a code login without a Token: %s" % reply.describe())
+    facts["template"] = reply.header("Quota-Template")
+
+    def exchange(request, status):
+        """One exchange of the session: counted when it rotated (the spec's token rule), else the refusal."""
+        reply = conn.exchange(request)
+        if reply.header("Token") is not None:
+            expect_status(reply, status)
+            expect(reply.header("Token") != token, "the exchange did not rotate")
+            spent["in"] += len(request)
+            spent["out"] += len(reply.raw)
+            spent["last"] = len(reply.raw)
+        return reply
+
+    facts["step"] = "quota"
+    reply = exchange(frame("GET", "/rotor/quota", [("Token", token)]), 200)
+    expect(reply.header("Content-Type") == "application/json", "the quota is not JSON: %s" % reply.describe())
+    status = json.loads(reply.body.decode("utf-8"))
+    expect(status.get("metered") is True, "the session is not metered: %r" % status)
+    used, limits, left = status["used"], status["limits"], status["remaining"]
+    # The code's totals, this request included, its reply not yet: for a fresh code, what was sent so far.
+    sent_before = spent["in"]
+    expect(used["bytesIn"] == sent_before and used["bytesOut"] == 0, "used is %r, the client sent %d bytes" % (used, sent_before))
+    cap = limits["bytesTotal"]
+    expect(isinstance(cap, int), "no bytes-total cap: %r" % limits)
+    expect(left["bytesTotal"] == cap - sent_before, "remaining is %r with %d of %d spent" % (left, sent_before, cap))
+    facts["quota"] = {"template": status["template"], "bytes_total": cap, "remaining": left["bytesTotal"], "used_in": used["bytesIn"]}
+    token = reply.header("Token")
+
+    facts["step"] = "spend"
+    exchanges = 0
+    while True:
+        expect(exchanges < 1000, "no refusal after %d exchanges" % exchanges)
+        request = frame("POST", "/reverse", [("Token", token)], b"spend " * 20)
+        reply = exchange(request, 202)
+        if reply.header("Token") is None:
+            break
+        token = reply.header("Token")
+        exchanges += 1
+    expect(reply.status == 403, "the refusal is %s" % reply.describe())
+    facts["refusal"] = reply.header("Error")
+    facts["quota_limit"] = reply.header("Quota-Limit")
+    facts["exchanges"] = exchanges
+    facts["spent"] = spent["in"] + spent["out"]
+    facts["last_reply_bytes"] = spent["last"]
+    facts["refused_request_bytes"] = len(request)
+
+    facts["step"] = "after"
+    reply = conn.exchange(frame("GET", "/hello", [("Token", token)]))
+    expect(reply.header("Token") is None, "an ended session rotated: %s" % reply.describe())
+    facts["after"] = reply.header("Error")
+    reply = conn.exchange(frame("POST", "/rotor/login", [("Code", args.code)]))
+    expect(reply.header("Token") is None, "a spent code logged in: %s" % reply.describe())
+    facts["login_again"] = "%d %s %s" % (reply.status, reply.header("Error"), reply.header("Quota-Limit"))
+    facts["step"] = "done"
+    conn.close()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -283,10 +357,11 @@ def main():
     parser.add_argument("--password", default="pw")
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--seats", help="run the seat exchanges of spec section 9 against this pool instead")
+    parser.add_argument("--code", help="log in with this access code and spend it (spec section 10) instead")
     args = parser.parse_args()
     facts = {"ok": False}
     try:
-        (seats if args.seats else run)(args, facts)
+        (seats if args.seats else quota if args.code else run)(args, facts)
         facts["ok"] = True
     except (Mismatch, OSError) as err:
         facts["error"] = "%s: %s" % (type(err).__name__, err)
