@@ -163,6 +163,27 @@ await guarded('1-2', `TCP rotate, memory store, vs the echo ceiling (${C}×${P})
   });
 });
 
+await guarded('2q', `TCP rotate on sessions of access codes (every exchange metered, spec §10) vs plain sessions, memory store (${C}×${P})`, '≥ 90 %', async () => {
+  const [plain, metered] = await pair(
+    ['rotor rotate', 'rotor rotate metered'],
+    [
+      { ...big, scenario: 'rotate', spawn: { server: 'rotor', store: 'memory' } },
+      { ...big, scenario: 'quota', spawn: { server: 'rotor', store: 'memory' } },
+    ],
+    throughputOf,
+    true,
+  );
+  rows.push({
+    id: '2q',
+    what: `rotor rotate with a template attached (sessions of access codes), memory store, ${C}×${P}`,
+    figure: describe(metered),
+    baseline: `plain ${perSec(plain.throughput)}`,
+    ratio: metered.throughput / plain.throughput,
+    target: '≥ 90 %',
+    meets: (r) => r >= 0.9,
+  });
+});
+
 await guarded('3', `durable default store (lmdb), ${SESSIONS.toLocaleString('en-US')} live sessions, vs memory store with as many`, '≥ 50 %', async () => {
   if (!has('src/store/index.ts')) throw new Error('src/store/index.ts not built yet');
   const [memory, durable] = await pair(
@@ -396,7 +417,7 @@ for (let n = 2; existsSync(`${resultsDir}/${date}.md`); n++) date = `${day}-${n}
 const verdict = (row: Row) => (row.ratio === undefined || !row.meets ? (row.figure.startsWith('not available') ? 'n/a' : '') : row.meets(row.ratio) ? 'PASS' : 'MISS');
 const ratioText = (row: Row) => (row.ratio === undefined || !row.meets ? '' : row.target.includes('B') ? `${Math.round(row.ratio)} B` : row.target.includes('×') ? `${row.ratio.toFixed(2)} ×` : `${(row.ratio * 100).toFixed(1)} %`);
 
-const order = ['1', '2', '3', '4', '5', '6a', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'seats', 'login', 'ping'];
+const order = ['1', '2', '2q', '3', '4', '5', '6a', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'seats', 'login', 'ping'];
 rows.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
 const table = [
   '| # | what | figure | baseline | ratio | target | verdict |',

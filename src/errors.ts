@@ -41,6 +41,20 @@ export const ERRORS = {
   ROTOR_E_TOKEN_REUSED: { status: 401, fatal: false, meaning: 'A rotated-away token was presented again: the session and all its tokens are now revoked.' },
   ROTOR_E_SESSION_REVOKED: { status: 401, fatal: false, meaning: 'The session was revoked earlier (logout, delete, or a detected reuse).' },
   ROTOR_E_FORBIDDEN: { status: 403, fatal: false, meaning: 'The operation is disabled on this server or not allowed for this session.' },
+  ROTOR_E_QUOTA_BYTES_IN: { status: 403, fatal: false, meaning: "This request would pass the access code's cap on bytes sent (§10): the session has ended." },
+  ROTOR_E_QUOTA_BYTES_OUT: { status: 403, fatal: false, meaning: "The replies so far reached the access code's cap on bytes received (§10): the session has ended." },
+  ROTOR_E_QUOTA_BYTES_TOTAL: { status: 403, fatal: false, meaning: "This request would pass, or the replies so far reached, the access code's cap on bytes in all (§10): the session has ended." },
+  ROTOR_E_QUOTA_CONNECTION_TIME: { status: 403, fatal: false, meaning: 'This connection has lasted as long as its template allows (§10): the session has ended; a reusable code may log in again.' },
+  ROTOR_E_QUOTA_USAGE_TIME: { status: 403, fatal: false, meaning: "The access code's in-use time is spent (§10): the session has ended." },
+  ROTOR_E_QUOTA_WALL_TIME: { status: 403, fatal: false, meaning: 'The access code is past its time from first use (§10): the session has ended.' },
+  ROTOR_E_QUOTA_AGE: { status: 403, fatal: false, meaning: 'The access code is past its age from issue (§10): the session has ended.' },
+  ROTOR_E_CODE_INVALID: { status: 401, fatal: false, meaning: 'No access code like this one was issued (or it is not typed as one); counted like a wrong password (§10).' },
+  ROTOR_E_CODE_SPENT: { status: 403, fatal: false, meaning: 'The access code is used up (its `Quota-Limit` says which cap, or `connection` for a single-use code): a new code is needed (§10).' },
+  ROTOR_E_CODE_EXPIRED: { status: 403, fatal: false, meaning: 'The access code is past its time (`Quota-Limit: wall-time` or `age`): a new code is needed (§10).' },
+  ROTOR_E_CODE_REVOKED: { status: 403, fatal: false, meaning: 'The access code, or its whole lot, was revoked by the operator (§10).' },
+  ROTOR_E_CODE_IN_USE: { status: 409, fatal: false, meaning: "The access code's connection is live elsewhere: log out there, or log in again after the Wait-for seconds, when its token has expired (§10)." },
+  ROTOR_E_NODE_NOT_ALLOWED: { status: 403, fatal: false, meaning: "The access code's template is not valid at this rotor node; use one of the nodes it names (§10)." },
+  ROTOR_E_QUOTA_NEEDS_CODE: { status: 403, fatal: false, meaning: 'This server meters password logins and the user has no usable access code left, nor may one be made: log in with a new code (§10).' },
   ROTOR_E_NOT_FOUND: { status: 404, fatal: false, meaning: 'No handler serves this path.' },
   ROTOR_E_TASK_UNKNOWN: { status: 404, fatal: false, meaning: 'No task with this id belongs to this session.' },
   ROTOR_E_METHOD_NOT_ALLOWED: { status: 405, fatal: false, meaning: 'The path exists but not for this verb.' },
@@ -86,8 +100,11 @@ export class RotorError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly fatal: boolean;
-  constructor(code: ErrorCode, message?: string) {
+  /** Header lines the error reply carries besides Error (Wait-for, Quota-Limit). */
+  readonly headers: readonly (readonly [string, string])[];
+  constructor(code: ErrorCode, message?: string, headers: readonly (readonly [string, string])[] = []) {
     super(message ?? ERRORS[code].meaning);
+    this.headers = headers;
     this.name = 'RotorError';
     this.code = code;
     this.status = ERRORS[code].status;

@@ -94,7 +94,7 @@ export async function drive(carrier: Carrier, target: CarrierTarget, driver: Sce
   const push = (conn: Conn, lane: Lane, out: string[]) => {
     if (lane.token === undefined && driver.needsSession) {
       lane.sending = 'login';
-      out.push(loginText);
+      out.push(driver.login ? driver.login(lane) : loginText);
     } else {
       lane.sending = 'op';
       out.push(driver.next(lane));

@@ -5,7 +5,9 @@
  * validation pass.
  */
 import { serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
-import { BENCH_POOL, type Scenario } from './types.ts';
+import { newCode } from '../quotas/codes.ts';
+import { seededRandom } from '../session/random.ts';
+import { BENCH_CODE_SEED, BENCH_CODES, BENCH_POOL, type Scenario } from './types.ts';
 
 export interface Lane {
   readonly id: number;
@@ -33,6 +35,8 @@ export interface Credentials {
 export interface ScenarioDriver {
   /** Lanes log in before the clock starts, and again if the server ends their session. */
   readonly needsSession: boolean;
+  /** The login a lane opens its session with; left out: User and Password. */
+  login?(lane: Lane): string;
   /** The lane's next request (it holds a token when needsSession). */
   next(lane: Lane): string;
   /** Judge the answer to `next`: undefined when it did what it should, else an error code. */
@@ -85,6 +89,12 @@ function exchanged(lane: Lane, frame: ResponseFrame): string | undefined {
   return undefined;
 }
 
+/** The bench lot's codes: seeded, so the server and the load generator make the same ones — never do this outside a bench. */
+export function benchCodes(): string[] {
+  const random = seededRandom(BENCH_CODE_SEED);
+  return Array.from({ length: BENCH_CODES }, () => newCode(random));
+}
+
 const REVERSE_BODY = Buffer.from('rotor benchmark payload');
 const REVERSED = Buffer.from(REVERSE_BODY).reverse();
 
@@ -94,6 +104,17 @@ export function scenarioDriver(scenario: Scenario, credentials: Credentials): Sc
       const hello = tokenTemplate('GET', '/hello');
       return {
         needsSession: true,
+        next: (lane) => hello(lane.token!),
+        judge: (lane, frame) => exchanged(lane, frame) ?? (frame.status === 200 ? undefined : `STATUS_${frame.status}`),
+      };
+    }
+    case 'quota': {
+      // As rotate, but each lane logs in with its own access code (one connection per code).
+      const hello = tokenTemplate('GET', '/hello');
+      const codes = benchCodes();
+      return {
+        needsSession: true,
+        login: (lane) => frameText({ kind: 'request', verb: 'POST', path: '/rotor/login', headers: [['Code', codes[lane.id % codes.length]]], body: undefined }),
         next: (lane) => hello(lane.token!),
         judge: (lane, frame) => exchanged(lane, frame) ?? (frame.status === 200 ? undefined : `STATUS_${frame.status}`),
       };

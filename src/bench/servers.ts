@@ -21,7 +21,10 @@ import type { Store } from '../store/types.ts';
 import { listenStream } from '../transport/tcp.ts';
 import type { FrameHandler } from '../transport/connection.ts';
 import { FrameParser, Reply, serializeFrame, type Frame, type Header, type ResponseFrame } from '../wire/index.ts';
-import { BENCH_POOL } from './types.ts';
+import { BENCH_POOL, BENCH_TEMPLATE } from './types.ts';
+import { benchCodes } from './scenarios.ts';
+import { codeId } from '../quotas/codes.ts';
+import { freshCode, templateRecord } from '../quotas/templates.ts';
 
 export interface BenchServer {
   /** The TCP port for rotor frames. */
@@ -101,6 +104,19 @@ export async function preloadSessions(store: Store, count: number, user: string,
   return ids;
 }
 
+/** For the quota scenario: a template no exchange of a run can exhaust, and the lot of the lanes' codes. */
+async function issueBenchCodes(store: Store): Promise<void> {
+  const now = Date.now();
+  const template = templateRecord(BENCH_TEMPLATE, { maxBytesTotal: 1e15, usageMs: 365 * 86_400_000 }, now);
+  await store.commitRecord('template', template.name, template, 0);
+  const codes = benchCodes();
+  const records = codes.map((code) => {
+    const record = freshCode({ id: codeId(code.replace(/-/g, '')), lot: '', template: template.name, issuer: 'bench', owner: '', issuedAt: now });
+    return { id: record.id, value: record };
+  });
+  await store.createRecords('code', records);
+}
+
 /** A cheap password hash for the bench user: the login storm measures rotor, not scrypt's N. */
 export function benchPasswordHash(password: string): Promise<string> {
   return hashPassword(password, { ...DEFAULTS.auth, scryptN: 16, scryptR: 1, scryptP: 1 }, pooledRandom());
@@ -114,6 +130,7 @@ export async function startRotorServer(options: RotorServerOptions): Promise<Ben
     await store.putUser({ name: options.user, passwordHash: await benchPasswordHash(options.password), createdAt: Date.now() });
     // For the seats scenario: half as many seats as a 16×32 run has clients, so half of them wait in line.
     await store.putPool({ name: BENCH_POOL, seats: 256, perUser: 0, heartbeatMs: 300_000, maxHoldMs: null, queueLimit: 100_000, perUserQueueLimit: 100_000, createdAt: Date.now() });
+    await issueBenchCodes(store);
     if (options.preload) await preloadSessions(store, options.preload, options.user);
     const serveOptions: ServeOptions & { http?: { port: number; ws: boolean } } = { store, app: exampleApp(), config: benchConfig(options.config), log: silentLogger() };
     if (options.http) {

@@ -69,6 +69,25 @@ export class RotorClient {
     });
   }
 
+  /**
+   * Log in with an access code (spec §10); with `user` and `password`, a code issued to that
+   * user. A code login sent again gets the same token while it is unused, so it is used at once.
+   */
+  loginWithCode(code: string, options: { user?: string; password?: string; meta?: Record<string, unknown> | undefined } = {}): Promise<RotorResponse> {
+    const headers: Header[] = options.user !== undefined ? [['User', options.user], ['Password', options.password ?? ''], ['Code', code]] : [['Code', code]];
+    return this.serial(async () => {
+      const response = await this.exchange('POST', '/rotor/login', headers, jsonBody(options.meta), false);
+      await this.exchange('POST', '/rotor/ack', [], undefined, true);
+      return response;
+    });
+  }
+
+  /** What the session's access code has spent and has left (spec §10): the JSON of GET /rotor/quota. */
+  async quota(): Promise<Record<string, unknown>> {
+    const response = await this.serial(() => this.exchange('GET', '/rotor/quota', [], undefined, true));
+    return JSON.parse(response.body.toString('utf8')) as Record<string, unknown>;
+  }
+
   /** A message to an application path; the reply carries the next token. */
   request(verb: string, path: string, options: RequestOptions = {}): Promise<RotorResponse> {
     const headers: Header[] = [];

@@ -76,6 +76,14 @@ function boolean() {
   return z.preprocess((input) => (input === 'true' ? true : input === 'false' ? false : input), schema).register(FIELDS, { kind: 'boolean' });
 }
 
+/** A name of 1–64 of A–Z a–z 0–9 _ . -, or '' for none. */
+function nameOrNone(what: string) {
+  return z
+    .string({ error: (issue) => `must be a ${what} name, got ${show(issue.input)}` })
+    .regex(/^([A-Za-z0-9_.-]{1,64})?$/, `a ${what} name is 1–64 of A–Z a–z 0–9 _ . - (or '' for none)`)
+    .register(FIELDS, { kind: 'text' });
+}
+
 function text() {
   return z.string({ error: (issue) => `must be a non-empty string, got ${show(issue.input)}` }).min(1).register(FIELDS, { kind: 'text' });
 }
@@ -149,6 +157,13 @@ const SHAPE = {
     concurrency: int(1, 1024),
     timeoutMs: ms(1),
     pollIntervalMs: ms(10),
+  }),
+  quotas: section({
+    node: nameOrNone('node'),
+    idleGapSeconds: int(1, 86_400),
+    keepIdleDays: int(1, 3650),
+    passwordTemplate: nameOrNone('template'),
+    mintPerUser: int(0, 1_000_000),
   }),
   observability: section({
     metricsPort: int(0, 65535),

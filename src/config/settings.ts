@@ -141,6 +141,20 @@ export interface TaskSettings {
   pollIntervalMs: number;
 }
 
+/** Access codes and their quotas (spec §10). */
+export interface QuotaSettings {
+  /** This node's name, as templates name the nodes where their codes are valid; '' = a node no template names. */
+  node: string;
+  /** A gap between two exchanges of a metered session counts as in use up to this long (spec §10 "in use"). */
+  idleGapSeconds: number;
+  /** A code's connection whose token has expired is kept this long for the code's next login to fold its counters in. */
+  keepIdleDays: number;
+  /** '' = password logins are not metered; else they use the user's own usable code, or get one made from this template. */
+  passwordTemplate: string;
+  /** Codes a metered password login may make for one user in all (0 = never: the user must bring a code). */
+  mintPerUser: number;
+}
+
 /** Watching a running rotor: metrics, health, logs. */
 export interface ObservabilitySettings {
   /** Port of the operations listener (Prometheus `/metrics`, `/livez`, `/readyz`); 0 = off. */
@@ -164,6 +178,7 @@ export interface RotorConfig {
   session: SessionSettings;
   auth: AuthSettings;
   tasks: TaskSettings;
+  quotas: QuotaSettings;
   observability: ObservabilitySettings;
   logLevel: string;
 }
@@ -228,6 +243,13 @@ export const DEFAULTS: RotorConfig = Object.freeze({
     concurrency: 4,
     timeoutMs: 60_000,
     pollIntervalMs: 1_000,
+  }),
+  quotas: Object.freeze({
+    node: '',
+    idleGapSeconds: 60,
+    keepIdleDays: 7,
+    passwordTemplate: '',
+    mintPerUser: 1,
   }),
   observability: Object.freeze({
     metricsPort: 0,

@@ -5,8 +5,19 @@ import type { Carrier } from '../transport/admission.ts';
 import { TallyCounter, TallyHistogram, type HistogramSeries, type Tally } from './tally.ts';
 
 /** What a frame asked for; `unrouted` when it reached no operation (unknown /rotor/ path, wrong verb, not a request). */
-export const OPERATIONS = ['login', 'token', 'resume', 'ack', 'logout', 'delete', 'meta', 'task', 'seats', 'app', 'ping', 'unrouted'] as const;
+export const OPERATIONS = ['login', 'token', 'resume', 'ack', 'logout', 'delete', 'meta', 'task', 'seats', 'quota', 'app', 'ping', 'unrouted'] as const;
 export type Operation = (typeof OPERATIONS)[number];
+
+/** The outcomes that end a session at a limit of its access code (spec §10). */
+const QUOTA_ENDINGS: ReadonlySet<Outcome> = new Set<Outcome>([
+  'ROTOR_E_QUOTA_BYTES_IN',
+  'ROTOR_E_QUOTA_BYTES_OUT',
+  'ROTOR_E_QUOTA_BYTES_TOTAL',
+  'ROTOR_E_QUOTA_CONNECTION_TIME',
+  'ROTOR_E_QUOTA_USAGE_TIME',
+  'ROTOR_E_QUOTA_WALL_TIME',
+  'ROTOR_E_QUOTA_AGE',
+]);
 
 /** How an exchange ended: answered, a lost reply sent again, or the Error code of its reply. */
 export type Outcome = 'ok' | 'replay' | ErrorCode;
@@ -45,6 +56,11 @@ export const STORE_OPERATIONS = [
   'removePool',
   'loadSeats',
   'commitSeats',
+  'loadRecord',
+  'listRecords',
+  'commitRecord',
+  'createRecords',
+  'removeRecord',
   'recordLoginFailure',
   'loginFailures',
   'clearLoginFailures',
@@ -74,7 +90,7 @@ export class Metrics {
   private readonly exchangeCounter: TallyCounter;
   private readonly replays: Tally;
   private readonly reuses: Tally;
-  private readonly revokedBy: Record<'reuse' | 'logout' | 'deleted', Tally>;
+  private readonly revokedBy: Record<'reuse' | 'logout' | 'deleted' | 'quota', Tally>;
   private readonly logins: Record<LoginResult, Tally>;
   private readonly tasks: Record<TaskEvent, Tally>;
   /** Latency of each store call, in seconds. */
@@ -90,8 +106,8 @@ export class Metrics {
     this.exchanges = byName(OPERATIONS, (operation) => new Map([['ok', this.exchangeCounter.series({ operation, outcome: 'ok' })]]));
     this.replays = single(registry, 'rotor_replays_total', 'Lost replies sent again, byte for byte (token exchanges and TOTP logins), never redone.');
     this.reuses = single(registry, 'rotor_token_reuses_total', 'Rotated-away tokens presented again (each revoked its session).');
-    const revocations = new TallyCounter(registry, 'rotor_revocations_total', 'Sessions revoked, by reason: reuse (a rotated-away token came back), logout, deleted (DELETE /rotor/token).', ['reason']);
-    this.revokedBy = byName(['reuse', 'logout', 'deleted'] as const, (reason) => revocations.series({ reason }));
+    const revocations = new TallyCounter(registry, 'rotor_revocations_total', 'Sessions revoked, by reason: reuse (a rotated-away token came back), logout, deleted (DELETE /rotor/token), quota (an access code\'s limit, §10).', ['reason']);
+    this.revokedBy = byName(['reuse', 'logout', 'deleted', 'quota'] as const, (reason) => revocations.series({ reason }));
     const logins = new TallyCounter(registry, 'rotor_logins_total', 'Logins by result: ok, password_failed (unknown user or wrong password), totp_failed, totp_required, rate_limited, error.', ['result']);
     this.logins = byName(LOGIN_RESULTS, (result) => logins.series({ result }));
     const tasks = new TallyCounter(registry, 'rotor_tasks_total', 'Task events on this node, by state: released, claimed, done, failed, timed_out, finish_retried, superseded, outcome_lost, interrupted.', ['state']);
@@ -147,6 +163,8 @@ export class Metrics {
     } else if (outcome === 'ROTOR_E_TOKEN_REUSED') {
       this.reuses.count++;
       this.revokedBy.reuse.count++;
+    } else if (QUOTA_ENDINGS.has(outcome)) {
+      this.revokedBy.quota.count++;
     }
   }
 

@@ -37,6 +37,8 @@ export function poolOf(path: string): string {
  */
 export function lastLife(ctx: DispatchContext, state: SessionState | undefined, now: number): number | null | undefined {
   if (!state || state.revoked) return null;
+  // A metered session knows its last exchange, and keeps its record past its token's expiry.
+  if (state.quota !== null) return state.quota.tokenExpiresAt !== null && state.quota.tokenExpiresAt <= now ? null : Math.min(state.quota.lastAt, now);
   if (state.expiresAt === null) return undefined;
   if (state.expiresAt <= now) return null;
   return Math.min(state.expiresAt - ctx.config.session.tokenTtlMinutes * 60_000, now);

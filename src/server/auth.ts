@@ -107,10 +107,15 @@ export class LoginThrottle {
     this.windowMs = settings.failureResetMinutes * 60_000;
   }
 
-  /** The counters covering a login of `user` from `address` ('' = unknown), those whose factor is not 0. */
+  /**
+   * The counters covering a login of `user` from `address` ('' = unknown), those whose factor is
+   * not 0. A login with an access code alone (user '') has its address's counter only: a code is
+   * no user, and one counter for every code would let anyone lock every code out.
+   */
   keys(user: string, address: string): ThrottleKey[] {
     const { failureFactor, addressFailureFactor, userFailureFactor } = this.settings;
     const keys: ThrottleKey[] = [];
+    if (user === '') return address !== '' && addressFailureFactor > 0 ? [{ key: `a\0${address}`, factor: addressFailureFactor }] : [];
     if (address !== '' && failureFactor > 0) keys.push({ key: pairKey(user, address), factor: failureFactor });
     if (address !== '' && addressFailureFactor > 0) keys.push({ key: `a\0${address}`, factor: addressFailureFactor });
     if (userFailureFactor > 0) keys.push({ key: `u\0${user}`, factor: userFailureFactor });

@@ -10,7 +10,7 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics, Operation as OperationName, Outcome as ExchangeOutcome } from '../metrics/index.ts';
 import type { RandomSource } from '../session/random.ts';
 import { claimsExpireAt, clientBinding, mintHashedToken, type KeyRing } from '../session/token.ts';
-import type { TaskSpec } from '../session/types.ts';
+import type { SessionState, TaskSpec } from '../session/types.ts';
 import type { Store } from '../store/types.ts';
 import { errorReply, getHeader, Reply, type Header, type RequestFrame } from '../wire/index.ts';
 import type { KeyedSerializer } from './locks.ts';
@@ -33,7 +33,7 @@ export interface DispatchContext {
   /** How long a revoked session is remembered (its tokens get SESSION_REVOKED, not SESSION_UNKNOWN). */
   readonly revokedRetentionMs: number;
   /** Told once a session has ended (logout, delete, revocation), after that is stored: what it held goes back (seats). */
-  readonly sessionEnded: (sessionId: string, now: number) => Promise<void>;
+  readonly sessionEnded: (ended: SessionState, now: number) => Promise<void>;
 }
 
 /**

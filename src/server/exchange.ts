@@ -6,13 +6,16 @@
  * its exchange does; storing, rotating, replaying and refusing happen here, the same for all.
  */
 import { RotorError, reasonFor } from '../errors.ts';
-import { admit, releasedTasks, rotate } from '../session/machine.ts';
+import { admit, releasedTasks, revoke, rotate } from '../session/machine.ts';
+import { sessionWith } from '../session/state.ts';
+import { chargeReply, keepUntil, meterRequest } from '../quotas/machine.ts';
+import { LIMIT_ERRORS } from '../quotas/ledger.ts';
 import { replyAtRestOf, replyFromRest } from '../session/replay.ts';
 import { claimsExpireAt, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
 import { addressKey, type Origin } from '../net/origin.ts';
 import type { SessionState, TaskSpec } from '../session/types.ts';
 import type { TaskRecord } from '../store/types.ts';
-import { getHeader, Reply, serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
+import { frameSize, getHeader, Reply, serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
 import { bindingOf, mint, refused, type DispatchContext, type Note, type Outcome } from './context.ts';
 
 /** What an admitted operation does: end without a new token (`settle`), or rotate with an outcome. */
@@ -49,10 +52,10 @@ export function exchange(ctx: DispatchContext, frame: RequestFrame, op: Exchange
   if (expiresAt === null ? !ctx.config.session.allowNeverExpiring : ctx.now() >= expiresAt) throw new RotorError('ROTOR_E_TOKEN_EXPIRED');
   note.session = claims.session;
   // No await before the lock: frames of one session queue in arrival order.
-  return ctx.locks.run(claims.session, () => exchangeLocked(ctx, token, verified, op, note));
+  return ctx.locks.run(claims.session, () => exchangeLocked(ctx, frame, token, verified, op, note));
 }
 
-async function exchangeLocked(ctx: DispatchContext, token: string, verified: VerifiedToken, op: ExchangeOperation, note: Note): Promise<Reply> {
+async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: string, verified: VerifiedToken, op: ExchangeOperation, note: Note): Promise<Reply> {
   const sessionId = verified.claims.session;
   const gen = verified.claims.generation;
   /** An attempt got as far as performing the operation (its side effects, if any, are done). */
@@ -82,17 +85,28 @@ async function exchangeLocked(ctx: DispatchContext, token: string, verified: Ver
       if (admission.state && !(await ctx.store.commitSession(admission.state, loaded.rev, []))) continue;
       // Revoked here — or elsewhere while an earlier attempt of this exchange performed its
       // operation (a seat it took must not outlive the session): what the session holds goes back.
-      if ((admission.state?.revoked && !loaded.revoked) || (performed && loaded.revoked)) await ctx.sessionEnded(sessionId, now);
+      if (admission.state?.revoked && !loaded.revoked) await ctx.sessionEnded(admission.state, now);
+      else if (performed && loaded.revoked) await ctx.sessionEnded(loaded, now);
       return refused(note, admission.code);
     }
-    const released = admission.effects.length === 0 ? NO_RECORDS : taskRecords(admission.state, releasedTasks(admission.effects), now);
-    performed = true;
-    const reply = await performAndCommit(ctx, loaded, admission.state, op, released, now, note, verified.claims.binding);
-    if (!reply) continue;
-    if (released.length > 0) {
-      ctx.metrics.task('released', released.length);
-      ctx.tasks.notify();
+    let admitted = admission.state;
+    const released = admission.effects.length === 0 ? NO_RECORDS : taskRecords(admitted, releasedTasks(admission.effects), now);
+    if (admitted.quota !== null) {
+      // A session of an access code (spec §10): this request counted, or the limit it meets ends the session.
+      const metered = meterRequest(admitted.quota, frameSize(frame), now);
+      admitted = sessionWith(admitted, { quota: metered.quota });
+      if (metered.limit !== undefined) {
+        const ended = revoke(admitted, 'quota', now, now + ctx.revokedRetentionMs).state;
+        if (!(await ctx.store.commitSession(ended, loaded.rev, released))) continue;
+        taskReleased(ctx, released);
+        await ctx.sessionEnded(ended, now);
+        return refused(note, LIMIT_ERRORS[metered.limit], [['Quota-Limit', metered.limit]]);
+      }
     }
+    performed = true;
+    const reply = await performAndCommit(ctx, loaded, admitted, op, released, now, note, verified.claims.binding);
+    if (!reply) continue;
+    taskReleased(ctx, released);
     return reply;
   }
   return refused(note, 'ROTOR_E_CONFLICT');
@@ -113,8 +127,11 @@ async function performAndCommit(
   // An operation that answers at once costs no turn of the event loop.
   const step = performing instanceof Promise ? await performing : performing;
   if (step.kind === 'settle') {
-    if (step.state !== undefined && step.state !== loaded && !(await ctx.store.commitSession(step.state, loaded.rev, released))) return undefined;
-    if (step.state?.revoked && !loaded.revoked) await ctx.sessionEnded(loaded.id, now);
+    // A metered session's settled reply (an ack, a logout) is counted too.
+    const quota = step.state?.quota;
+    const settled = quota ? sessionWith(step.state!, { quota: chargeReply(quota, step.reply.bytes.length, quota.tokenExpiresAt) }) : step.state;
+    if (settled !== undefined && settled !== loaded && !(await ctx.store.commitSession(settled, loaded.rev, released))) return undefined;
+    if (settled?.revoked && !loaded.revoked) await ctx.sessionEnded(settled, now);
     return step.reply;
   }
   const { outcome } = step;
@@ -125,12 +142,15 @@ async function performAndCommit(
   if (outcome.error) headers.push(['Error', outcome.error]);
   const frame: ResponseFrame = { kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body };
   const bytes = serializeFrame(frame, ctx.config.wire);
+  // A metered session's counters are its code's: kept past its token's expiry, until folded.
+  const quota = admitted.quota === null ? null : chargeReply(admitted.quota, bytes.length, expiresAt);
   const rotated = rotate(admitted, {
     nextHash: hash,
-    nextExpiresAt: expiresAt,
+    nextExpiresAt: quota === null ? expiresAt : keepUntil(quota, ctx.revokedRetentionMs),
     reply: replyAtRestOf(bytes, token),
     tasks: outcome.tasks,
     meta: outcome.meta,
+    quota,
   });
   if (!(await ctx.store.commitSession(rotated, loaded.rev, released))) return undefined;
   if (outcome.error) note.outcome = outcome.error;
@@ -138,6 +158,13 @@ async function performAndCommit(
 }
 
 const NO_RECORDS: readonly TaskRecord[] = Object.freeze([]);
+
+/** Tasks an ack released are in the store: count them and wake the runner. */
+function taskReleased(ctx: DispatchContext, released: readonly TaskRecord[]): void {
+  if (released.length === 0) return;
+  ctx.metrics.task('released', released.length);
+  ctx.tasks.notify();
+}
 
 function taskRecords(state: SessionState, specs: readonly TaskSpec[], now: number): TaskRecord[] {
   return specs.map((spec) => ({ ...spec, sessionId: state.id, user: state.user, status: 'released', releasedAt: now, expiresAt: null }));

@@ -16,6 +16,7 @@ import { application } from './operations/application.ts';
 import { ownRoutes, type RouteTable } from './routes.ts';
 import { TaskRunner } from './tasks.ts';
 import { releaseSessionSeats } from '../seats/operations.ts';
+import { foldConnection } from '../quotas/ledger.ts';
 
 export { errorReply, Reply };
 export { SERVER_NAME } from './context.ts';
@@ -85,7 +86,11 @@ export class Rotor {
       random,
       locks: new KeyedSerializer(),
       revokedRetentionMs: deps.config.session.revokedRetentionMinutes * 60_000,
-      sessionEnded: (sessionId, now) => releaseSessionSeats(this.context, sessionId, now),
+      sessionEnded: async (ended, now) => {
+        await releaseSessionSeats(this.context, ended.id, now);
+        // The code's counters were committed with the session: a failure here leaves them in it, and the code's next login folds them.
+        await foldConnection(this.store, ended, now).catch((err: unknown) => this.log.warn({ err, session: ended.id }, 'folding an ended connection into its access code failed'));
+      },
     };
     this.routes = ownRoutes(this.context);
     this.application = application(this.context, deps.app);
@@ -115,7 +120,8 @@ export class Rotor {
     let retired = 0;
     let walked = 0;
     for await (const state of this.store.listSessions()) {
-      if (state.expiresAt === null && (await this.store.commitSession(sessionWith(state, { expiresAt: this.now() }), state.rev, []))) retired++;
+      // A metered session has no expiry while its code has none: its counters are the code's (spec §10).
+      if (state.expiresAt === null && state.quota === null && (await this.store.commitSession(sessionWith(state, { expiresAt: this.now() }), state.rev, []))) retired++;
       // The walk shares the event loop with live traffic: let it breathe now and then.
       if (++walked % 1000 === 0) await new Promise((resolve) => setImmediate(resolve));
     }
@@ -141,7 +147,7 @@ export class Rotor {
       reply = await this.route(frame, note, origin);
     } catch (err) {
       if (!(err instanceof RotorError)) this.log.error({ err }, 'internal error');
-      reply = refused(note, err instanceof RotorError ? err.code : 'ROTOR_E_INTERNAL');
+      reply = err instanceof RotorError ? refused(note, err.code, err.headers.length === 0 ? undefined : err.headers.map(([name, value]) => [name, value])) : refused(note, 'ROTOR_E_INTERNAL');
     }
     this.observe(note, reply, origin, started);
     return reply;

@@ -18,6 +18,7 @@ import { meta } from './operations/meta.ts';
 import { resume } from './operations/resume.ts';
 import { taskStatus } from './operations/task.ts';
 import { poolOf, SEATS_PREFIX, seatOperation } from '../seats/operations.ts';
+import { quotaOperation } from '../quotas/operations.ts';
 
 export interface Route {
   operation: OperationName;
@@ -52,6 +53,7 @@ export function ownRoutes(ctx: DispatchContext): RouteTable {
     ],
     ['/rotor/resume', { POST: route('resume', (frame, note, _path, origin) => exchange(ctx, frame, resume, note, origin)) }],
     ['/rotor/ack', { POST: route('ack', (frame, note, _path, origin) => exchange(ctx, frame, ack, note, origin)) }],
+    ['/rotor/quota', { GET: route('quota', (frame, note, _path, origin) => exchange(ctx, frame, quotaOperation, note, origin)) }],
     ['/rotor/logout', { POST: route('logout', (frame, note, _path, origin) => exchange(ctx, frame, end(ctx, 'logout', 200), note, origin)) }],
   ]);
   const tasks: RouteVerbs = {

@@ -12,6 +12,7 @@
  *  - a revoked session refuses everything.
  */
 import { sessionWith } from './state.ts';
+import type { SessionQuota } from '../quotas/types.ts';
 import type { Admission, Effect, PresentedToken, RevokeReason, SessionState, TaskSpec } from './types.ts';
 
 const NO_TASKS: readonly TaskSpec[] = Object.freeze([]);
@@ -30,8 +31,9 @@ export interface NewSession {
   expiresAt: number | null;
   meta: Record<string, unknown>;
   now: number;
-  /** The login reply as a store may keep it, when the same login may be sent again (TOTP). */
+  /** The login reply as a store may keep it, when the same login may be sent again (TOTP, access codes). */
   loginReply?: Buffer;
+  quota?: SessionQuota;
 }
 
 /** The state of a session just created by a login: its first token, nothing to ack yet. */
@@ -50,6 +52,7 @@ export function createSession(init: NewSession): SessionState {
     createdAt: init.now,
     expiresAt: init.expiresAt,
     revoked: null,
+    quota: init.quota ?? null,
   };
 }
 
@@ -98,6 +101,8 @@ export interface Rotation {
   /** Tasks this exchange defers until the ack. */
   tasks: readonly TaskSpec[];
   meta: Readonly<Record<string, unknown>>;
+  /** A metered session's counters after this exchange (spec §10); left out: as they were. */
+  quota?: SessionQuota | null;
 }
 
 /** Record a processed exchange: a new newest token, its reply kept for replay. */
@@ -111,6 +116,7 @@ export function rotate(state: SessionState, rotation: Rotation): SessionState {
     held: rotation.tasks,
     meta: rotation.meta,
     expiresAt: rotation.nextExpiresAt,
+    quota: rotation.quota,
   });
 }
 

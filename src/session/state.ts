@@ -22,5 +22,6 @@ export function sessionWith(state: SessionState, changes: Changes): SessionState
     createdAt: state.createdAt,
     expiresAt: changes.expiresAt !== undefined ? changes.expiresAt : state.expiresAt,
     revoked: changes.revoked !== undefined ? changes.revoked : state.revoked,
+    quota: changes.quota !== undefined ? changes.quota : state.quota,
   };
 }

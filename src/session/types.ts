@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../errors.ts';
+import type { SessionQuota } from '../quotas/types.ts';
 
 /** Work a message asks for, as data: a registered task handler runs it after the ack. */
 export interface TaskSpec {
@@ -7,7 +8,8 @@ export interface TaskSpec {
   readonly payload: unknown;
 }
 
-export type RevokeReason = 'logout' | 'reuse' | 'deleted';
+/** `quota`: a limit of its access code ended it (spec §10); `replaced`: a new login with the same code, after its token had expired. */
+export type RevokeReason = 'logout' | 'reuse' | 'deleted' | 'quota' | 'replaced';
 
 /**
  * One session as stored. Plain data (JSON-able apart from the reply bytes) so that any store
@@ -40,6 +42,8 @@ export interface SessionState {
   /** When the newest token expires (ms), or null for never; also when the store may forget it. */
   readonly expiresAt: number | null;
   readonly revoked: { readonly at: number; readonly reason: RevokeReason } | null;
+  /** A session opened with an access code: its limits and counters (spec §10); null for every other session. */
+  readonly quota: SessionQuota | null;
 }
 
 /** A presented token, after its MAC and expiry were checked: which generation, and its hash. */

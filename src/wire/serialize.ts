@@ -128,3 +128,16 @@ function limitBroken(frame: Frame, startLength: number, limits: WireLimits): Fra
   }
   return line(0, 'the empty line');
 }
+
+/**
+ * How many bytes `frame` is in rotor's frame format: what serializeFrame would make, without
+ * making it. Quotas count frames by this (spec §10), so an exchange costs the same on every
+ * carrier whatever the carrier wraps it in.
+ */
+export function frameSize(frame: Frame): number {
+  let size = frame.kind === 'request' ? frame.verb.length + 1 + Buffer.byteLength(frame.path) + 1 + PROTOCOL_VERSION.length + 2 : PROTOCOL_VERSION.length + 5 + frame.reason.length + 2;
+  for (const [name, value] of frame.headers) size += name.length + 2 + Buffer.byteLength(value) + 2;
+  const body = frame.body;
+  if (body !== undefined) size += BIN_LENGTH.length + 2 + String(body.length).length + 2 + body.length;
+  return size + 2;
+}

@@ -18,6 +18,7 @@ import { FrameParser, getHeader, serializeFrame, type Frame, type Header } from 
 import net from 'node:net';
 import { listenHttp } from '../../src/transport/http.ts';
 import { TokenApi } from '../../src/transport/rest.ts';
+import { issueLot, templateRecord } from '../../src/quotas/templates.ts';
 
 export interface Exchange {
   title: string;
@@ -92,6 +93,28 @@ export async function transcript(): Promise<Exchange[]> {
   const standing = await send('seat-look', request('GET', '/rotor/seats/cad', [['Token', token(queued)]]));
   await send('seat-give', request('DELETE', '/rotor/seats/cad', [['Token', token(taken)]]));
   await send('seat-granted', request('POST', '/rotor/seats/cad', [['Token', token(standing)]]));
+
+  // Access codes (spec §10): a template of 2,000 bytes in all, one code of a lot.
+  const dayPass = templateRecord('day-pass', { maxBytesTotal: 2_000 }, SPEC_CLOCK);
+  await store.commitRecord('template', dayPass.name, dayPass, 0);
+  const { codes } = await issueLot(store, seededRandom(2002), { id: 'front-desk', template: dayPass, count: 1, comment: 'lobby', issuer: 'ops', owner: '', now: SPEC_CLOCK });
+  const codeLogin = await send('code-login', request('POST', '/rotor/login', [['Code', codes[0]]]));
+  const status = await send('quota-status', request('GET', '/rotor/quota', [['Token', token(codeLogin)]]));
+  let spending = token(status);
+  for (;;) {
+    const bytes = request('POST', '/reverse', [['Token', spending]], 'stressed');
+    const reply = parseOne((await rotor.dispatch(parseOne(bytes))).bytes);
+    if (getHeader(reply, 'Error')) break;
+    spending = token(reply);
+    // The next one would pass the cap: show it.
+    const next = getHeader(reply, 'Token')!;
+    const probe = await store.loadSession((await store.listRecords<{ session: string | null }>('code'))[0].value.session ?? '');
+    if (probe?.quota && probe.quota.bytesIn + probe.quota.bytesOut + 250 > 2_000) {
+      await send('quota-exceeded', request('POST', '/reverse', [['Token', next]], 'stressed'));
+      break;
+    }
+  }
+  await send('code-spent', request('POST', '/rotor/login', [['Code', codes[0]]]));
   await rotor.stop();
   return out;
 }

@@ -6,7 +6,8 @@ import type { SessionState } from '../../session/types.ts';
 import type { UserRecord } from '../../store/types.ts';
 import { addressKey, type Origin } from '../../net/origin.ts';
 import { getHeader, Reply, type RequestFrame } from '../../wire/index.ts';
-import { dummyHash, HashLimiter, LoginThrottle, matchTotp, verifyPassword } from '../auth.ts';
+import { dummyHash, HashLimiter, LoginThrottle, matchTotp, verifyPassword, type ThrottleKey } from '../auth.ts';
+import { loginWithCode, meteredPasswordLogin } from '../../quotas/login.ts';
 import { bindingOf, parseMetaBody, refused, type DispatchContext, type Note } from '../context.ts';
 import { openSession } from './open-session.ts';
 
@@ -24,6 +25,8 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
   const unknownUserHash = dummyHash(auth);
   return async (frame, note, _path, origin) => {
     const user = getHeader(frame, 'User');
+    const typedCode = getHeader(frame, 'Code');
+    if (typedCode !== undefined && user === undefined) return codeOnlyLogin(ctx, throttle, frame, typedCode, note, origin);
     const password = getHeader(frame, 'Password');
     if (!user || password === undefined) throw new RotorError('ROTOR_E_BAD_REQUEST', 'login needs User and Password');
     if (Buffer.byteLength(user) > auth.maxUserNameBytes) throw new RotorError('ROTOR_E_BAD_REQUEST', 'user name too long');
@@ -63,6 +66,11 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
         if (err instanceof RotorError && err.code === 'ROTOR_E_AUTH_FAILED') await throttle.failed(keys, ctx.now());
         throw err;
       }
+    } else if (typedCode !== undefined) {
+      // A code issued to this user: their password and the code (spec §10).
+      reply = await countedCodeLogin(throttle, keys, ctx.now(), () => loginWithCode(ctx, typedCode, { user, meta, binding, note }));
+    } else if (ctx.config.quotas.passwordTemplate !== '') {
+      reply = await meteredPasswordLogin(ctx, { user, meta, binding, note });
     } else {
       const { reply: opened, state } = await openSession(ctx, user, meta, undefined, binding);
       note.session = state.id;
@@ -72,6 +80,27 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
     await throttle.succeeded(user, address).catch((err: unknown) => ctx.log.warn({ err, user }, 'clearing login failures failed'));
     return reply;
   };
+}
+
+/** `POST /rotor/login` with a Code and no User (spec §10): throttled by the address alone, a code no one issued counted as a failure. */
+async function codeOnlyLogin(ctx: DispatchContext, throttle: LoginThrottle, frame: RequestFrame, typedCode: string, note: Note, origin?: Origin): Promise<Reply> {
+  const meta = parseMetaBody(frame, ctx.config.session.maxMetaBytes);
+  const address = addressKey(origin?.peer);
+  const binding = bindingOf(ctx, frame, address);
+  const keys = throttle.keys('', address);
+  const waiting = await throttle.waitMs(keys, ctx.now());
+  if (waiting > 0) return throttled(note, waiting);
+  return countedCodeLogin(throttle, keys, ctx.now(), () => loginWithCode(ctx, typedCode, { user: '', meta, binding, note }));
+}
+
+/** Run a code login; a code that was never issued (to this login) counts as a failed login. */
+async function countedCodeLogin(throttle: LoginThrottle, keys: ThrottleKey[], now: number, run: () => Promise<Reply>): Promise<Reply> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof RotorError && err.code === 'ROTOR_E_CODE_INVALID') await throttle.failed(keys, now);
+    throw err;
+  }
 }
 
 /** 429 ROTOR_E_RATE_LIMITED with `Wait-for`: the whole seconds left of the wait, at least 1. */

@@ -1,0 +1,64 @@
+/**
+ * The code's side of a connection: a code record changes only by compare-and-set, when a
+ * connection opens (login) and when it ends (logout, delete, a limit, a reuse, a revocation, a
+ * new login after its token expired). Its counters meanwhile live in the session (one write per
+ * exchange, the rotation's own), and are folded into the code when the connection ends.
+ */
+import type { ErrorCode } from '../errors.ts';
+import type { SessionState } from '../session/types.ts';
+import type { Store } from '../store/types.ts';
+import { endConnection, useOf } from './machine.ts';
+import type { CodeRecord, EndReason, QuotaLimit, TemplateRecord } from './types.ts';
+
+export const LIMIT_ERRORS: Readonly<Record<QuotaLimit, ErrorCode>> = Object.freeze({
+  'bytes-in': 'ROTOR_E_QUOTA_BYTES_IN',
+  'bytes-out': 'ROTOR_E_QUOTA_BYTES_OUT',
+  'bytes-total': 'ROTOR_E_QUOTA_BYTES_TOTAL',
+  'connection-time': 'ROTOR_E_QUOTA_CONNECTION_TIME',
+  'usage-time': 'ROTOR_E_QUOTA_USAGE_TIME',
+  'wall-time': 'ROTOR_E_QUOTA_WALL_TIME',
+  age: 'ROTOR_E_QUOTA_AGE',
+});
+
+/** Why an ended session's connection ended, as its code records it. */
+export function endReasonOf(state: SessionState): EndReason {
+  if (state.quota?.endedBy) return state.quota.endedBy;
+  switch (state.revoked?.reason) {
+    case 'logout':
+      return 'logout';
+    case 'deleted':
+      return 'deleted';
+    case 'reuse':
+      return 'reuse';
+    case 'replaced':
+      return 'replaced';
+    default:
+      return 'revoked';
+  }
+}
+
+/** Attempts of one compare-and-set loop on a code record before giving up (each is one read and one conditional write). */
+const CODE_RETRIES = 16;
+
+/**
+ * Change code `id` by `change` (undefined: leave it), compare-and-set, again from a fresh read
+ * when another node changed it meanwhile. Returns the record as stored, or undefined.
+ */
+export async function updateCode(store: Store, id: string, change: (code: CodeRecord) => CodeRecord | undefined): Promise<CodeRecord | undefined> {
+  for (let attempt = 0; attempt < CODE_RETRIES; attempt++) {
+    const entry = await store.loadRecord<CodeRecord>('code', id);
+    if (!entry) return undefined;
+    const next = change(entry.value);
+    if (next === undefined) return entry.value;
+    if (await store.commitRecord('code', id, next, entry.rev)) return next;
+  }
+  throw new Error(`code ${id} changed under ${CODE_RETRIES} attempts in a row`);
+}
+
+/** A connection of a code ended (the session is stored ended): fold its counters into the code, once. */
+export async function foldConnection(store: Store, ended: SessionState, now: number): Promise<void> {
+  const quota = ended.quota;
+  if (quota === null) return;
+  const template = (await store.loadRecord<TemplateRecord>('template', quota.template))?.value;
+  await updateCode(store, quota.code, (code) => (code.session === ended.id ? endConnection(code, template, useOf(quota), endReasonOf(ended), now) : undefined));
+}

@@ -1,0 +1,192 @@
+/**
+ * Logging in with an access code (spec §10), and note 002's login flow for metered password
+ * logins: authenticate; reuse the user's own usable reusable code; else make one if policy
+ * allows; else refuse with a code that says what to do.
+ *
+ * One connection per code at a time: a code's record names its live session, and is changed
+ * only by compare-and-set, under a per-code lock in this process — two logins with one code on
+ * two nodes open one connection, and the other gets ROTOR_E_CODE_IN_USE.
+ */
+import { RotorError } from '../errors.ts';
+import { revoke } from '../session/machine.ts';
+import { replyFromRest } from '../session/replay.ts';
+import type { SessionState } from '../session/types.ts';
+import { Reply } from '../wire/index.ts';
+import type { DispatchContext, Note } from '../server/context.ts';
+import { openSession } from '../server/operations/open-session.ts';
+import { codeId, normalizeCode } from './codes.ts';
+import { codeStatus, deriveQuota, limitReached } from './machine.ts';
+import { freshCode } from './templates.ts';
+import type { CodeRecord, QuotaLimit, TemplateRecord } from './types.ts';
+
+/** A user's codes (the `owner` catalog record): those issued to them, and how many logins made. */
+export interface OwnerRecord {
+  readonly codes: readonly string[];
+  readonly minted: number;
+}
+
+/** What a login brings besides the code: who it authenticated as ('' for a code alone), its metadata and binding. */
+export interface CodeLogin {
+  user: string;
+  meta: Record<string, unknown>;
+  binding: string | undefined;
+  note: Note;
+}
+
+/** Log in with a code as typed. ROTOR_E_CODE_INVALID (the caller counts it as a failed login) when no such code was issued to this login. */
+export function loginWithCode(ctx: DispatchContext, typed: string, login: CodeLogin): Promise<Reply> {
+  const normalized = normalizeCode(typed);
+  if (normalized === undefined) throw new RotorError('ROTOR_E_CODE_INVALID');
+  return openConnection(ctx, codeId(normalized), login);
+}
+
+/** A metered password login of `login.user` (the password is checked): one of their codes, or a new one. */
+export async function meteredPasswordLogin(ctx: DispatchContext, login: CodeLogin): Promise<Reply> {
+  const { store } = ctx;
+  const owned = await store.loadRecord<OwnerRecord>('owner', login.user);
+  let inUse: RotorError | undefined;
+  for (const id of owned?.value.codes ?? []) {
+    try {
+      return await openConnection(ctx, id, login);
+    } catch (err) {
+      // This code cannot serve now; the next may. In use is what to say when none can.
+      if (!(err instanceof RotorError)) throw err;
+      if (err.code === 'ROTOR_E_CODE_IN_USE') inUse ??= err;
+    }
+  }
+  if (inUse) throw inUse;
+  const { passwordTemplate, mintPerUser } = ctx.config.quotas;
+  if ((owned?.value.minted ?? 0) >= mintPerUser) throw new RotorError('ROTOR_E_QUOTA_NEEDS_CODE');
+  const template = (await store.loadRecord<TemplateRecord>('template', passwordTemplate))?.value;
+  if (!template) {
+    ctx.log.error({ template: passwordTemplate }, 'quotas.passwordTemplate names no template: metered password logins are refused');
+    throw new RotorError('ROTOR_E_QUOTA_NEEDS_CODE');
+  }
+  const id = `login-${ctx.random(16).toString('base64url')}`;
+  const code = freshCode({ id, lot: '', template: template.name, issuer: 'login', owner: login.user, issuedAt: ctx.now() });
+  if (!(await store.createRecords('code', [{ id, value: code }]))) throw new Error('a fresh code id exists');
+  // Counted against the user before it is used: a login racing this one sees it.
+  if (!(await addOwnedCodes(ctx, login.user, [id], 1))) throw new RotorError('ROTOR_E_CONFLICT');
+  return openConnection(ctx, id, login);
+}
+
+/** Add `ids` to `user`'s codes (and `minted` to what logins made for them); false when a limit of retries was met. */
+export async function addOwnedCodes(ctx: Pick<DispatchContext, 'store'>, user: string, ids: readonly string[], minted: number): Promise<boolean> {
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const entry = await ctx.store.loadRecord<OwnerRecord>('owner', user);
+    const next: OwnerRecord = { codes: [...(entry?.value.codes ?? []), ...ids], minted: (entry?.value.minted ?? 0) + minted };
+    if (await ctx.store.commitRecord('owner', user, next, entry?.rev ?? 0)) return true;
+  }
+  return false;
+}
+
+function openConnection(ctx: DispatchContext, id: string, login: CodeLogin): Promise<Reply> {
+  return ctx.locks.run(`\0code\0${id}`, () => openConnectionLocked(ctx, id, login));
+}
+
+async function openConnectionLocked(ctx: DispatchContext, id: string, login: CodeLogin): Promise<Reply> {
+  const { store } = ctx;
+  for (let attempt = 0; attempt < ctx.config.session.maxCommitRetries; attempt++) {
+    const entry = await store.loadRecord<CodeRecord>('code', id);
+    // A code issued to someone else is no code for this login: the same answer as none at all.
+    if (!entry || (entry.value.owner !== '' && entry.value.owner !== login.user)) throw new RotorError('ROTOR_E_CODE_INVALID');
+    const code = entry.value;
+    // A revoked lot is not read here: revoking it marks each of its codes (src/quotas/lots.ts), and a lot record holds every code id — too big to load per login.
+    const template = (await store.loadRecord<TemplateRecord>('template', code.template))?.value;
+    const now = ctx.now();
+    if (!template) throw new RotorError('ROTOR_E_CODE_REVOKED');
+    if (template.nodes.length > 0 && !template.nodes.includes(ctx.config.quotas.node)) throw new RotorError('ROTOR_E_NODE_NOT_ALLOWED');
+    refuseEnded(code, template, now);
+    if (code.session !== null) {
+      const answer = await settleEarlier(ctx, code, now, login.note);
+      if (answer) return answer;
+      continue;
+    }
+    const quota = deriveQuota(template, code, now, ctx.config.quotas.idleGapSeconds * 1000, null);
+    const reached = limitReached(quota, now);
+    if (reached) throw limitRefusal(reached);
+    const user = code.owner || `code:${id.slice(0, 12)}`;
+    login.note.user = user;
+    const opened = await openSession(ctx, user, login.meta, undefined, login.binding, { quota, keepReply: true, headers: [['Quota-Template', template.name]] });
+    const next: CodeRecord = { ...code, status: 'active', firstUsedAt: code.firstUsedAt ?? now, session: opened.state.id, connections: code.connections + 1 };
+    if (await store.commitRecord('code', id, next, entry.rev)) {
+      login.note.session = opened.state.id;
+      return opened.reply;
+    }
+    // Another node opened a connection of this code meanwhile: this session must never work.
+    await store.commitSession(revoke(opened.state, 'replaced', now, now + ctx.revokedRetentionMs).state, 0, []);
+  }
+  throw new RotorError('ROTOR_E_CONFLICT');
+}
+
+/**
+ * The code names a live session. Its login sent again gets that login's reply while the first
+ * token is unused; a connection still in its token's lifetime is in use; one past it is over —
+ * ended and folded into the code here, and undefined tells the caller to read the code again.
+ */
+async function settleEarlier(ctx: DispatchContext, code: CodeRecord, now: number, note: Note): Promise<Reply | undefined> {
+  const earlier = await ctx.store.loadSession(code.session!);
+  if (!earlier || earlier.quota === null) {
+    // Gone: forgotten only after its code ended on the clock (its record is kept until then).
+    await clearSession(ctx, code, now);
+    return undefined;
+  }
+  if (!earlier.revoked) {
+    const tokenExpiresAt = earlier.quota.tokenExpiresAt;
+    if (tokenExpiresAt === null || tokenExpiresAt > now) return sameLoginAgain(ctx, earlier, note) ?? inUse(tokenExpiresAt, now);
+    const ended = revoke(earlier, 'replaced', now, now + ctx.revokedRetentionMs).state;
+    if (!(await ctx.store.commitSession(ended, earlier.rev, []))) return undefined;
+    await ctx.sessionEnded(ended, now);
+    return undefined;
+  }
+  // Ended, but its fold did not happen (it failed, or the node stopped): do it now.
+  await ctx.sessionEnded(earlier, now);
+  if ((await ctx.store.loadRecord<CodeRecord>('code', code.id))?.value.session === earlier.id) await clearSession(ctx, code, now);
+  return undefined;
+}
+
+function sameLoginAgain(ctx: DispatchContext, earlier: SessionState, note: Note): Reply | undefined {
+  if (earlier.gen !== 1 || earlier.acked || !earlier.prev || earlier.prev.hash !== '') return undefined;
+  const bytes = replyFromRest(ctx.keys, earlier.prev.reply, earlier.tokenHash);
+  if (!bytes) return undefined;
+  note.outcome = 'replay';
+  note.session = earlier.id;
+  return Reply.fromBytes(bytes);
+}
+
+function inUse(tokenExpiresAt: number | null, now: number): never {
+  const seconds = tokenExpiresAt === null ? 3600 : Math.max(1, Math.ceil((tokenExpiresAt - now) / 1000));
+  throw new RotorError('ROTOR_E_CODE_IN_USE', undefined, [['Wait-for', String(seconds)]]);
+}
+
+async function clearSession(ctx: DispatchContext, code: CodeRecord, now: number): Promise<void> {
+  const entry = await ctx.store.loadRecord<CodeRecord>('code', code.id);
+  if (!entry || entry.value.session !== code.session) return;
+  await ctx.store.commitRecord('code', code.id, { ...entry.value, session: null, lastEnd: { at: now, reason: 'replaced' } }, entry.rev);
+}
+
+/** Refuse a code that has ended, saying how. */
+function refuseEnded(code: CodeRecord, template: TemplateRecord, now: number): void {
+  const status = codeStatus(code, template, now);
+  if (status === 'revoked') throw new RotorError('ROTOR_E_CODE_REVOKED');
+  if (status === 'expired') throw limitRefusal(template.ageMs !== null && now >= code.issuedAt + template.ageMs ? 'age' : 'wall-time');
+  if (status === 'exhausted') {
+    const reason = code.lastEnd?.reason;
+    const cap = reason === 'bytes-in' || reason === 'bytes-out' || reason === 'bytes-total' || reason === 'usage-time' ? reason : undefined;
+    throw new RotorError('ROTOR_E_CODE_SPENT', undefined, [['Quota-Limit', cap ?? spentCap(code, template) ?? 'connection']]);
+  }
+}
+
+function spentCap(code: CodeRecord, template: TemplateRecord): QuotaLimit | undefined {
+  const { bytesIn, bytesOut, usageMs } = code.used;
+  if (template.maxBytesIn !== null && bytesIn >= template.maxBytesIn) return 'bytes-in';
+  if (template.maxBytesOut !== null && bytesOut >= template.maxBytesOut) return 'bytes-out';
+  if (template.maxBytesTotal !== null && bytesIn + bytesOut >= template.maxBytesTotal) return 'bytes-total';
+  if (template.usageMs !== null && usageMs >= template.usageMs) return 'usage-time';
+  return undefined;
+}
+
+function limitRefusal(limit: QuotaLimit): RotorError {
+  const expired = limit === 'wall-time' || limit === 'age';
+  return new RotorError(expired ? 'ROTOR_E_CODE_EXPIRED' : 'ROTOR_E_CODE_SPENT', undefined, [['Quota-Limit', limit]]);
+}

@@ -1,0 +1,181 @@
+/**
+ * The quota machine: pure and synchronous. Limits are derived once, when a code opens a
+ * session (template + node policy + what the code has spent); each exchange then only adds
+ * and compares (spec §10).
+ *
+ *  - A request is refused — the session ends — when a deadline has passed, the in-use time is
+ *    spent, the replies so far reached the bytes-out cap, or this request's bytes would pass the
+ *    bytes-in or bytes-total cap. So bytes-in is never passed, and bytes-out and bytes-total are
+ *    passed by at most the one reply that crossed them.
+ *  - In use: from each exchange to the next, counted up to `idleGapMs` per gap.
+ */
+import type { CodeRecord, CodeStatus, EndReason, QuotaLimit, QuotaUse, SessionQuota, TemplateRecord } from './types.ts';
+
+export const NO_USE: QuotaUse = Object.freeze({ bytesIn: 0, bytesOut: 0, usageMs: 0 });
+
+/** The limits of a new connection of `code` starting at `now`, with the code's counters so far. */
+export function deriveQuota(template: TemplateRecord, code: CodeRecord, now: number, idleGapMs: number, tokenExpiresAt: number | null): SessionQuota {
+  let deadline: number | null = null;
+  let deadlineLimit: QuotaLimit | null = null;
+  const consider = (at: number | null, limit: QuotaLimit) => {
+    if (at !== null && (deadline === null || at < deadline)) {
+      deadline = at;
+      deadlineLimit = limit;
+    }
+  };
+  consider(template.wallMs === null ? null : (code.firstUsedAt ?? now) + template.wallMs, 'wall-time');
+  consider(template.ageMs === null ? null : code.issuedAt + template.ageMs, 'age');
+  const codeEndsAt: number | null = deadline;
+  consider(template.connectionMs === null ? null : now + template.connectionMs, 'connection-time');
+  return {
+    code: code.id,
+    template: template.name,
+    maxBytesIn: template.maxBytesIn,
+    maxBytesOut: template.maxBytesOut,
+    maxBytesTotal: template.maxBytesTotal,
+    maxUsageMs: template.usageMs,
+    deadline,
+    deadlineLimit,
+    codeEndsAt,
+    idleGapMs,
+    bytesIn: code.used.bytesIn,
+    bytesOut: code.used.bytesOut,
+    usageMs: code.used.usageMs,
+    lastAt: now,
+    tokenExpiresAt,
+    endedBy: null,
+  };
+}
+
+/** The limit `quota` has reached at `now` before any more bytes, or undefined. */
+export function limitReached(quota: SessionQuota, now: number): QuotaLimit | undefined {
+  if (quota.deadline !== null && now >= quota.deadline) return quota.deadlineLimit ?? undefined;
+  if (quota.maxUsageMs !== null && quota.usageMs >= quota.maxUsageMs) return 'usage-time';
+  if (quota.maxBytesIn !== null && quota.bytesIn >= quota.maxBytesIn) return 'bytes-in';
+  if (quota.maxBytesOut !== null && quota.bytesOut >= quota.maxBytesOut) return 'bytes-out';
+  if (quota.maxBytesTotal !== null && quota.bytesIn + quota.bytesOut >= quota.maxBytesTotal) return 'bytes-total';
+  return undefined;
+}
+
+export type Metered = { readonly quota: SessionQuota; readonly limit?: undefined } | { readonly quota: SessionQuota; readonly limit: QuotaLimit };
+
+/**
+ * A request of `requestBytes` at `now`: the counters with it, or the limit that refuses it
+ * (then `quota` is the session's last state: the time spent counted, the request's bytes not,
+ * `endedBy` set).
+ */
+export function meterRequest(quota: SessionQuota, requestBytes: number, now: number): Metered {
+  // Plain numbers first, one record at the end: this runs on every metered exchange.
+  const gap = now - quota.lastAt;
+  const usageMs = quota.usageMs + (gap <= 0 ? 0 : gap < quota.idleGapMs ? gap : quota.idleGapMs);
+  const lastAt = gap > 0 ? now : quota.lastAt;
+  const { bytesIn, bytesOut, maxBytesIn, maxBytesTotal } = quota;
+  let reached: QuotaLimit | undefined;
+  if (quota.deadline !== null && now >= quota.deadline) reached = quota.deadlineLimit ?? undefined;
+  else if (quota.maxUsageMs !== null && usageMs >= quota.maxUsageMs) reached = 'usage-time';
+  else if (maxBytesIn !== null && bytesIn + requestBytes > maxBytesIn) reached = 'bytes-in';
+  else if (quota.maxBytesOut !== null && bytesOut >= quota.maxBytesOut) reached = 'bytes-out';
+  else if (maxBytesTotal !== null && bytesIn + bytesOut + requestBytes > maxBytesTotal) reached = 'bytes-total';
+  if (reached !== undefined) return { quota: withCounters(quota, bytesIn, bytesOut, usageMs, lastAt, reached), limit: reached };
+  return { quota: withCounters(quota, bytesIn + requestBytes, bytesOut, usageMs, lastAt, null) };
+}
+
+/** The counters after a reply of `replyBytes`, whose token expires at `tokenExpiresAt`. */
+export function chargeReply(quota: SessionQuota, replyBytes: number, tokenExpiresAt: number | null): SessionQuota {
+  return withCounters(quota, quota.bytesIn, quota.bytesOut + replyBytes, quota.usageMs, quota.lastAt, quota.endedBy, tokenExpiresAt);
+}
+
+/** A copy with new counters, field by field (one shape for every quota record, as sessionWith does for sessions). */
+function withCounters(
+  quota: SessionQuota,
+  bytesIn: number,
+  bytesOut: number,
+  usageMs: number,
+  lastAt: number,
+  endedBy: QuotaLimit | null,
+  tokenExpiresAt = quota.tokenExpiresAt,
+): SessionQuota {
+  return {
+    code: quota.code,
+    template: quota.template,
+    maxBytesIn: quota.maxBytesIn,
+    maxBytesOut: quota.maxBytesOut,
+    maxBytesTotal: quota.maxBytesTotal,
+    maxUsageMs: quota.maxUsageMs,
+    deadline: quota.deadline,
+    deadlineLimit: quota.deadlineLimit,
+    codeEndsAt: quota.codeEndsAt,
+    idleGapMs: quota.idleGapMs,
+    bytesIn,
+    bytesOut,
+    usageMs,
+    lastAt,
+    tokenExpiresAt,
+    endedBy,
+  };
+}
+
+/**
+ * When the store may forget a metered session (its expiresAt): once its code has ended on the
+ * clock, plus `retentionMs` so a late request still hears which limit it was; never before —
+ * until the connection is folded into its code, its counters are the code's.
+ */
+export function keepUntil(quota: SessionQuota, retentionMs: number): number | null {
+  return quota.codeEndsAt === null ? null : quota.codeEndsAt + retentionMs;
+}
+
+/** What is left: null for no cap; never below 0. */
+export interface Remaining {
+  bytesIn: number | null;
+  bytesOut: number | null;
+  bytesTotal: number | null;
+  usageMs: number | null;
+  /** ms until the earliest deadline */
+  timeMs: number | null;
+}
+
+export function remaining(quota: SessionQuota, now: number): Remaining {
+  const left = (max: number | null, used: number) => (max === null ? null : Math.max(0, max - used));
+  return {
+    bytesIn: left(quota.maxBytesIn, quota.bytesIn),
+    bytesOut: left(quota.maxBytesOut, quota.bytesOut),
+    bytesTotal: left(quota.maxBytesTotal, quota.bytesIn + quota.bytesOut),
+    usageMs: left(quota.maxUsageMs, quota.usageMs),
+    timeMs: quota.deadline === null ? null : Math.max(0, quota.deadline - now),
+  };
+}
+
+/** The limits that end a code for good (a reusable code may connect again after its connection-time). */
+const CODE_ENDING: ReadonlySet<EndReason> = new Set<EndReason>(['bytes-in', 'bytes-out', 'bytes-total', 'usage-time']);
+const CODE_EXPIRING: ReadonlySet<EndReason> = new Set<EndReason>(['wall-time', 'age']);
+
+/** The code after its live connection ended for `reason` with counters `used`. */
+export function endConnection(code: CodeRecord, template: TemplateRecord | undefined, used: QuotaUse, reason: EndReason, now: number): CodeRecord {
+  let status: CodeStatus = code.status;
+  if (reason === 'revoked') status = 'revoked';
+  else if (CODE_EXPIRING.has(reason)) status = 'expired';
+  else if (CODE_ENDING.has(reason) || !template?.reusable) status = 'exhausted';
+  return { ...code, status, used, session: null, lastEnd: { at: now, reason } };
+}
+
+/**
+ * The code's status at `now`, as a login or a listing sees it: the stored one, or expired once
+ * a wall-clock or age deadline has passed, or exhausted once a cap is used up.
+ */
+export function codeStatus(code: CodeRecord, template: TemplateRecord | undefined, now: number): CodeStatus {
+  if (code.status !== 'unused' && code.status !== 'active') return code.status;
+  if (!template) return code.status;
+  if (template.ageMs !== null && now >= code.issuedAt + template.ageMs) return 'expired';
+  if (template.wallMs !== null && code.firstUsedAt !== null && now >= code.firstUsedAt + template.wallMs) return 'expired';
+  const { bytesIn, bytesOut, usageMs } = code.used;
+  const spent =
+    (template.maxBytesIn !== null && bytesIn >= template.maxBytesIn) ||
+    (template.maxBytesOut !== null && bytesOut >= template.maxBytesOut) ||
+    (template.maxBytesTotal !== null && bytesIn + bytesOut >= template.maxBytesTotal) ||
+    (template.usageMs !== null && usageMs >= template.usageMs);
+  return spent ? 'exhausted' : code.status;
+}
+
+export function useOf(quota: SessionQuota): QuotaUse {
+  return { bytesIn: quota.bytesIn, bytesOut: quota.bytesOut, usageMs: quota.usageMs };
+}
