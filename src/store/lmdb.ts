@@ -31,6 +31,8 @@
  *   seats     pool name → PoolSeats             (entry version = rev) who holds and who waits
  *   logins    key → { count, lastAt, expiresAt }  login-failure counters (login throttling)
  *   loginExpiry [expiresAt, key]                 a lower bound of each counter's expiry, as `expiry`'s
+ *   catalog   <kind> NUL <id> → the value       (entry version = rev; keys raw bytes) quota templates,
+ *                                               lots, access codes, a user's codes (spec §10)
  *
  * The expiry index is a lower bound, not a mirror: every record with an expiresAt has an entry
  * at an `at` no later than its expiresAt (and may have stale ones). A rotation moves expiresAt
@@ -51,8 +53,8 @@ import { getLastVersion, open, type Database, type RootDatabase } from 'lmdb';
 import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
-import { claimedTask, finishedTask, hasEnded, holdsClaim, storeCall, storeCallNow, unavailable } from './records.ts';
-import type { LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
+import { byId, claimedTask, finishedTask, hasEnded, holdsClaim, repeatsId, storeCall, storeCallNow, unavailable } from './records.ts';
+import type { CatalogEntry, CatalogKind, LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
 
 export interface LmdbStoreOptions {
   /** fsync each commit before it resolves (power-loss safe, slower). Default false. */
@@ -86,6 +88,8 @@ export class LmdbStore implements Store {
     /** Login-failure counters, and the lower-bound index purgeExpired forgets them by. */
     private readonly logins: Database<LoginCounter, string>,
     private readonly loginExpiry: Database<true, Key>,
+    /** `<kind>\0<id>` as raw bytes → the record's value (entry version = rev). */
+    private readonly catalog: Database<unknown, Buffer>,
   ) {}
 
   static async open(dir: string, options: LmdbStoreOptions = {}): Promise<LmdbStore> {
@@ -122,6 +126,8 @@ export class LmdbStore implements Store {
         root.openDB<PoolSeats, string>({ name: 'seats', useVersions: true, ...records }),
         root.openDB<LoginCounter, string>({ name: 'logins' }),
         root.openDB<true, Key>({ name: 'loginExpiry' }),
+        // Raw keys: its shared structures under a key no record's can be (each starts with its kind).
+        root.openDB<unknown, Buffer>({ name: 'catalog', useVersions: true, keyEncoding: 'binary', sharedStructuresKey: Buffer.from([0xff]) }),
       );
     } catch (err) {
       throw unavailable(err, `lmdb ${dir}`);
@@ -225,13 +231,7 @@ export class LmdbStore implements Store {
   }
 
   removeUser(name: string): Promise<boolean> {
-    return this.run(() =>
-      this.root.transaction(() => {
-        if (!this.users.doesExist(name)) return false;
-        this.users.remove(name);
-        return true;
-      }),
-    );
+    return this.run(() => this.removeIfThere(this.users, name));
   }
 
   acceptTotpStep(name: string, step: number): Promise<boolean> {
@@ -282,6 +282,53 @@ export class LmdbStore implements Store {
       const write = () => this.seats.put(next.pool, { ...next, rev: expectedRev + 1 }, expectedRev + 1);
       return expectedRev === 0 ? this.seats.ifNoExists(next.pool, write) : this.seats.ifVersion(next.pool, expectedRev, write);
     });
+  }
+
+  // --- the catalog (spec §10) ---
+
+  loadRecord<T>(kind: CatalogKind, id: string): Promise<CatalogEntry<T> | undefined> {
+    return this.run(() => {
+      const entry = this.catalog.getEntry(catalogKey(kind, id));
+      return entry && { id, rev: entry.version ?? 0, value: entry.value as T };
+    });
+  }
+
+  /** One range of keys, `<kind>\0` up to `<kind>\x01`: exactly the kind's records, whatever bytes their ids hold. */
+  listRecords<T>(kind: CatalogKind): Promise<CatalogEntry<T>[]> {
+    const start = catalogKey(kind, '');
+    return this.run(() =>
+      Array.from(this.catalog.getRange({ start, end: Buffer.from(`${kind}\x01`), versions: true }), ({ key, value, version }) => ({
+        id: Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('utf8', start.length),
+        rev: version ?? 0,
+        value: value as T,
+      })).sort(byId),
+    );
+  }
+
+  /** A conditional write on the entry version, as commitSeats'. */
+  commitRecord<T>(kind: CatalogKind, id: string, value: T, expectedRev: number): Promise<boolean> {
+    return this.run(() => {
+      const key = catalogKey(kind, id);
+      const write = () => this.catalog.put(key, value, expectedRev + 1);
+      return expectedRev === 0 ? this.catalog.ifNoExists(key, write) : this.catalog.ifVersion(key, expectedRev, write);
+    });
+  }
+
+  /** The checks and the writes in one transaction: all of them or none, across processes too. */
+  createRecords<T>(kind: CatalogKind, entries: readonly { id: string; value: T }[]): Promise<boolean> {
+    return this.run(() => {
+      if (repeatsId(entries)) return false;
+      const keyed = entries.map(({ id, value }) => ({ key: catalogKey(kind, id), value }));
+      return this.root.transaction(() => {
+        if (keyed.some(({ key }) => this.catalog.doesExist(key))) return false;
+        for (const { key, value } of keyed) this.catalog.put(key, value, 1);
+        return true;
+      });
+    });
+  }
+
+  removeRecord(kind: CatalogKind, id: string): Promise<boolean> {
+    return this.run(() => this.removeIfThere(this.catalog, catalogKey(kind, id)));
   }
 
   // --- login-failure counters (login throttling) ---
@@ -435,6 +482,15 @@ export class LmdbStore implements Store {
     return NaN;
   }
 
+  /** Remove `key` from `db` if it is there, the check and the remove in one transaction; whether it was. */
+  private removeIfThere<K extends string | Buffer>(db: Database<unknown, K>, key: K): Promise<boolean> {
+    return this.root.transaction(() => {
+      if (!db.doesExist(key)) return false;
+      db.remove(key);
+      return true;
+    });
+  }
+
   private run<T>(work: () => T | Promise<T>): Promise<T> {
     return storeCall(this.closed, 'lmdb', work);
   }
@@ -463,10 +519,22 @@ function stored(state: SessionState, rev: number): SessionState {
     meta: state.meta,
     createdAt: state.createdAt,
     revoked: state.revoked,
+    quota: state.quota,
   };
 }
 
 const AS_IS = {};
+/** For a session written before SessionState had a quota. */
+const NO_QUOTA = { quota: null };
+
+/**
+ * A catalog record's key: its kind, a NUL (no kind holds one), its id in UTF-8, as raw bytes. Not
+ * lmdb-js's own key encoding of a string or of [kind, id]: an id holding a NUL (a user name may)
+ * can come back from a range as another id there.
+ */
+function catalogKey(kind: CatalogKind, id: string): Buffer {
+  return Buffer.from(`${kind}\0${id}`);
+}
 
 interface LoginCounter {
   count: number;
@@ -480,14 +548,14 @@ function liveCounter(counter: LoginCounter | undefined, now: number): LoginCount
 
 /**
  * A session as read, in the shape every SessionState has (sessionWith's field order, not the
- * stored one) and with its reply a Buffer. The decoded record is this call's own: its prev is
- * given the Buffer in place.
+ * stored one), with its reply a Buffer and quota null if it was written before sessions had one.
+ * The decoded record is this call's own: its prev is given the Buffer in place.
  */
 function loaded(state: SessionState | undefined): SessionState | undefined {
   if (state === undefined) return undefined;
   const prev = state.prev as { hash: string; reply: Buffer } | null;
   if (prev !== null && !Buffer.isBuffer(prev.reply)) prev.reply = asBuffer(prev.reply);
-  return sessionWith(state, AS_IS);
+  return sessionWith(state, state.quota === undefined ? NO_QUOTA : AS_IS);
 }
 
 function withBufferResult(task: TaskRecord | undefined): TaskRecord | undefined {

@@ -2,8 +2,13 @@ import { RotorError } from '../errors.ts';
 import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
-import { claimedTask, finishedTask, holdsClaim } from './records.ts';
-import type { LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
+import { byId, claimedTask, finishedTask, holdsClaim, repeatsId } from './records.ts';
+import type { CatalogEntry, CatalogKind, LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, UserRecord } from './types.ts';
+
+interface CatalogRecord {
+  readonly rev: number;
+  readonly value: unknown;
+}
 
 /**
  * Everything in Maps: fast, and gone with the process. For tests, benchmarks and throwaway
@@ -19,6 +24,8 @@ export class MemoryStore implements Store {
   private readonly users = new Map<string, UserRecord>();
   private readonly pools = new Map<string, PoolRecord>();
   private readonly seats = new Map<string, PoolSeats>();
+  /** Catalog records by kind, then id: each value a copy of its own, copied again on the way out. */
+  private readonly catalog = new Map<CatalogKind, Map<string, CatalogRecord>>();
   /** Login-failure counters by key, each until its expiresAt. */
   private readonly loginCounters = new Map<string, { count: number; lastAt: number; expiresAt: number }>();
   private closed = false;
@@ -147,6 +154,46 @@ export class MemoryStore implements Store {
     if ((this.seats.get(next.pool)?.rev ?? 0) !== expectedRev) return false;
     this.seats.set(next.pool, { ...next, rev: expectedRev + 1 });
     return true;
+  }
+
+  // --- the catalog (spec §10) ---
+
+  async loadRecord<T>(kind: CatalogKind, id: string): Promise<CatalogEntry<T> | undefined> {
+    this.check();
+    const record = this.records(kind).get(id);
+    return record && { id, rev: record.rev, value: structuredClone(record.value) as T };
+  }
+
+  async listRecords<T>(kind: CatalogKind): Promise<CatalogEntry<T>[]> {
+    this.check();
+    return Array.from(this.records(kind), ([id, { rev, value }]) => ({ id, rev, value: structuredClone(value) as T })).sort(byId);
+  }
+
+  async commitRecord<T>(kind: CatalogKind, id: string, value: T, expectedRev: number): Promise<boolean> {
+    this.check();
+    const records = this.records(kind);
+    if ((records.get(id)?.rev ?? 0) !== expectedRev) return false;
+    records.set(id, { rev: expectedRev + 1, value: structuredClone(value) });
+    return true;
+  }
+
+  async createRecords<T>(kind: CatalogKind, entries: readonly { id: string; value: T }[]): Promise<boolean> {
+    this.check();
+    const records = this.records(kind);
+    if (repeatsId(entries) || entries.some(({ id }) => records.has(id))) return false;
+    for (const { id, value } of entries) records.set(id, { rev: 1, value: structuredClone(value) });
+    return true;
+  }
+
+  async removeRecord(kind: CatalogKind, id: string): Promise<boolean> {
+    this.check();
+    return this.records(kind).delete(id);
+  }
+
+  private records(kind: CatalogKind): Map<string, CatalogRecord> {
+    let records = this.catalog.get(kind);
+    if (!records) this.catalog.set(kind, (records = new Map()));
+    return records;
   }
 
   // --- login-failure counters (login throttling) ---

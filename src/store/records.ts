@@ -1,4 +1,4 @@
-/** What the durable stores share: how a task record changes when claimed and finished, and how failures are reported. */
+/** What the stores share: how a task record changes when claimed and finished, how catalog entries sort, and how failures are reported. */
 import { RotorError } from '../errors.ts';
 import type { TaskClaim, TaskOutcome, TaskRecord, TaskStatus } from './types.ts';
 
@@ -52,4 +52,14 @@ export function unavailable(err: unknown, backend: string): RotorError {
   if (err instanceof RotorError) return err;
   const detail = err instanceof Error ? err.message : String(err);
   return Object.assign(new RotorError('ROTOR_E_UNAVAILABLE', `${backend}: ${detail}`), { cause: err });
+}
+
+/** Catalog entries in the order listRecords gives them: by id, code unit by code unit. */
+export function byId(a: { readonly id: string }, b: { readonly id: string }): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** Whether an id stands twice among `entries` (createRecords then writes none). */
+export function repeatsId(entries: readonly { readonly id: string }[]): boolean {
+  return new Set(entries.map((entry) => entry.id)).size !== entries.length;
 }

@@ -20,6 +20,10 @@
  *                                changed only by the SEATS compare-and-set script
  *   <p>:{logins}:f:<key>   hash  c = login failures counted, t = the last one's time, x = expiresAt
  *                                (by the callers' clock); PEXPIRE = the quiet window (clean-up only)
+ *   <p>:{catalog}:<kind>   hash  id → the catalog record's value (JSON): quota templates, lots,
+ *                                access codes, a user's codes (spec §10)
+ *   <p>:{catalog}:<kind>:r hash  id → the record's rev; both hashes changed together, by scripts
+ *                                (RECORD, CREATE_RECORDS) or one MULTI
  *
  * commitSession is one Lua script on the session's slot: the rev compare, the write, its TTL
  * and the released tasks into the session's outbox, all or nothing. The outbox is then relayed
@@ -45,8 +49,8 @@ import { Redis } from 'ioredis';
 import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
-import { storeCall, unavailable } from './records.ts';
-import type { LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
+import { byId, repeatsId, storeCall, unavailable } from './records.ts';
+import type { CatalogEntry, CatalogKind, LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
 
 export interface RedisStoreOptions {
   /** First part of every key (default `rotor`): several deployments can share one Redis. */
@@ -181,6 +185,29 @@ if cur ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'r', ARGV[2], 'd', ARGV[3])
 return 1`;
 
+/** KEYS: catalog values, catalog revs (one kind). ARGV: id, expected rev (0 = must not exist), new rev, JSON. */
+const RECORD = `
+local cur = redis.call('HGET', KEYS[2], ARGV[1]) or '0'
+if cur ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1`;
+
+/**
+ * KEYS: catalog values, catalog revs (one kind). ARGV: id / JSON pairs, all distinct ids. Writes
+ * every record at rev 1 if none of the ids is stored, else nothing. A loop over ARGV, not one
+ * HSET of them all: unpack() of 20,000 arguments is past Lua's limit.
+ */
+const CREATE_RECORDS = `
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return 0 end
+end
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[2], ARGV[i], 1)
+end
+return 1`;
+
 /**
  * KEYS: login-failure counters (all on the {logins} slot). ARGV: now, expiresAt. Adds one failure
  * to each, restarting a counter whose expiresAt has passed; returns the counts, in KEYS order.
@@ -212,6 +239,8 @@ interface Scripts {
   rotorTotp(...args: Arg[]): Promise<number>;
   rotorSeats(...args: Arg[]): Promise<number>;
   rotorLoginFail(...args: Arg[]): Promise<number[]>;
+  rotorRecord(...args: Arg[]): Promise<number>;
+  rotorCreateRecords(...args: Arg[]): Promise<number>;
 }
 type Client = Redis & Scripts;
 
@@ -233,6 +262,8 @@ export class RedisStore implements Store {
     pools: string;
     seats: (pool: string) => string;
     loginCounter: (key: string) => string;
+    /** A catalog kind's values and revs: two hashes on the {catalog} slot. */
+    catalog: (kind: CatalogKind) => [values: string, revs: string];
   };
 
   private constructor(
@@ -256,6 +287,7 @@ export class RedisStore implements Store {
       // Not `…:s`: the sessions' SCAN pattern (`{*}:s`) would take it for a session.
       seats: (pool) => `${prefix}:{pool:${pool}}:seats`,
       loginCounter: (key) => `${prefix}:{logins}:f:${key}`,
+      catalog: (kind) => [`${prefix}:{catalog}:${kind}`, `${prefix}:{catalog}:${kind}:r`],
     };
   }
 
@@ -280,6 +312,8 @@ export class RedisStore implements Store {
         rotorTotp: { lua: TOTP, numberOfKeys: 2 },
         rotorSeats: { lua: SEATS, numberOfKeys: 1 },
         rotorLoginFail: { lua: LOGIN_FAIL },
+        rotorRecord: { lua: RECORD, numberOfKeys: 2 },
+        rotorCreateRecords: { lua: CREATE_RECORDS, numberOfKeys: 2 },
       },
     }) as Client;
     // Connection errors surface as rejected calls; the event would only be noise (or a crash).
@@ -424,6 +458,51 @@ export class RedisStore implements Store {
     });
   }
 
+  // --- the catalog (spec §10) ---
+
+  loadRecord<T>(kind: CatalogKind, id: string): Promise<CatalogEntry<T> | undefined> {
+    return this.call(async () => {
+      const [values, revs] = this.keys.catalog(kind);
+      const [json, rev] = (await exec(this.redis.multi().hget(values, id).hget(revs, id))) as (string | null)[];
+      return json === null ? undefined : { id, rev: Number(rev ?? 0), value: JSON.parse(json) as T };
+    });
+  }
+
+  listRecords<T>(kind: CatalogKind): Promise<CatalogEntry<T>[]> {
+    return this.call(async () => {
+      const [values, revs] = this.keys.catalog(kind);
+      const [jsons, rev] = (await exec(this.redis.multi().hgetall(values).hgetall(revs))) as Record<string, string>[];
+      return Object.entries(jsons)
+        .map(([id, json]) => ({ id, rev: Number(rev[id] ?? 0), value: JSON.parse(json) as T }))
+        .sort(byId);
+    });
+  }
+
+  commitRecord<T>(kind: CatalogKind, id: string, value: T, expectedRev: number): Promise<boolean> {
+    return this.call(async () => {
+      const args = [id, String(expectedRev), String(expectedRev + 1), JSON.stringify(value)];
+      return (await this.redis.rotorRecord(...this.keys.catalog(kind), ...args)) === 1;
+    });
+  }
+
+  /** A repeated id is refused here; the script checks what is stored. No entries: no script. */
+  createRecords<T>(kind: CatalogKind, entries: readonly { id: string; value: T }[]): Promise<boolean> {
+    return this.call(async () => {
+      if (repeatsId(entries)) return false;
+      if (entries.length === 0) return true;
+      const args = entries.flatMap(({ id, value }) => [id, JSON.stringify(value)]);
+      return (await this.redis.rotorCreateRecords(...this.keys.catalog(kind), ...args)) === 1;
+    });
+  }
+
+  removeRecord(kind: CatalogKind, id: string): Promise<boolean> {
+    return this.call(async () => {
+      const [values, revs] = this.keys.catalog(kind);
+      const [removed] = (await exec(this.redis.multi().hdel(values, id).hdel(revs, id))) as number[];
+      return removed === 1;
+    });
+  }
+
   // --- login-failure counters (login throttling) ---
 
   /** One script: every key's count, its time and its expiry at once, so two nodes never lose a count. */
@@ -512,6 +591,7 @@ export class RedisStore implements Store {
       createdAt: state.createdAt,
       expiresAt: state.expiresAt,
       revoked: state.revoked,
+      quota: state.quota,
     });
     const tasks = released.flatMap((task) => [task.id, JSON.stringify(task)]);
     const result = await this.redis.rotorCommit(
@@ -558,10 +638,11 @@ function pairs<V>(flat: V[]): Record<string, V> {
 
 function decodeSession(fields: Record<string, Buffer>): SessionState | undefined {
   if (!fields.r || !fields.d) return undefined;
-  const stored = JSON.parse(fields.d.toString()) as Omit<SessionState, 'prev' | 'rev'> & { prev: string | null };
+  // quota is absent from a session written before sessions had one.
+  const stored = JSON.parse(fields.d.toString()) as Omit<SessionState, 'prev' | 'rev' | 'quota'> & { prev: string | null; quota?: SessionState['quota'] };
   if (typeof stored.id !== 'string') return undefined;
   const prev = stored.prev === null ? null : { hash: stored.prev, reply: fields.b ?? Buffer.alloc(0) };
-  return sessionWith(stored as unknown as SessionState, { rev: Number(fields.r), prev });
+  return sessionWith(stored as unknown as SessionState, { rev: Number(fields.r), prev, quota: stored.quota ?? null });
 }
 
 function decodeTask(fields: Record<string, Buffer>): TaskRecord | undefined {

@@ -58,6 +58,16 @@ export interface UserRecord {
   readonly createdAt: number;
 }
 
+/** What a catalog record is (spec §10): a quota template, a lot of codes, an access code, the codes a user owns. */
+export type CatalogKind = 'template' | 'lot' | 'code' | 'owner';
+
+/** One catalog record as stored: its id (unique within its kind), its rev (1 when created, one more on every commit) and its value. */
+export interface CatalogEntry<T> {
+  readonly id: string;
+  readonly rev: number;
+  readonly value: T;
+}
+
 /**
  * What rotor needs from a store. Every backend passes the abstract suite in
  * test/store/suite.ts. All methods may reject with ROTOR_E_UNAVAILABLE when the backend is
@@ -117,6 +127,22 @@ export interface Store {
    * `next` at `expectedRev + 1`. Returns false, changing nothing, if it is not.
    */
   commitSeats(next: PoolSeats, expectedRev: number): Promise<boolean>;
+
+  // The catalog: versioned records of plain JSON-able values, one namespace per kind. A value
+  // given back is equal to the one stored and the caller's own: changing it changes nothing stored.
+  /** A catalog record (quota templates, lots, access codes, a user's codes: spec §10) and its rev; undefined when there is none. */
+  loadRecord<T>(kind: CatalogKind, id: string): Promise<CatalogEntry<T> | undefined>;
+  /** Every record of a kind, sorted by id (by UTF-16 code unit, as Array.prototype.sort compares strings). */
+  listRecords<T>(kind: CatalogKind): Promise<CatalogEntry<T>[]>;
+  /** Compare-and-set: store `value` at rev expectedRev + 1 if the record is at expectedRev (0: it must not exist). False, changing nothing, otherwise. */
+  commitRecord<T>(kind: CatalogKind, id: string, value: T, expectedRev: number): Promise<boolean>;
+  /**
+   * Create many records (each at rev 1) in one atomic step: false, writing none, if any of the ids
+   * exists (or an id repeats); true for no entries. Must handle 10,000 entries in one call.
+   */
+  createRecords<T>(kind: CatalogKind, entries: readonly { id: string; value: T }[]): Promise<boolean>;
+  /** Forget a record; false when there was none. */
+  removeRecord(kind: CatalogKind, id: string): Promise<boolean>;
 
   /**
    * OPTIONAL. Every session the store holds (live, expired but not yet purged, revoked), in no

@@ -28,7 +28,7 @@ const inside = (store: LmdbStore) => store as unknown as Internals;
 const indexOf = (store: LmdbStore, id: string) => Array.from(inside(store).expiry.getKeys()).filter((key) => key[2] === id).map((key) => key[0]);
 
 function session(id: string, expiresAt: number | null): SessionState {
-  return { id, user: 'alice', rev: 0, gen: 1, tokenHash: 'hash-1', acked: false, prev: null, held: [], meta: {}, createdAt: T0, expiresAt, revoked: null };
+  return { id, user: 'alice', rev: 0, gen: 1, tokenHash: 'hash-1', acked: false, prev: null, held: [], meta: {}, createdAt: T0, expiresAt, revoked: null, quota: null };
 }
 
 /** One exchange: the stored session, a generation on, expiring at `expiresAt`. */
@@ -130,13 +130,14 @@ t.test('random histories: every purge deletes exactly what expired by its `now`'
   }
 });
 
-t.test('a store written before (expiresAt late in the record, an exact index entry) loads, commits and purges', async (t) => {
+t.test('a store written before (expiresAt late in the record, no quota, an exact index entry) loads, commits and purges', async (t) => {
   const dir = join(base, `db${++n}`);
   let store = await LmdbStore.open(dir);
-  // Exactly as the code before wrote them: sessionWith's field order, an entry at the expiry.
+  // Exactly as the code before wrote them: sessionWith's field order, no quota field, an entry at the expiry.
   const { sessions, expiry } = inside(store);
   const old = (id: string, expiresAt: number | null, rev: number, prev: SessionState['prev'] = null) => {
-    void sessions.put(id, sessionWith(session(id, expiresAt), { rev, gen: rev + 1, prev }), rev);
+    const { quota: _quota, ...before } = sessionWith(session(id, expiresAt), { rev, gen: rev + 1, prev });
+    void sessions.put(id, before as SessionState, rev);
     if (expiresAt !== null) void expiry.put([expiresAt, 0, id], true);
   };
   await sessions.transaction(() => {
@@ -153,6 +154,11 @@ t.test('a store written before (expiresAt late in the record, an exact index ent
   t.equal(loaded.rev, 3);
   t.ok(Buffer.isBuffer(loaded.prev?.reply) && loaded.prev.reply.equals(Buffer.from('the old reply')), 'its reply, a Buffer');
   t.same(store.loadSessionNow('o1')?.expiresAt, T0 + MIN);
+  t.equal(loaded.quota, null, 'a session written before sessions had a quota loads with quota null');
+  t.equal(store.loadSessionNow('o1')?.quota, null, 'loadSessionNow too');
+  const listed: SessionState[] = [];
+  for await (const s of store.listSessions()) listed.push(s);
+  t.same(listed.map((s) => s.quota), [null, null, null], 'and listSessions');
 
   await rotate(store, 'o1', T0 + 5 * MIN);
   await rotate(store, 'o2', T0 + 3 * MIN, { revoked: { at: T0, reason: 'logout' } });

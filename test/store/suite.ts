@@ -6,9 +6,10 @@
 import type tap from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { isRotorError } from '../../src/errors.ts';
+import type { SessionQuota } from '../../src/quotas/types.ts';
 import type { PoolRecord, PoolSeats } from '../../src/seats/types.ts';
 import type { SessionState, TaskSpec } from '../../src/session/types.ts';
-import type { Store, TaskClaim, TaskRecord, UserRecord } from '../../src/store/types.ts';
+import type { CatalogKind, Store, TaskClaim, TaskRecord, UserRecord } from '../../src/store/types.ts';
 
 export type TapTest = Parameters<Parameters<typeof tap.test>[0]>[0];
 
@@ -46,6 +47,7 @@ export function session(over: Partial<SessionState> = {}): SessionState {
     createdAt: now,
     expiresAt: now + HOUR,
     revoked: null,
+    quota: null,
     ...over,
   };
 }
@@ -112,6 +114,34 @@ export const awkwardMeta = {
   emptyObject: {},
   emptyList: [],
 };
+
+/**
+ * What a session opened with an access code carries: every kind of field, nulls among them.
+ * Not checked against SessionQuota field by field (cast): a store keeps whatever plain data it
+ * is given, so the suite need not follow every change of that type.
+ */
+export function quota(over: Record<string, unknown> = {}): SessionQuota {
+  const value: Record<string, unknown> = {
+    code: 'c0ffee'.repeat(10) + 'beef',
+    template: 'day-pass.v2',
+    maxBytesIn: 10_000_000,
+    maxBytesOut: null,
+    maxBytesTotal: 25_000_000_000,
+    maxUsageMs: 3_600_000,
+    deadline: 1_767_225_600_000,
+    deadlineLimit: 'wall-time',
+    codeEndsAt: 1_767_312_000_000,
+    idleGapMs: 30_000,
+    bytesIn: 0,
+    bytesOut: 1234.5,
+    usageMs: 17,
+    lastAt: 1_767_225_000_000,
+    tokenExpiresAt: null,
+    endedBy: null,
+    ...over,
+  };
+  return value as unknown as SessionQuota;
+}
 
 /**
  * Deep strict equality where bytes compare by type, length and digest: a mismatch in a 70 KB
@@ -291,6 +321,32 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
     const acked = { ...empty, acked: true, prev: null, held: [] };
     t.equal(await store.commitSession(acked, 2, []), true);
     same(t, await store.loadSession(s.id), { ...acked, rev: 3 }, 'prev goes back to null');
+  });
+
+  t.test(`${name}: a session's quota round-trips exactly, and null stays null`, async (t) => {
+    const store = await fresh(t);
+    const now = (id: string) => store.loadSessionNow?.(id);
+    const metered = session({ quota: quota() });
+    await store.createSession(metered);
+    same(t, await store.loadSession(metered.id), metered, 'through createSession');
+    if (store.loadSessionNow) same(t, now(metered.id), metered, 'loadSessionNow too');
+    const spent = rotated({ ...metered, acked: true, quota: quota({ bytesIn: 4096, usageMs: 61_000, lastAt: 1_767_225_061_000, tokenExpiresAt: 1_767_225_200_000 }) });
+    t.equal(await store.commitSession(spent, 0, []), true);
+    same(t, await store.loadSession(metered.id), { ...spent, rev: 1 }, 'through commitSession');
+    const ended = { ...rotated({ ...spent, acked: true }), quota: quota({ endedBy: 'bytes-in', deadline: null, deadlineLimit: null }), revoked: { at: 1, reason: 'quota' as const } };
+    t.equal(await store.commitSession(ended, 1, []), true);
+    same(t, await store.loadSession(metered.id), { ...ended, rev: 2 }, 'a quota that ended the session');
+    if (store.loadSessionNow) same(t, now(metered.id), { ...ended, rev: 2 }, 'loadSessionNow too');
+
+    const plainSession = session();
+    await store.createSession(plainSession);
+    t.equal((await store.loadSession(plainSession.id))?.quota, null, 'a session without a code: null');
+    if (store.loadSessionNow) t.equal(now(plainSession.id)?.quota, null, 'loadSessionNow too');
+    t.equal(await store.commitSession({ ...spent, id: plainSession.id }, 0, []), true, 'a quota added by a commit');
+    same(t, (await store.loadSession(plainSession.id))?.quota, spent.quota);
+    t.equal(await store.commitSession({ ...rotated(plainSession), quota: null }, 1, []), true, 'and taken away again');
+    t.equal((await store.loadSession(plainSession.id))?.quota, null, 'null after a commit');
+    if (store.loadSessionNow) t.equal(now(plainSession.id)?.quota, null, 'loadSessionNow too');
   });
 
   t.test(`${name}: expiresAt null is kept and never purged`, async (t) => {
@@ -591,14 +647,15 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
   });
 
   loginFailureSuite(t, name, factory, fresh);
+  catalogSuite(t, name, fresh);
 
   if (factory.reopen) {
     const reopen = factory.reopen.bind(factory);
     t.test(`${name}: everything survives a restart`, async (t) => {
       const store = await fresh(t);
       const now = Date.now();
-      // A session waiting for its ack: the reply kept for replay, tasks held.
-      const pending = session({ meta: awkwardMeta });
+      // A session waiting for its ack: the reply kept for replay, tasks held, a code's quota.
+      const pending = session({ meta: awkwardMeta, quota: quota() });
       await store.createSession(pending);
       const pendingNext = rotated({ ...pending, acked: true }, awkwardBytes(), [{ id: uid('t'), name: 'mail', payload: { held: true } }]);
       await store.commitSession(pendingNext, 0, []);
@@ -621,6 +678,9 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
       await store.putUser(alice);
       await store.putUser(user('bob'));
       await store.acceptTotpStep('alice', 777);
+      await store.createRecords('code', [{ id: 'c1', value: catalogValue('c1') }, { id: 'c2', value: catalogValue('c2') }]);
+      await store.commitRecord('code', 'c2', { ...catalogValue('c2'), status: 'active' }, 1);
+      await store.commitRecord('template', 't1', catalogValue('t1'), 0);
       const before = {
         sessions: await Promise.all([pending, busy, revoked].map((s) => store.loadSession(s.id))),
         tasks: await Promise.all([done, failed, running, released].map(async (r) => plain(await store.loadTask(r.id)))),
@@ -650,6 +710,15 @@ export function storeSuite(t: TapTest, name: string, factory: StoreFactory): voi
       same(t, (await again.listUsers()).map((u) => plain(u)), before.users, 'users as they were');
       t.equal((await again.loadUser('alice'))?.lastTotpStep, 777, 'the last TOTP step too');
       t.equal(await again.acceptTotpStep('alice', 777), false, 'so a used code stays used');
+      same(
+        t,
+        await again.listRecords('code'),
+        [{ id: 'c1', rev: 1, value: catalogValue('c1') }, { id: 'c2', rev: 2, value: { ...catalogValue('c2'), status: 'active' } }],
+        'catalog records and their revs',
+      );
+      same(t, await again.loadRecord('template', 't1'), { id: 't1', rev: 1, value: catalogValue('t1') });
+      t.equal(await again.commitRecord('code', 'c2', catalogValue('c2'), 1), false, 'a rev from before the restart is stale');
+      t.equal(await again.commitRecord('code', 'c2', catalogValue('c2'), 2), true, 'commits continue from the stored rev');
 
       const claimed = await again.claimTasks('node-2', 10, now + 30_000, 60_000);
       same(t, claimed.map((c) => c.id), [released.id], 'the released task is still queued, the running one still leased');
@@ -709,5 +778,162 @@ function loginFailureSuite(t: TapTest, name: string, factory: StoreFactory, fres
     await store.purgeExpired(now + 100);
     // Read as of `now`, when both were live: only what the store still holds can answer.
     t.same((await store.loginFailures([short, long], now)).map((f) => f.count), [0, 1], 'the expired counter is gone, the live one kept');
+  });
+}
+
+/** A catalog value as rotor keeps them: nested objects and lists, nulls, numbers, unicode. */
+function catalogValue(id: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id,
+    lot: 'lot-2026-01',
+    issuer: 'Zoë 🚀 «ops»',
+    status: 'unused',
+    firstUsedAt: null,
+    used: { bytesIn: 0, bytesOut: 12.5, usageMs: Number.MAX_SAFE_INTEGER },
+    nodes: ['eu-1', 'eu-2'],
+    lastEnd: null,
+    reusable: false,
+    ...over,
+  };
+}
+
+/** The catalog (spec §10): versioned records per kind, compare-and-set, batches all or nothing. */
+function catalogSuite(t: TapTest, name: string, fresh: (tt: TapTest) => Promise<Store>): void {
+  t.test(`${name}: catalog records are created, loaded, listed by id and removed`, async (t) => {
+    const store = await fresh(t);
+    same(t, await store.listRecords('template'), [], 'none at first');
+    t.equal(await store.loadRecord('template', 'day'), undefined, 'an unknown id: undefined');
+    const ids = ['week', 'day', 'Day', 'a.b-c_d', 'zoë', 'hour'];
+    for (const id of ids) t.equal(await store.commitRecord('template', id, catalogValue(id), 0), true, `${id} created`);
+    same(t, await store.loadRecord('template', 'day'), { id: 'day', rev: 1, value: catalogValue('day') }, 'every field round-trips, at rev 1');
+    same(t, await store.listRecords('template'), [...ids].sort().map((id) => ({ id, rev: 1, value: catalogValue(id) })), 'listed once each, sorted by id');
+    t.equal(await store.removeRecord('template', 'day'), true, 'remove says it removed');
+    t.equal(await store.removeRecord('template', 'day'), false, 'and not twice');
+    t.equal(await store.removeRecord('template', uid('none')), false, 'nor what never was');
+    t.equal(await store.loadRecord('template', 'day'), undefined);
+    same(t, (await store.listRecords('template')).map((r) => r.id), ids.filter((id) => id !== 'day').sort());
+    t.equal(await store.commitRecord('template', 'day', catalogValue('day', { again: true }), 0), true, 'a removed id can be created again');
+    same(t, await store.loadRecord('template', 'day'), { id: 'day', rev: 1, value: catalogValue('day', { again: true }) }, 'at rev 1');
+  });
+
+  t.test(`${name}: a catalog id is any string a user name can be`, async (t) => {
+    const store = await fresh(t);
+    // Owner records are keyed by user name, as typed: any UTF-8, a NUL or a long run included.
+    const ids = ['ällice', 'a\0b', `${'x'.repeat(64)}\0y`, '🚀 rocket', '\uffff', 'b\x01', 'sp ace', ':{catalog}:'];
+    t.equal(await store.createRecords('owner', ids.map((id) => ({ id, value: { codes: [id] } }))), true);
+    same(t, await store.listRecords('owner'), [...ids].sort().map((id) => ({ id, rev: 1, value: { codes: [id] } })), 'each listed under its own id, sorted');
+    for (const id of ids) same(t, await store.loadRecord('owner', id), { id, rev: 1, value: { codes: [id] } }, `${JSON.stringify(id)} loads`);
+    t.equal(await store.removeRecord('owner', 'a\0b'), true);
+    same(t, (await store.listRecords('owner')).map((r) => r.id), ids.filter((id) => id !== 'a\0b').sort(), 'and is removed alone');
+  });
+
+  t.test(`${name}: commitRecord is a compare-and-set on rev, and one of concurrent commits wins`, async (t) => {
+    const store = await fresh(t);
+    const id = uid('code');
+    t.equal(await store.commitRecord('code', id, catalogValue(id), 1), false, 'a record that does not exist is not at rev 1');
+    t.equal(await store.loadRecord('code', id), undefined, 'and nothing was written');
+    t.equal(await store.commitRecord('code', id, catalogValue(id), 0), true, '0: created');
+    t.equal(await store.commitRecord('code', id, catalogValue(id, { status: 'stolen' }), 0), false, '0 again: it exists');
+    for (const rev of [2, -1, 7]) t.equal(await store.commitRecord('code', id, catalogValue(id, { status: 'stolen' }), rev), false, `rev ${rev} loses`);
+    same(t, await store.loadRecord('code', id), { id, rev: 1, value: catalogValue(id) }, 'lost commits changed nothing');
+    t.equal(await store.commitRecord('code', id, catalogValue(id, { status: 'active' }), 1), true, 'the right rev wins');
+    same(t, await store.loadRecord('code', id), { id, rev: 2, value: catalogValue(id, { status: 'active' }) }, 'stored at rev + 1');
+    const racers = Array.from({ length: 8 }, (_, i) => catalogValue(id, { status: 'exhausted', racer: i }));
+    const won = await Promise.all(racers.map((value) => store.commitRecord('code', id, value, 2)));
+    t.equal(won.filter(Boolean).length, 1, 'eight commits of one rev: one wins');
+    same(t, await store.loadRecord('code', id), { id, rev: 3, value: racers[won.indexOf(true)] }, 'the winner is what is stored');
+    await store.removeRecord('code', id);
+    t.equal(await store.commitRecord('code', id, catalogValue(id), 3), false, 'a removed record is at no rev but 0');
+  });
+
+  t.test(`${name}: createRecords writes all or nothing`, async (t) => {
+    const store = await fresh(t);
+    t.equal(await store.createRecords('code', []), true, 'no entries: nothing to refuse');
+    t.equal(await store.commitRecord('code', 'taken', catalogValue('taken'), 0), true);
+    await store.commitRecord('code', 'taken', catalogValue('taken', { status: 'active' }), 1);
+    const batch = ['n1', 'n2', 'n3'].map((id) => ({ id, value: catalogValue(id) }));
+    t.equal(await store.createRecords('code', [...batch, { id: 'taken', value: catalogValue('taken') }]), false, 'one id exists: refused');
+    same(t, (await store.listRecords('code')).map((r) => r.id), ['taken'], 'none of the others written');
+    same(t, await store.loadRecord('code', 'taken'), { id: 'taken', rev: 2, value: catalogValue('taken', { status: 'active' }) }, 'the existing one untouched');
+    t.equal(await store.createRecords('code', [...batch, { id: 'n2', value: catalogValue('n2', { twice: true }) }]), false, 'an id repeats: refused');
+    same(t, (await store.listRecords('code')).map((r) => r.id), ['taken'], 'nothing written');
+    t.equal(await store.createRecords('code', batch), true, 'new ids: created');
+    same(t, await store.listRecords('code'), [...batch.map(({ id, value }) => ({ id, rev: 1, value })), { id: 'taken', rev: 2, value: catalogValue('taken', { status: 'active' }) }], 'each at rev 1');
+    t.equal(await store.commitRecord('code', 'n1', catalogValue('n1', { status: 'active' }), 1), true, 'and committed from rev 1');
+    t.equal(await store.createRecords('code', [{ id: 'n4', value: catalogValue('n4') }, { id: 'n1', value: catalogValue('n1') }]), false, 'a created one counts as existing');
+    t.equal(await store.loadRecord('code', 'n4'), undefined);
+  });
+
+  t.test(`${name}: createRecords of 10,000 entries in one call`, async (t) => {
+    const store = await fresh(t);
+    const entries = Array.from({ length: 10_000 }, (_, i) => {
+      const id = createHash('sha256').update(`code ${i}`).digest('hex');
+      return { id, value: { id, lot: 'big', n: i, used: { bytesIn: i, bytesOut: 0, usageMs: 0 }, session: null } };
+    });
+    t.equal(await store.createRecords('code', entries), true);
+    const listed = await store.listRecords<{ n: number }>('code');
+    t.equal(listed.length, 10_000, 'all 10,000 listed');
+    same(t, listed.map((r) => r.id), entries.map((e) => e.id).sort(), 'each once, sorted by id');
+    t.ok(listed.every((r) => r.rev === 1), 'each at rev 1');
+    const byId = new Map(entries.map((e) => [e.id, e.value]));
+    t.ok(listed.every((r) => r.value.n === byId.get(r.id)!.n), 'each with its value');
+    same(t, await store.loadRecord('code', entries[9_999].id), { id: entries[9_999].id, rev: 1, value: entries[9_999].value });
+    const more = Array.from({ length: 10_000 }, (_, i) => ({ id: `more-${i}`, value: { n: i } }));
+    t.equal(await store.createRecords('code', [...more, entries[5_000]]), false, '10,000 new ones and one that exists: refused');
+    t.equal((await store.listRecords('code')).length, 10_000, 'none of them written');
+  });
+
+  t.test(`${name}: catalog kinds are separate namespaces`, async (t) => {
+    const store = await fresh(t);
+    const kinds: CatalogKind[] = ['template', 'lot', 'code', 'owner'];
+    for (const kind of kinds) t.equal(await store.commitRecord(kind, 'same-id', { kind }, 0), true, `${kind}: the id is free`);
+    await store.commitRecord('owner', 'same-id', { kind: 'owner', codes: ['a', 'b'] }, 1);
+    await store.createRecords('lot', [{ id: 'only-a-lot', value: { kind: 'lot' } }]);
+    same(t, await store.loadRecord('template', 'same-id'), { id: 'same-id', rev: 1, value: { kind: 'template' } }, 'a commit to one kind leaves the others');
+    same(t, await store.loadRecord('owner', 'same-id'), { id: 'same-id', rev: 2, value: { kind: 'owner', codes: ['a', 'b'] } });
+    t.equal(await store.loadRecord('code', 'only-a-lot'), undefined, 'an id of one kind is unknown to another');
+    same(t, (await store.listRecords('lot')).map((r) => r.id), ['only-a-lot', 'same-id'], 'a list holds its kind only');
+    same(t, (await store.listRecords('code')).map((r) => r.value), [{ kind: 'code' }]);
+    t.equal(await store.removeRecord('code', 'same-id'), true);
+    for (const kind of ['template', 'lot', 'owner'] as const) t.ok(await store.loadRecord(kind, 'same-id'), `removing from code leaves ${kind}`);
+    t.equal(await store.createRecords('template', [{ id: 'only-a-lot', value: {} }]), true, 'createRecords checks its own kind only');
+  });
+
+  t.test(`${name}: a catalog value given back or handed in is not the stored one`, async (t) => {
+    const store = await fresh(t);
+    const value = catalogValue('m');
+    await store.commitRecord('lot', 'm', value, 0);
+    (value.used as Record<string, unknown>).bytesIn = 666;
+    (value.nodes as string[]).push('mallory');
+    value.status = 'changed after commitRecord';
+    same(t, (await store.loadRecord('lot', 'm'))?.value, catalogValue('m'), 'changing what was committed changes nothing stored');
+
+    const batch = [{ id: 'b', value: catalogValue('b') }];
+    await store.createRecords('lot', batch);
+    (batch[0].value.nodes as string[]).length = 0;
+    batch[0].id = 'renamed';
+    same(t, await store.loadRecord('lot', 'b'), { id: 'b', rev: 1, value: catalogValue('b') }, 'nor what createRecords was given');
+
+    const loaded = (await store.loadRecord<Record<string, unknown>>('lot', 'm'))!;
+    loaded.value.status = 'changed after loadRecord';
+    (loaded.value.used as Record<string, unknown>).usageMs = -1;
+    (loaded.value.nodes as string[]).splice(0);
+    const listed = await store.listRecords<Record<string, unknown>>('lot');
+    for (const entry of listed) {
+      entry.value.status = 'changed after listRecords';
+      (entry.value.nodes as string[]).push('x');
+    }
+    same(t, await store.loadRecord('lot', 'm'), { id: 'm', rev: 1, value: catalogValue('m') }, 'changing a loaded or listed value changes nothing stored');
+    same(t, (await store.listRecords('lot')).map((r) => r.value), [catalogValue('b'), catalogValue('m')], 'listed as stored');
+  });
+
+  t.test(`${name}: catalog calls on a closed store are refused`, async (t) => {
+    const store = await fresh(t);
+    await store.close();
+    await rejectsUnavailable(t, store.loadRecord('code', 'x'), 'loadRecord');
+    await rejectsUnavailable(t, store.listRecords('code'), 'listRecords');
+    await rejectsUnavailable(t, store.commitRecord('code', 'x', {}, 0), 'commitRecord');
+    await rejectsUnavailable(t, store.createRecords('code', [{ id: 'x', value: {} }]), 'createRecords');
+    await rejectsUnavailable(t, store.removeRecord('code', 'x'), 'removeRecord');
   });
 }
