@@ -1,8 +1,9 @@
 /**
- * `npx tsx bench/dispatch.ts [sessions] [rounds]`: the dispatcher alone, no carrier — CPU µs per
+ * `npx tsx bench/dispatch.ts [sessions] [rounds] [metered]`: the dispatcher alone, no carrier — CPU µs per
  * rotating exchange (GET /hello of the example app on the memory store, with the metrics store
  * wrapper as `rotor serve` has it), `sessions` clients each sending its next token in turn,
- * all sessions' frames of one round in flight at once. Process CPU time, best of five.
+ * all sessions' frames of one round in flight at once. Process CPU time, best of five. With
+ * `metered`, the sessions are opened with access codes (spec §10): every exchange is metered.
  */
 import { exampleApp } from '../src/app/example.ts';
 import { resolveConfig } from '../src/config/defaults.ts';
@@ -14,9 +15,11 @@ import { pooledRandom } from '../src/session/random.ts';
 import { KeyRing } from '../src/session/token.ts';
 import { MemoryStore } from '../src/store/memory.ts';
 import { getHeader, type RequestFrame } from '../src/wire/index.ts';
+import { issueLot, templateRecord } from '../src/quotas/templates.ts';
 
 const sessions = Number(process.argv[2] ?? 512);
 const rounds = Number(process.argv[3] ?? 200);
+const metered = process.argv[4] === 'metered';
 const config = resolveConfig({ logLevel: 'error', auth: { scryptN: 1024 } });
 const random = pooledRandom();
 const metrics = new Metrics();
@@ -26,8 +29,12 @@ const rotor = new Rotor({ config, store, app: exampleApp(), keys: KeyRing.genera
 
 const request = (path: string, headers: Array<[string, string]>): RequestFrame => ({ kind: 'request', verb: path === '/rotor/login' ? 'POST' : 'GET', path, headers, body: undefined });
 const tokens: string[] = [];
+const template = templateRecord('bench-pass', { maxBytesTotal: 1e15, usageMs: 365 * 86_400_000 }, Date.now());
+await store.commitRecord('template', template.name, template, 0);
+const { codes } = await issueLot(store, random, { id: 'bench', template, count: sessions, comment: '', issuer: 'bench', owner: '', now: Date.now() });
 for (let i = 0; i < sessions; i++) {
-  tokens.push(getHeader((await rotor.dispatch(request('/rotor/login', [['User', 'bench'], ['Password', 'pw']]))).frame, 'Token')!);
+  const login = metered ? [['Code', codes[i]] as [string, string]] : [['User', 'bench'], ['Password', 'pw']] as Array<[string, string]>;
+  tokens.push(getHeader((await rotor.dispatch(request('/rotor/login', login))).frame, 'Token')!);
 }
 
 async function round(): Promise<void> {
@@ -50,4 +57,4 @@ for (let r = 0; r < 5; r++) {
   for (let i = 0; i < rounds; i++) await round();
   best = Math.min(best, (cpu() - start) / (rounds * sessions));
 }
-process.stdout.write(`dispatcher alone: ${best.toFixed(2)} µs CPU per rotating exchange (${sessions} sessions × ${rounds} rounds, best of 5)\n`);
+process.stdout.write(`dispatcher alone${metered ? ', metered' : ''}: ${best.toFixed(2)} µs CPU per rotating exchange (${sessions} sessions × ${rounds} rounds, best of 5)\n`);

@@ -47,42 +47,39 @@ export function deriveQuota(template: TemplateRecord, code: CodeRecord, now: num
   };
 }
 
-/** The limit `quota` has reached at `now` before any more bytes, or undefined. */
+/** The limit `quota` has reached at `now` before any more bytes (a byte more would pass it), or undefined. */
 export function limitReached(quota: SessionQuota, now: number): QuotaLimit | undefined {
+  return meterLimit(quota, 1, now);
+}
+
+/** In use between two exchanges: the gap, up to the idle gap. */
+function usageAt(quota: SessionQuota, now: number): number {
+  const gap = now - quota.lastAt;
+  return quota.usageMs + (gap <= 0 ? 0 : gap < quota.idleGapMs ? gap : quota.idleGapMs);
+}
+
+/**
+ * The limit that refuses a request of `requestBytes` at `now`, or undefined: it may go ahead.
+ * Plain comparisons, nothing allocated — this runs on every metered exchange.
+ */
+export function meterLimit(quota: SessionQuota, requestBytes: number, now: number): QuotaLimit | undefined {
+  const { bytesIn, bytesOut, maxBytesIn, maxBytesTotal } = quota;
   if (quota.deadline !== null && now >= quota.deadline) return quota.deadlineLimit ?? undefined;
-  if (quota.maxUsageMs !== null && quota.usageMs >= quota.maxUsageMs) return 'usage-time';
-  if (quota.maxBytesIn !== null && quota.bytesIn >= quota.maxBytesIn) return 'bytes-in';
-  if (quota.maxBytesOut !== null && quota.bytesOut >= quota.maxBytesOut) return 'bytes-out';
-  if (quota.maxBytesTotal !== null && quota.bytesIn + quota.bytesOut >= quota.maxBytesTotal) return 'bytes-total';
+  if (quota.maxUsageMs !== null && usageAt(quota, now) >= quota.maxUsageMs) return 'usage-time';
+  if (maxBytesIn !== null && bytesIn + requestBytes > maxBytesIn) return 'bytes-in';
+  if (quota.maxBytesOut !== null && bytesOut >= quota.maxBytesOut) return 'bytes-out';
+  if (maxBytesTotal !== null && bytesIn + bytesOut + requestBytes > maxBytesTotal) return 'bytes-total';
   return undefined;
 }
 
-export type Metered = { readonly quota: SessionQuota; readonly limit?: undefined } | { readonly quota: SessionQuota; readonly limit: QuotaLimit };
-
-/**
- * A request of `requestBytes` at `now`: the counters with it, or the limit that refuses it
- * (then `quota` is the session's last state: the time spent counted, the request's bytes not,
- * `endedBy` set).
- */
-export function meterRequest(quota: SessionQuota, requestBytes: number, now: number): Metered {
-  // Plain numbers first, one record at the end: this runs on every metered exchange.
-  const gap = now - quota.lastAt;
-  const usageMs = quota.usageMs + (gap <= 0 ? 0 : gap < quota.idleGapMs ? gap : quota.idleGapMs);
-  const lastAt = gap > 0 ? now : quota.lastAt;
-  const { bytesIn, bytesOut, maxBytesIn, maxBytesTotal } = quota;
-  let reached: QuotaLimit | undefined;
-  if (quota.deadline !== null && now >= quota.deadline) reached = quota.deadlineLimit ?? undefined;
-  else if (quota.maxUsageMs !== null && usageMs >= quota.maxUsageMs) reached = 'usage-time';
-  else if (maxBytesIn !== null && bytesIn + requestBytes > maxBytesIn) reached = 'bytes-in';
-  else if (quota.maxBytesOut !== null && bytesOut >= quota.maxBytesOut) reached = 'bytes-out';
-  else if (maxBytesTotal !== null && bytesIn + bytesOut + requestBytes > maxBytesTotal) reached = 'bytes-total';
-  if (reached !== undefined) return { quota: withCounters(quota, bytesIn, bytesOut, usageMs, lastAt, reached), limit: reached };
-  return { quota: withCounters(quota, bytesIn + requestBytes, bytesOut, usageMs, lastAt, null) };
+/** The counters after an exchange that went ahead at `now`: its request, its reply, the time in use; its token expiring at `tokenExpiresAt`. */
+export function charged(quota: SessionQuota, requestBytes: number, replyBytes: number, now: number, tokenExpiresAt: number | null): SessionQuota {
+  return withCounters(quota, quota.bytesIn + requestBytes, quota.bytesOut + replyBytes, usageAt(quota, now), now > quota.lastAt ? now : quota.lastAt, quota.endedBy, tokenExpiresAt);
 }
 
-/** The counters after a reply of `replyBytes`, whose token expires at `tokenExpiresAt`. */
-export function chargeReply(quota: SessionQuota, replyBytes: number, tokenExpiresAt: number | null): SessionQuota {
-  return withCounters(quota, quota.bytesIn, quota.bytesOut + replyBytes, quota.usageMs, quota.lastAt, quota.endedBy, tokenExpiresAt);
+/** The counters of a session `limit` ended at `now`: the time spent counted, the refused request not. */
+export function endedAt(quota: SessionQuota, limit: QuotaLimit, now: number): SessionQuota {
+  return withCounters(quota, quota.bytesIn, quota.bytesOut, usageAt(quota, now), now > quota.lastAt ? now : quota.lastAt, limit);
 }
 
 /** A copy with new counters, field by field (one shape for every quota record, as sessionWith does for sessions). */

@@ -1,12 +1,11 @@
 /** `GET /rotor/quota`: what the session's access code has spent and has left (spec §10), as a token exchange. */
 import { JSON_TYPE } from '../server/context.ts';
 import type { ExchangeOperation } from '../server/exchange.ts';
-import type { SessionState } from '../session/types.ts';
-import { remaining } from './machine.ts';
+import { charged, remaining } from './machine.ts';
+import type { SessionQuota } from './types.ts';
 
 /** The JSON a quota status shows (the login page shows the same). */
-export function quotaStatus(state: SessionState, now: number): Record<string, unknown> {
-  const quota = state.quota;
+export function quotaStatus(quota: SessionQuota | null, now: number): Record<string, unknown> {
   if (quota === null) return { metered: false };
   return {
     metered: true,
@@ -30,8 +29,10 @@ function secondsOf(left: ReturnType<typeof remaining>): Record<string, number | 
 }
 
 export const quotaOperation: ExchangeOperation = {
-  perform(admitted, _released, now) {
-    const body = Buffer.from(JSON.stringify(quotaStatus(admitted, now)));
+  perform(admitted, _released, now, requestBytes) {
+    // The counters as this exchange leaves them, but for its own reply (which is not made yet).
+    const quota = admitted.quota === null ? null : charged(admitted.quota, requestBytes, 0, now, admitted.quota.tokenExpiresAt);
+    const body = Buffer.from(JSON.stringify(quotaStatus(quota, now)));
     return { kind: 'rotate', outcome: { status: 200, headers: [['Content-Type', JSON_TYPE]], body, tasks: [], meta: admitted.meta } };
   },
 };

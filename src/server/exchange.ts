@@ -8,7 +8,7 @@
 import { RotorError, reasonFor } from '../errors.ts';
 import { admit, releasedTasks, revoke, rotate } from '../session/machine.ts';
 import { sessionWith } from '../session/state.ts';
-import { chargeReply, keepUntil, meterRequest } from '../quotas/machine.ts';
+import { charged, endedAt, keepUntil, meterLimit } from '../quotas/machine.ts';
 import { LIMIT_ERRORS } from '../quotas/ledger.ts';
 import { replyAtRestOf, replyFromRest } from '../session/replay.ts';
 import { claimsExpireAt, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
@@ -30,9 +30,10 @@ export interface ExchangeOperation {
   readonly ending?: boolean;
   /**
    * `admitted` is the state the machine let through (it may have acked `loaded`), `released`
-   * the tasks that ack released. Reads only; the exchange does every write.
+   * the tasks that ack released, `requestBytes` the request's size in frame bytes when the
+   * session is metered (spec §10; else 0). Reads only; the exchange does every write.
    */
-  perform(admitted: SessionState, released: readonly TaskRecord[], now: number): Promise<Step> | Step;
+  perform(admitted: SessionState, released: readonly TaskRecord[], now: number, requestBytes: number): Promise<Step> | Step;
 }
 
 /** Run `op` as an exchange of the frame's token. Throws RotorError for a token refused before the store. */
@@ -89,22 +90,20 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
       else if (performed && loaded.revoked) await ctx.sessionEnded(loaded, now);
       return refused(note, admission.code);
     }
-    let admitted = admission.state;
+    const admitted = admission.state;
     const released = admission.effects.length === 0 ? NO_RECORDS : taskRecords(admitted, releasedTasks(admission.effects), now);
-    if (admitted.quota !== null) {
-      // A session of an access code (spec §10): this request counted, or the limit it meets ends the session.
-      const metered = meterRequest(admitted.quota, frameSize(frame), now);
-      admitted = sessionWith(admitted, { quota: metered.quota });
-      if (metered.limit !== undefined) {
-        const ended = revoke(admitted, 'quota', now, now + ctx.revokedRetentionMs).state;
-        if (!(await ctx.store.commitSession(ended, loaded.rev, released))) continue;
-        taskReleased(ctx, released);
-        await ctx.sessionEnded(ended, now);
-        return refused(note, LIMIT_ERRORS[metered.limit], [['Quota-Limit', metered.limit]]);
-      }
+    // A session of an access code (spec §10): this request is counted, or the limit it meets ends the session.
+    const requestBytes = admitted.quota === null ? 0 : frameSize(frame);
+    const limit = admitted.quota === null ? undefined : meterLimit(admitted.quota, requestBytes, now);
+    if (limit !== undefined) {
+      const ended = revoke(sessionWith(admitted, { quota: endedAt(admitted.quota!, limit, now) }), 'quota', now, now + ctx.revokedRetentionMs).state;
+      if (!(await ctx.store.commitSession(ended, loaded.rev, released))) continue;
+      taskReleased(ctx, released);
+      await ctx.sessionEnded(ended, now);
+      return refused(note, LIMIT_ERRORS[limit], [['Quota-Limit', limit]]);
     }
     performed = true;
-    const reply = await performAndCommit(ctx, loaded, admitted, op, released, now, note, verified.claims.binding);
+    const reply = await performAndCommit(ctx, loaded, admitted, op, released, now, note, verified.claims.binding, requestBytes);
     if (!reply) continue;
     taskReleased(ctx, released);
     return reply;
@@ -122,14 +121,16 @@ async function performAndCommit(
   now: number,
   note: Note,
   binding: string | undefined,
+  /** A metered session's request, in frame bytes (0 for any other session). */
+  requestBytes: number,
 ): Promise<Reply | undefined> {
-  const performing = op.perform(admitted, released, now);
+  const performing = op.perform(admitted, released, now, requestBytes);
   // An operation that answers at once costs no turn of the event loop.
   const step = performing instanceof Promise ? await performing : performing;
   if (step.kind === 'settle') {
     // A metered session's settled reply (an ack, a logout) is counted too.
     const quota = step.state?.quota;
-    const settled = quota ? sessionWith(step.state!, { quota: chargeReply(quota, step.reply.bytes.length, quota.tokenExpiresAt) }) : step.state;
+    const settled = quota ? sessionWith(step.state!, { quota: charged(quota, requestBytes, step.reply.bytes.length, now, quota.tokenExpiresAt) }) : step.state;
     if (settled !== undefined && settled !== loaded && !(await ctx.store.commitSession(settled, loaded.rev, released))) return undefined;
     if (settled?.revoked && !loaded.revoked) await ctx.sessionEnded(settled, now);
     return step.reply;
@@ -143,7 +144,7 @@ async function performAndCommit(
   const frame: ResponseFrame = { kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body };
   const bytes = serializeFrame(frame, ctx.config.wire);
   // A metered session's counters are its code's: kept past its token's expiry, until folded.
-  const quota = admitted.quota === null ? null : chargeReply(admitted.quota, bytes.length, expiresAt);
+  const quota = admitted.quota === null ? null : charged(admitted.quota, requestBytes, bytes.length, now, expiresAt);
   const rotated = rotate(admitted, {
     nextHash: hash,
     nextExpiresAt: quota === null ? expiresAt : keepUntil(quota, ctx.revokedRetentionMs),

@@ -62,8 +62,8 @@ t.test('a code logs in; every exchange is counted in frame bytes; the cap ends t
   const shown = JSON.parse(status.frame.body!.toString());
   const requestBytes = frameSize({ kind: 'request', verb: 'GET', path: '/rotor/quota', headers: [['Token', getHeader(login.frame, 'Token')!]], body: undefined });
   t.same(shown.used, { bytesIn: requestBytes, bytesOut: 0, usageSeconds: 0 }, 'the status counts its own request; its reply is counted after it');
-  t.equal(shown.limits.bytesTotal, 3_000);
   let reply = status;
+  t.equal(shown.limits.bytesTotal, 3_000);
   let sent = 0;
   while (reply.error === undefined && sent++ < 100) reply = await c.send('POST', '/reverse', [], 'x'.repeat(200));
   t.equal(reply.error, 'ROTOR_E_QUOTA_BYTES_TOTAL', 'the cap ends it with the limit\'s own code');

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import fc from 'fast-check';
-import { chargeReply, deriveQuota, meterRequest, NO_USE, remaining } from '../../src/quotas/machine.ts';
+import { charged, deriveQuota, endedAt, meterLimit, NO_USE, remaining } from '../../src/quotas/machine.ts';
 import type { CodeRecord, QuotaLimit, TemplateRecord } from '../../src/quotas/types.ts';
 
 const cap = (max: number) => fc.option(fc.integer({ min: 1, max }), { nil: null });
@@ -65,20 +65,21 @@ t.test('metering agrees with the model', async (t) => {
         if (tpl.maxBytesOut !== null && bytesOut >= tpl.maxBytesOut) applies.add('bytes-out');
         if (tpl.maxBytesTotal !== null && bytesIn + bytesOut + step.requestBytes > tpl.maxBytesTotal) applies.add('bytes-total');
         if (tpl.maxBytesTotal !== null && bytesIn + bytesOut >= tpl.maxBytesTotal) applies.add('bytes-total');
-        const metered = meterRequest(quota, step.requestBytes, now);
+        const limit = meterLimit(quota, step.requestBytes, now);
         steps++;
-        if (metered.limit !== undefined) {
+        if (limit !== undefined) {
           refusals++;
-          if (!applies.has(metered.limit)) throw new Error(`refused by ${metered.limit}, which does not apply (${[...applies]})`);
-          if (metered.quota.endedBy !== metered.limit) throw new Error('endedBy not set');
-          if (metered.quota.bytesIn !== bytesIn) throw new Error('a refused request was counted');
+          if (!applies.has(limit)) throw new Error(`refused by ${limit}, which does not apply (${[...applies]})`);
+          const ended = endedAt(quota, limit, now);
+          if (ended.endedBy !== limit) throw new Error('endedBy not set');
+          if (ended.bytesIn !== bytesIn || ended.usageMs !== usage) throw new Error('a refused request was counted, or its time was not');
           return;
         }
         if (applies.size > 0) throw new Error(`not refused though ${[...applies]} applies`);
         bytesIn += step.requestBytes;
         bytesOut += step.replyBytes;
         lastReply = step.replyBytes;
-        quota = chargeReply(metered.quota, step.replyBytes, now + 60_000);
+        quota = charged(quota, step.requestBytes, step.replyBytes, now, now + 60_000);
         if (quota.bytesIn !== bytesIn || quota.bytesOut !== bytesOut) throw new Error(`counters ${quota.bytesIn}/${quota.bytesOut}, model ${bytesIn}/${bytesOut}`);
         if (quota.usageMs !== usage) throw new Error(`usage ${quota.usageMs}, model ${usage}`);
         if (tpl.maxBytesIn !== null && quota.bytesIn > tpl.maxBytesIn) throw new Error('bytes-in passed');
@@ -100,7 +101,7 @@ t.test('a later connection starts from what the code spent, and from its first u
   t.equal(quota.deadline, 70_000, 'wall-clock time runs from the first use, not from this login');
   t.equal(quota.deadlineLimit, 'wall-time');
   t.equal(quota.codeEndsAt, 70_000);
-  t.equal(meterRequest(quota, 100, 31_000).limit, undefined, 'exactly at the cap is allowed');
-  t.equal(meterRequest(quota, 101, 31_000).limit, 'bytes-total', 'one byte past it is not');
-  t.equal(meterRequest(quota, 1, 70_000).limit, 'wall-time', 'at the deadline');
+  t.equal(meterLimit(quota, 100, 31_000), undefined, 'exactly at the cap is allowed');
+  t.equal(meterLimit(quota, 101, 31_000), 'bytes-total', 'one byte past it is not');
+  t.equal(meterLimit(quota, 1, 70_000), 'wall-time', 'at the deadline');
 });
