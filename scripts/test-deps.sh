@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # `npm test` runs this first (pretest): the tests need programs npm does not install —
 # redis-server and redis-cli (the Redis store, readiness), openssl (TLS certificates), curl
-# (HTTP), python3 (a client in another language, a pty). A missing one must fail the run,
+# (HTTP), python3 (a client in another language, a pty), chromium (the login page in a real
+# browser, driven by puppeteer-core). A missing one must fail the run,
 # never skip its tests, so: as root with apt-get, install what is missing; otherwise stop here,
 # before anything runs, with one line naming what to install.
 # Only shell builtins are used until apt-get, so a bare PATH still gets that line.
 set -uo pipefail
 
 # program → the Debian/Ubuntu package that has it
-declare -A PACKAGE=([redis-server]=redis-server [redis-cli]=redis-tools [openssl]=openssl [curl]=curl [python3]=python3)
-PROGRAMS=(redis-server redis-cli openssl curl python3)
+declare -A PACKAGE=([redis-server]=redis-server [redis-cli]=redis-tools [openssl]=openssl [curl]=curl [python3]=python3 [chromium]=chromium)
+PROGRAMS=(redis-server redis-cli openssl curl python3 chromium)
 
 missing() {
   local program out=()

@@ -32,6 +32,10 @@
  *   (core.ts; the HTTP side of it is http-connection.ts), caps and close the listener shell's.
  * - `Accept: text/html` asks for the HTML envelope instead (src/transport/html.ts).
  *
+ * The login page (`/rotor/portal`, src/quotas/page.ts) is on whenever this carrier is: its
+ * requests take their place in the connection's line like any other, but reach the page instead
+ * of the dispatcher, and the page sends its own rotor frames through this connection's handler.
+ *
  * Limits follow the TCP ones: header block wire.maxHeaderBytes (+ carriers.httpHeaderSlackBytes
  * for HTTP's own lines), body wire.maxBodyBytes, headersTimeout = connection.headerTimeoutMs,
  * requestTimeout = connection.frameTimeoutMs, keepAliveTimeout = connection.idleTimeoutMs,
@@ -48,7 +52,9 @@ import { ERRORS, reasonFor, type ErrorCode } from '../errors.ts';
 import type { RotorConfig, WireLimits } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import { checkFrameHead } from '../wire/parser.ts';
-import type { Reply, RequestFrame } from '../wire/index.ts';
+import { Reply, type Frame, type RequestFrame } from '../wire/index.ts';
+import { PORTAL_PATH, portal } from '../quotas/page.ts';
+import type { FrameHandler } from './core.ts';
 import { HTML_TYPE, renderEnvelope } from './html.ts';
 import { fromOrigin, type ListenerHooks, type OriginAwareHandler } from './admission.ts';
 import { HttpConnection } from './http-connection.ts';
@@ -124,6 +130,9 @@ export function frameHead(method: string, url: string, rawHeaders: readonly stri
       return { code: 'ROTOR_E_BAD_START_LINE' };
     }
   }
+  // The login page compares a form's Origin with the Host it was sent to: it keeps Host.
+  const host = pathOnly(path) === PORTAL_PATH ? rawHeaders.findIndex((name, i) => i % 2 === 0 && name.toLowerCase() === 'host') : -1;
+  if (host !== -1) headers.push(['Host', rawHeaders[host + 1]]);
   // The parser's own rules, so what TCP refuses is refused here with the same code.
   const checked = checkFrameHead(verb, path, headers, wire);
   if ('code' in checked) return checked;
@@ -132,14 +141,16 @@ export function frameHead(method: string, url: string, rawHeaders: readonly stri
 
 /**
  * Write a reply onto its response: status, reason, the reply's headers and body (or the HTML
- * envelope), plus `Cache-Control: no-store` and Content-Length, and `Connection: close` when
- * the socket closes after it. No Date: a replayed reply is the same response byte for byte.
+ * envelope, when asked for and the reply is not a page of its own), plus `Cache-Control:
+ * no-store` and Content-Length, and `Connection: close` when the socket closes after it. No
+ * Date: a replayed reply is the same response byte for byte.
  */
 export function writeResponse(res: http.ServerResponse, reply: Reply, html: boolean, close: boolean): void {
   const frame = reply.frame;
   const flat: string[] = [];
   let body: Buffer;
-  if (html) {
+  const envelope = html && !PAGES.has(reply);
+  if (envelope) {
     flat.push('Content-Type', HTML_TYPE);
     body = Buffer.from(renderEnvelope(frame));
   } else {
@@ -153,12 +164,29 @@ export function writeResponse(res: http.ServerResponse, reply: Reply, html: bool
   flat.push('Cache-Control', 'no-store', 'Content-Length', String(body.length));
   if (close) flat.push('Connection', 'close');
   res.sendDate = false;
-  if (html) res.writeHead(200, 'OK', flat);
+  if (envelope) res.writeHead(200, 'OK', flat);
   else res.writeHead(frame.status, frame.reason, flat);
   res.end(body);
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Replies that are web pages themselves (the login page's): written as they are, never in the envelope. */
+const PAGES = new WeakSet<Reply>();
+
+/** `handler`, except that a request for the login page gets the page, which dispatches its own frames through `handler`. */
+function withPortal(handler: FrameHandler): FrameHandler {
+  return {
+    dispatch: (frame: Frame) => (frame.kind === 'request' && pathOnly(frame.path) === PORTAL_PATH ? portalReply(frame, handler) : handler.dispatch(frame)),
+  };
+}
+
+async function portalReply(frame: RequestFrame, handler: FrameHandler): Promise<Reply> {
+  const page = await portal({ method: frame.verb, headers: frame.headers, body: frame.body }, (sent) => handler.dispatch(sent));
+  const reply = Reply.of(page.status, page.headers, page.body);
+  PAGES.add(reply);
+  return reply;
+}
 
 /** A complete HTTP error response for places where there is no ServerResponse (parse errors, refusals). */
 export function rawErrorResponse(code: ErrorCode): string {
@@ -240,7 +268,7 @@ class HttpCarrier {
   }
 
   private attach(socket: net.Socket): void {
-    const handler = fromOrigin(this.handler, { carrier: 'http', peer: socket.remoteAddress });
+    const handler = withPortal(fromOrigin(this.handler, { carrier: 'http', peer: socket.remoteAddress }));
     const connection = new HttpConnection(socket, handler, {
       config: this.config,
       log: this.log,
