@@ -160,8 +160,7 @@ const SHAPE = {
   }),
   quotas: section({
     node: nameOrNone('node'),
-    idleGapSeconds: int(1, 86_400),
-    keepIdleDays: int(1, 3650),
+    idleGapSeconds: seconds(1, 86_400),
     passwordTemplate: nameOrNone('template'),
     mintPerUser: int(0, 1_000_000),
   }),

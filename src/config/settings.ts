@@ -147,8 +147,6 @@ export interface QuotaSettings {
   node: string;
   /** A gap between two exchanges of a metered session counts as in use up to this long (spec §10 "in use"). */
   idleGapSeconds: number;
-  /** A code's connection whose token has expired is kept this long for the code's next login to fold its counters in. */
-  keepIdleDays: number;
   /** '' = password logins are not metered; else they use the user's own usable code, or get one made from this template. */
   passwordTemplate: string;
   /** Codes a metered password login may make for one user in all (0 = never: the user must bring a code). */
@@ -247,7 +245,6 @@ export const DEFAULTS: RotorConfig = Object.freeze({
   quotas: Object.freeze({
     node: '',
     idleGapSeconds: 60,
-    keepIdleDays: 7,
     passwordTemplate: '',
     mintPerUser: 1,
   }),

@@ -22,6 +22,10 @@ export const REDACTED_PATHS = [
   'headers.password',
   'headers.TOTP',
   'headers.totp',
+  'code',
+  '*.code',
+  'headers.Code',
+  'headers.code',
 ];
 
 /** The levels a logger can be set to, quietest last. */

@@ -5,6 +5,7 @@
  * exchange, the rotation's own), and are folded into the code when the connection ends.
  */
 import type { ErrorCode } from '../errors.ts';
+import { sessionWith } from '../session/state.ts';
 import type { SessionState } from '../session/types.ts';
 import type { Store } from '../store/types.ts';
 import { endConnection, useOf } from './machine.ts';
@@ -55,10 +56,22 @@ export async function updateCode(store: Store, id: string, change: (code: CodeRe
   throw new Error(`code ${id} changed under ${CODE_RETRIES} attempts in a row`);
 }
 
-/** A connection of a code ended (the session is stored ended): fold its counters into the code, once. */
-export async function foldConnection(store: Store, ended: SessionState, now: number): Promise<void> {
+/**
+ * A connection of a code ended (the session is stored ended): fold its counters into the code,
+ * once; then the session may be forgotten `retentionMs` after its end (until then it was kept).
+ */
+export async function foldConnection(store: Store, ended: SessionState, now: number, retentionMs: number): Promise<void> {
   const quota = ended.quota;
   if (quota === null) return;
   const template = (await store.loadRecord<TemplateRecord>('template', quota.template))?.value;
-  await updateCode(store, quota.code, (code) => (code.session === ended.id ? endConnection(code, template, useOf(quota), endReasonOf(ended), now) : undefined));
+  const code = await updateCode(store, quota.code, (code) => (code.session === ended.id ? endConnection(code, template, useOf(quota), endReasonOf(ended), now) : undefined));
+  if (code?.session !== ended.id) await forgetFolded(store, ended.id, retentionMs);
+}
+
+/** A folded connection's session: forgotten `retentionMs` after its end, like any revoked session. */
+export async function forgetFolded(store: Store, sessionId: string, retentionMs: number): Promise<void> {
+  const state = await store.loadSession(sessionId);
+  if (!state?.revoked) return;
+  const until = state.revoked.at + retentionMs;
+  if (state.expiresAt !== until) await store.commitSession(sessionWith(state, { expiresAt: until }), state.rev, []);
 }

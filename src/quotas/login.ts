@@ -40,34 +40,47 @@ export function loginWithCode(ctx: DispatchContext, typed: string, login: CodeLo
   return openConnection(ctx, codeId(normalized), login);
 }
 
-/** A metered password login of `login.user` (the password is checked): one of their codes, or a new one. */
-export async function meteredPasswordLogin(ctx: DispatchContext, login: CodeLogin): Promise<Reply> {
+/** A metered password login of `login.user` (the password is checked): one of their codes, or a new one. One at a time per user in this process. */
+export function meteredPasswordLogin(ctx: DispatchContext, login: CodeLogin): Promise<Reply> {
+  return ctx.locks.run(`\0owner\0${login.user}`, () => meteredPasswordLoginLocked(ctx, login));
+}
+
+async function meteredPasswordLoginLocked(ctx: DispatchContext, login: CodeLogin): Promise<Reply> {
   const { store } = ctx;
   const owned = await store.loadRecord<OwnerRecord>('owner', login.user);
-  let inUse: RotorError | undefined;
   for (const id of owned?.value.codes ?? []) {
     try {
       return await openConnection(ctx, id, login);
     } catch (err) {
-      // This code cannot serve now; the next may. In use is what to say when none can.
-      if (!(err instanceof RotorError)) throw err;
-      if (err.code === 'ROTOR_E_CODE_IN_USE') inUse ??= err;
+      // Spent, expired, revoked: the next code may serve. One in use is the answer (spec §10).
+      if (!(err instanceof RotorError) || err.code === 'ROTOR_E_CODE_IN_USE' || err.code === 'ROTOR_E_UNAVAILABLE' || err.code === 'ROTOR_E_CONFLICT') throw err;
     }
   }
-  if (inUse) throw inUse;
   const { passwordTemplate, mintPerUser } = ctx.config.quotas;
-  if ((owned?.value.minted ?? 0) >= mintPerUser) throw new RotorError('ROTOR_E_QUOTA_NEEDS_CODE');
   const template = (await store.loadRecord<TemplateRecord>('template', passwordTemplate))?.value;
   if (!template) {
     ctx.log.error({ template: passwordTemplate }, 'quotas.passwordTemplate names no template: metered password logins are refused');
     throw new RotorError('ROTOR_E_QUOTA_NEEDS_CODE');
   }
   const id = `login-${ctx.random(16).toString('base64url')}`;
+  // The mint is reserved against the user's allowance by compare-and-set before the code exists:
+  // logins racing on other nodes cannot both pass the check (a reservation whose code was never
+  // made is an id that opens nothing).
+  if (!(await reserveMint(ctx, login.user, id, mintPerUser))) throw new RotorError('ROTOR_E_QUOTA_NEEDS_CODE');
   const code = freshCode({ id, lot: '', template: template.name, issuer: 'login', owner: login.user, issuedAt: ctx.now() });
   if (!(await store.createRecords('code', [{ id, value: code }]))) throw new Error('a fresh code id exists');
-  // Counted against the user before it is used: a login racing this one sees it.
-  if (!(await addOwnedCodes(ctx, login.user, [id], 1))) throw new RotorError('ROTOR_E_CONFLICT');
   return openConnection(ctx, id, login);
+}
+
+/** Add code `id` to what logins made for `user`, if that stays within `limit`; false when it would not. */
+async function reserveMint(ctx: DispatchContext, user: string, id: string, limit: number): Promise<boolean> {
+  for (let attempt = 0; attempt < ctx.config.session.maxCommitRetries; attempt++) {
+    const entry = await ctx.store.loadRecord<OwnerRecord>('owner', user);
+    const minted = entry?.value.minted ?? 0;
+    if (minted >= limit) return false;
+    if (await ctx.store.commitRecord('owner', user, { codes: [...(entry?.value.codes ?? []), id], minted: minted + 1 }, entry?.rev ?? 0)) return true;
+  }
+  throw new RotorError('ROTOR_E_CONFLICT');
 }
 
 /** Add `ids` to `user`'s codes (and `minted` to what logins made for them); false when a limit of retries was met. */
@@ -127,23 +140,29 @@ async function openConnectionLocked(ctx: DispatchContext, id: string, login: Cod
 async function settleEarlier(ctx: DispatchContext, code: CodeRecord, now: number, note: Note): Promise<Reply | undefined> {
   const earlier = await ctx.store.loadSession(code.session!);
   if (!earlier || earlier.quota === null) {
-    // Gone: forgotten only after its code ended on the clock (its record is kept until then).
+    // Gone: a metered session is kept until it is folded, or its code has ended on the clock
+    // (then the code is refused before this). Only a store that lost data gets here.
+    ctx.log.error({ session: code.session }, 'the session of an access code is gone before it was folded into its code: what it spent is lost');
     await clearSession(ctx, code, now);
     return undefined;
   }
   if (!earlier.revoked) {
-    const tokenExpiresAt = earlier.quota.tokenExpiresAt;
-    if (tokenExpiresAt === null || tokenExpiresAt > now) return sameLoginAgain(ctx, earlier, note) ?? inUse(tokenExpiresAt, now);
+    const inUseUntil = earlier.quota.tokenExpiresAt ?? earlier.quota.lastAt + NEVER_EXPIRING_IN_USE_MS;
+    if (inUseUntil > now) return sameLoginAgain(ctx, earlier, note) ?? inUse(inUseUntil, now);
     const ended = revoke(earlier, 'replaced', now, now + ctx.revokedRetentionMs).state;
     if (!(await ctx.store.commitSession(ended, earlier.rev, []))) return undefined;
     await ctx.sessionEnded(ended, now);
     return undefined;
   }
-  // Ended, but its fold did not happen (it failed, or the node stopped): do it now.
+  // Ended, but its fold did not happen (it failed, or the node stopped): do it now. Failing
+  // again, the login waits for the store rather than forget what the connection spent.
   await ctx.sessionEnded(earlier, now);
-  if ((await ctx.store.loadRecord<CodeRecord>('code', code.id))?.value.session === earlier.id) await clearSession(ctx, code, now);
+  if ((await ctx.store.loadRecord<CodeRecord>('code', code.id))?.value.session === earlier.id) throw new RotorError('ROTOR_E_UNAVAILABLE', 'folding the earlier connection into its code failed');
   return undefined;
 }
+
+/** A connection whose tokens never expire counts as in use until this long after its last exchange. */
+const NEVER_EXPIRING_IN_USE_MS = 3_600_000;
 
 function sameLoginAgain(ctx: DispatchContext, earlier: SessionState, note: Note): Reply | undefined {
   if (earlier.gen !== 1 || earlier.acked || !earlier.prev || earlier.prev.hash !== '') return undefined;
@@ -154,8 +173,8 @@ function sameLoginAgain(ctx: DispatchContext, earlier: SessionState, note: Note)
   return Reply.fromBytes(bytes);
 }
 
-function inUse(tokenExpiresAt: number | null, now: number): never {
-  const seconds = tokenExpiresAt === null ? 3600 : Math.max(1, Math.ceil((tokenExpiresAt - now) / 1000));
+function inUse(until: number, now: number): never {
+  const seconds = Math.max(1, Math.ceil((until - now) / 1000));
   throw new RotorError('ROTOR_E_CODE_IN_USE', undefined, [['Wait-for', String(seconds)]]);
 }
 

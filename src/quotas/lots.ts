@@ -6,7 +6,7 @@
 import { revoke } from '../session/machine.ts';
 import type { SessionState } from '../session/types.ts';
 import type { Store } from '../store/types.ts';
-import { endReasonOf, updateCode } from './ledger.ts';
+import { endReasonOf, forgetFolded, updateCode } from './ledger.ts';
 import { codeStatus, endConnection, useOf } from './machine.ts';
 import type { CodeRecord, CodeStatus, EndReason, LotRecord, TemplateRecord } from './types.ts';
 
@@ -59,10 +59,11 @@ export interface LotRevocation {
 }
 
 /**
- * Revoke lot `id` at `now`: its record first (from then on no code of it logs in), then each
+ * Revoke lot `id` at `now`: its record first, then each
  * code — its live session, if any, is revoked in the store (`deleted`, remembered for
  * `retentionMs`), so its next exchange is refused, and its counters are folded into the code,
- * which is marked revoked. Again on a revoked lot, it finishes what an interrupted call left.
+ * which is marked revoked: a login reads only its code, so a code is refused from the moment
+ * its own mark is stored. Again on a revoked lot, it finishes what an interrupted call left.
  */
 export async function revokeLot(store: Store, id: string, now: number, retentionMs: number): Promise<LotRevocation> {
   const lot = await markLotRevoked(store, id, now);
@@ -109,7 +110,10 @@ async function revokeCode(store: Store, id: string, template: TemplateRecord | u
       const folded = current.session === null ? current : ended?.quota ? endConnection(current, template, useOf(ended.quota), reason, now) : { ...current, session: null, lastEnd: { at: now, reason } };
       return { ...folded, status: 'revoked' };
     });
-    if (!stored || stored.session === null) return { code: changed, sessions };
+    if (!stored || stored.session === null) {
+      if (code.session !== null) await forgetFolded(store, code.session, retentionMs);
+      return { code: changed, sessions };
+    }
   }
   throw new Error(`code ${id} kept opening connections under ${RETRIES} attempts in a row`);
 }

@@ -114,11 +114,13 @@ function withCounters(
 
 /**
  * When the store may forget a metered session (its expiresAt): once its code has ended on the
- * clock, plus `retentionMs` so a late request still hears which limit it was; never before —
- * until the connection is folded into its code, its counters are the code's.
+ * clock and its token has expired, plus `retentionMs` so a late request still hears which limit
+ * it was; never before — until the connection is folded into its code, its counters are the
+ * code's.
  */
 export function keepUntil(quota: SessionQuota, retentionMs: number): number | null {
-  return quota.codeEndsAt === null ? null : quota.codeEndsAt + retentionMs;
+  if (quota.codeEndsAt === null || quota.tokenExpiresAt === null) return null;
+  return Math.max(quota.codeEndsAt, quota.tokenExpiresAt) + retentionMs;
 }
 
 /** What is left: null for no cap; never below 0. */

@@ -10,6 +10,7 @@ import { admit, releasedTasks, revoke, rotate } from '../session/machine.ts';
 import { sessionWith } from '../session/state.ts';
 import { charged, endedAt, keepUntil, meterLimit } from '../quotas/machine.ts';
 import { LIMIT_ERRORS } from '../quotas/ledger.ts';
+import type { QuotaLimit } from '../quotas/types.ts';
 import { replyAtRestOf, replyFromRest } from '../session/replay.ts';
 import { claimsExpireAt, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
 import { addressKey, type Origin } from '../net/origin.ts';
@@ -79,6 +80,18 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
         ctx.log.warn({ session: sessionId }, 'kept reply cannot be replayed: its key is retired or it does not hold the newest token');
         return refused(note, 'ROTOR_E_TOKEN_INVALID');
       }
+      if (loaded.quota !== null) {
+        // A metered replay is an exchange like any other (spec §10): refused past a limit, else counted.
+        const requestBytes = frameSize(frame);
+        const limit = meterLimit(loaded.quota, requestBytes, now);
+        if (limit !== undefined) {
+          const ended = await endAtLimit(ctx, loaded, loaded.rev, limit, now, note);
+          if (ended) return ended;
+          continue;
+        }
+        const counted = sessionWith(loaded, { quota: charged(loaded.quota, requestBytes, bytes.length, now, loaded.quota.tokenExpiresAt) });
+        if (!(await ctx.store.commitSession(counted, loaded.rev, []))) continue;
+      }
       note.outcome = 'replay';
       return Reply.fromBytes(bytes);
     }
@@ -96,11 +109,9 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
     const requestBytes = admitted.quota === null ? 0 : frameSize(frame);
     const limit = admitted.quota === null ? undefined : meterLimit(admitted.quota, requestBytes, now);
     if (limit !== undefined) {
-      const ended = revoke(sessionWith(admitted, { quota: endedAt(admitted.quota!, limit, now) }), 'quota', now, now + ctx.revokedRetentionMs).state;
-      if (!(await ctx.store.commitSession(ended, loaded.rev, released))) continue;
-      taskReleased(ctx, released);
-      await ctx.sessionEnded(ended, now);
-      return refused(note, LIMIT_ERRORS[limit], [['Quota-Limit', limit]]);
+      const ended = await endAtLimit(ctx, admitted, loaded.rev, limit, now, note);
+      if (ended) return ended;
+      continue;
     }
     performed = true;
     const reply = await performAndCommit(ctx, loaded, admitted, op, released, now, note, verified.claims.binding, requestBytes);
@@ -109,6 +120,18 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
     return reply;
   }
   return refused(note, 'ROTOR_E_CONFLICT');
+}
+
+/**
+ * End a metered session at `limit` (spec §10): stored revoked with its counters, what it held
+ * cancelled — work an ack just released too: the session it belongs to is over. Undefined when
+ * the session changed under it (retry).
+ */
+async function endAtLimit(ctx: DispatchContext, state: SessionState, rev: number, limit: QuotaLimit, now: number, note: Note): Promise<Reply | undefined> {
+  const ended = revoke(sessionWith(state, { quota: endedAt(state.quota!, limit, now) }), 'quota', now, now + ctx.revokedRetentionMs).state;
+  if (!(await ctx.store.commitSession(ended, rev, []))) return undefined;
+  await ctx.sessionEnded(ended, now);
+  return refused(note, LIMIT_ERRORS[limit], [['Quota-Limit', limit]]);
 }
 
 /** Carry out an admitted operation and store its result; undefined when the session changed under it (retry). */

@@ -89,7 +89,7 @@ export class Rotor {
       sessionEnded: async (ended, now) => {
         await releaseSessionSeats(this.context, ended.id, now);
         // The code's counters were committed with the session: a failure here leaves them in it, and the code's next login folds them.
-        await foldConnection(this.store, ended, now).catch((err: unknown) => this.log.warn({ err, session: ended.id }, 'folding an ended connection into its access code failed'));
+        await foldConnection(this.store, ended, now, this.context.revokedRetentionMs).catch((err: unknown) => this.log.warn({ err, session: ended.id }, 'folding an ended connection into its access code failed'));
       },
     };
     this.routes = ownRoutes(this.context);

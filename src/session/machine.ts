@@ -12,6 +12,7 @@
  *  - a revoked session refuses everything.
  */
 import { sessionWith } from './state.ts';
+import { keepUntil } from '../quotas/machine.ts';
 import type { SessionQuota } from '../quotas/types.ts';
 import type { Admission, Effect, PresentedToken, RevokeReason, SessionState, TaskSpec } from './types.ts';
 
@@ -132,9 +133,16 @@ export function revoke(
   if (state.held.length > 0) effects.push({ type: 'cancel', tasks: state.held });
   effects.push({ type: 'revoked', reason });
   return {
-    state: sessionWith(state, { revoked: { at: now, reason }, prev: null, held: NO_TASKS, expiresAt: revokedUntil }),
+    // A metered session's counters are its code's until they are folded into it (spec §10): the
+    // fold shortens this to revokedUntil; unfolded, it is kept while its code can still be used.
+    state: sessionWith(state, { revoked: { at: now, reason }, prev: null, held: NO_TASKS, expiresAt: state.quota === null ? revokedUntil : keptRevoked(state.quota, now, revokedUntil) }),
     effects,
   };
+}
+
+function keptRevoked(quota: SessionQuota, now: number, revokedUntil: number): number | null {
+  const kept = keepUntil(quota, revokedUntil - now);
+  return kept === null ? null : Math.max(kept, revokedUntil);
 }
 
 export function releasedTasks(effects: readonly Effect[]): TaskSpec[] {

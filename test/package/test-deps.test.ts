@@ -12,8 +12,8 @@ import t from 'tap';
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/test-deps.sh', import.meta.url));
 const BASH = '/bin/bash';
-const PROGRAMS = ['redis-server', 'redis-cli', 'openssl', 'curl', 'python3'];
-const PACKAGES = ['redis-server', 'redis-tools', 'openssl', 'curl', 'python3'];
+const PROGRAMS = ['redis-server', 'redis-cli', 'openssl', 'curl', 'python3', 'chromium'];
+const PACKAGES = ['redis-server', 'redis-tools', 'openssl', 'curl', 'python3', 'chromium'];
 const isRoot = process.getuid?.() === 0;
 
 const dir = mkdtempSync(join(tmpdir(), 'rotor-test-deps-'));

@@ -97,8 +97,12 @@ t.test('one session spends its code on two nodes: each exchange counted once, th
     if (next !== undefined) {
       const earlier = replies.get(next);
       if (earlier) {
+        // A replay is counted like any exchange (spec §10): its request, and the reply sent again.
         seen.replays++;
         if (!earlier.equals(reply.bytes)) problems.push(`a replay of ${next.slice(0, 20)}… differs from its first reply`);
+        counted.bytesIn += frameSize(frame);
+        counted.bytesOut += reply.bytes.length;
+        lastReply = reply.bytes.length;
         return;
       }
       replies.set(next, reply.bytes);
@@ -170,7 +174,7 @@ t.test('one session spends its code on two nodes: each exchange counted once, th
   t.equal(tokenOf(refusal!.reply), undefined, 'and has no next token');
 
   const code = await codeRecord(codes[0]);
-  t.same(code.used, { bytesIn: counted.bytesIn, bytesOut: counted.bytesOut, usageMs: code.used.usageMs }, 'the code holds exactly the frame bytes of the exchanges processed, each once');
+  t.same(code.used, { bytesIn: counted.bytesIn, bytesOut: counted.bytesOut, usageMs: code.used.usageMs }, 'the code holds exactly the frame bytes of the exchanges answered: each processed once, each replay as it was sent');
   t.equal(code.session, null, 'the connection was folded into the code');
   t.equal(code.status, 'exhausted');
   t.equal(code.lastEnd?.reason, 'bytes-total');

@@ -50,6 +50,7 @@ t.test('createSession: generation 1, nothing acked, nothing held', async (t) => 
     createdAt: NOW,
     expiresAt: NOW + TTL,
     revoked: null,
+    quota: null,
   });
 });
 
