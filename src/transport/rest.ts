@@ -14,6 +14,7 @@
  * Bodies must be `application/json` (else 415), parse (else 400) and have the shape above
  * (else 422), as with the original's JSON extractor.
  */
+import { endReasonOf } from '../quotas/ledger.ts';
 import { ConfigError, type RotorConfig } from '../config/defaults.ts';
 import type { Logger } from '../log/index.ts';
 import type { Store } from '../store/types.ts';
@@ -63,6 +64,8 @@ interface DumpEntry {
   user?: string;
   meta: unknown;
   quota?: { template: string; bytesIn: number; bytesOut: number };
+  /** A metered session that has ended (spec §10): when, and why — the limit, logout, deleted, reuse, revoked, replaced. */
+  ended?: { at: string; reason: string };
 }
 
 /** The ranges of note 004: token lifetime 30 min–96 h, purge interval 1 s–90 min. */
@@ -181,8 +184,9 @@ export class TokenApi {
 
   /**
    * Every live session's metadata and expiry to the log, in batches (revoked ones are left out);
-   * a session opened with an access code also its quota's template and bytes used so far. A
-   * store without listSessions says so.
+   * a session opened with an access code also its quota's template and bytes used so far — and,
+   * once it has ended, when and why (spec §10: the logout reason is kept and visible). A store
+   * without listSessions says so.
    */
   private async dump(): Promise<void> {
     if (!this.store.listSessions) {
@@ -194,11 +198,16 @@ export class TokenApi {
     let sessions = 0;
     let part = 0;
     for await (const session of this.store.listSessions()) {
-      if (session.revoked || (session.expiresAt !== null && session.expiresAt <= now)) continue;
+      const quota = session.quota;
+      // A metered session's record outlives its token (it is its code's ledger): its token's expiry is what tells it is live.
+      const expiresAt = quota ? quota.tokenExpiresAt : session.expiresAt;
+      if (quota === null && session.revoked) continue;
+      if (!session.revoked && expiresAt !== null && expiresAt <= now) continue;
       sessions++;
-      const expires = session.expiresAt === null ? null : new Date(session.expiresAt).toISOString();
+      const expires = expiresAt === null ? null : new Date(expiresAt).toISOString();
       const entry: DumpEntry = session.user ? { expires, user: session.user, meta: session.meta } : { expires, meta: session.meta };
-      if (session.quota) entry.quota = { template: session.quota.template, bytesIn: session.quota.bytesIn, bytesOut: session.quota.bytesOut };
+      if (quota) entry.quota = { template: quota.template, bytesIn: quota.bytesIn, bytesOut: quota.bytesOut };
+      if (session.revoked) entry.ended = { at: new Date(session.revoked.at).toISOString(), reason: endReasonOf(session) };
       batch.push(entry);
       if (batch.length === DUMP_BATCH) {
         this.log.info({ dump: batch, part: ++part }, 'DUMP');

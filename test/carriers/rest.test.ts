@@ -152,24 +152,28 @@ t.test('HEAD /dump', async (t) => {
   t.match(noListLines.at(-1), { msg: /cannot list its sessions/ }, '…and the log says why nothing was dumped');
 });
 
-t.test('HEAD /dump: a metered session with its template and bytes used; a revoked one left out', async (t) => {
+t.test('HEAD /dump: a metered session with its template and bytes used; an ended one with why it ended; other revoked ones left out', async (t) => {
   const { log, lines } = captureLog();
   const store = new MemoryStore();
   const now = Date.UTC(2026, 10, 24);
   const template = templateRecord('day-pass', { maxBytesTotal: 1_000_000 }, now);
   const code: CodeRecord = { id: 'code-id', lot: 'desk', template: 'day-pass', issuer: 'op', owner: '', issuedAt: now, status: 'active', firstUsedAt: now, used: NO_USE, session: 'metered', connections: 1, lastEnd: null };
-  const quota = { ...deriveQuota(template, code, now, 60_000, null), bytesIn: 321, bytesOut: 4_567 };
+  const quota = { ...deriveQuota(template, code, now, 60_000, now + 60_000), bytesIn: 321, bytesOut: 4_567 };
   const session = (id: string, over: Partial<SessionState>): SessionState => ({ id, user: 'alice', rev: 0, gen: 1, tokenHash: 'h', acked: false, prev: null, held: [], meta: { id }, createdAt: now, expiresAt: now + 60_000, revoked: null, quota: null, ...over });
   await store.createSession(session('metered', { quota }));
   await store.createSession(session('plain', {}));
-  await store.createSession(session('revoked', { quota, revoked: { at: now, reason: 'deleted' } }));
+  await store.createSession(session('revoked', { revoked: { at: now, reason: 'deleted' } }));
+  await store.createSession(session('spent', { quota: { ...quota, endedBy: 'bytes-total' }, expiresAt: null, revoked: { at: now, reason: 'quota' } }));
+  await store.createSession(session('idle', { quota: { ...quota, tokenExpiresAt: now - 1 }, expiresAt: null }));
   const api = new TokenApi({ dispatch: () => Promise.reject(new Error('unused')) }, store, log, { dump: true, now: () => now });
   t.equal((await api.handle({ method: 'HEAD', url: '/dump', contentType: undefined, body: undefined })).status, 202);
   const entries = lines.filter((line) => line.msg === 'DUMP').flatMap((line) => line.dump as Array<{ meta: { id: string }; quota?: unknown }>);
   const byId = new Map(entries.map((entry) => [entry.meta.id, entry]));
   t.same(byId.get('metered'), { expires: new Date(now + 60_000).toISOString(), user: 'alice', meta: { id: 'metered' }, quota: { template: 'day-pass', bytesIn: 321, bytesOut: 4_567 } }, 'the quota: template and bytes used');
   t.equal(byId.get('plain')?.quota, undefined, 'a session without a code has no quota field');
-  t.equal(byId.has('revoked'), false, 'a revoked session is not dumped, metered or not');
+  t.equal(byId.has('revoked'), false, 'a revoked session without a code is not dumped');
+  t.same(byId.get('spent'), { expires: new Date(now + 60_000).toISOString(), user: 'alice', meta: { id: 'spent' }, quota: { template: 'day-pass', bytesIn: 321, bytesOut: 4_567 }, ended: { at: new Date(now).toISOString(), reason: 'bytes-total' } }, 'an ended metered session: why it ended');
+  t.equal(byId.has('idle'), false, 'a metered session whose token has expired is not live, though its record is kept');
 });
 
 t.test('options: lifetime 30 min–96 h, purge 1 s–90 min', async (t) => {
