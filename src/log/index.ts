@@ -22,8 +22,7 @@ export const REDACTED_PATHS = [
   'headers.password',
   'headers.TOTP',
   'headers.totp',
-  'code',
-  '*.code',
+  // Not `code`: that is an error code's field in the access log. An access code is a header.
   'headers.Code',
   'headers.code',
 ];
