@@ -11,6 +11,14 @@ export interface RotorResponse {
   tasks: string[];
   /** The server's estimate, in seconds, of when to ask again. */
   waitFor: number | undefined;
+  /** The reply sends the client on to a peer (spec §11): its address (`Out-of-band`) and a token for a login there (`Hand-over`). */
+  handOver: HandOverTarget | undefined;
+}
+
+/** Where a reply hands the client over to, and the token it logs in there with (once, within 15 minutes). */
+export interface HandOverTarget {
+  readonly address: string;
+  readonly token: string;
 }
 
 export interface ClientOptions {
@@ -80,6 +88,15 @@ export class RotorClient {
       await this.exchange('POST', '/rotor/ack', [], undefined, true);
       return response;
     });
+  }
+
+  /**
+   * Log in with a hand-over token (spec §11) that a reply of `home` (the issuing server's name)
+   * carried: a session of this server, linked to that one. The token works once: a login whose
+   * reply was lost needs a new hand-over from home.
+   */
+  loginWithHandOver(token: string, home: string, options: { meta?: Record<string, unknown> | undefined } = {}): Promise<RotorResponse> {
+    return this.serial(() => this.exchange('POST', '/rotor/login', [['Hand-over', token], ['Home', home]], jsonBody(options.meta), false));
   }
 
   /** What the session's access code has spent and has left (spec §10): the JSON of GET /rotor/quota. */
@@ -207,6 +224,8 @@ function jsonBody(value: Record<string, unknown> | undefined): Buffer | undefine
 function toResponse(frame: ResponseFrame): RotorResponse {
   const task = getHeader(frame, 'Task');
   const wait = getHeader(frame, 'Wait-for');
+  const address = getHeader(frame, 'Out-of-band');
+  const handOver = getHeader(frame, 'Hand-over');
   return {
     status: frame.status,
     headers: frame.headers,
@@ -214,6 +233,7 @@ function toResponse(frame: ResponseFrame): RotorResponse {
     body: frame.body ?? Buffer.alloc(0),
     tasks: task ? task.split(',') : [],
     waitFor: wait === undefined ? undefined : Number(wait),
+    handOver: address !== undefined && handOver !== undefined ? { address, token: handOver } : undefined,
   };
 }
 

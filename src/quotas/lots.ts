@@ -119,7 +119,7 @@ async function revokeCode(store: Store, id: string, template: TemplateRecord | u
 }
 
 /** Revoke session `id` unless it is already: the session as stored then (undefined: gone), and whether this call revoked it. */
-async function endSession(store: Store, id: string, now: number, retentionMs: number): Promise<{ state: SessionState | undefined; revoked: boolean }> {
+export async function endSession(store: Store, id: string, now: number, retentionMs: number): Promise<{ state: SessionState | undefined; revoked: boolean }> {
   for (let attempt = 0; attempt < RETRIES; attempt++) {
     const state = await store.loadSession(id);
     if (!state || state.revoked) return { state, revoked: false };

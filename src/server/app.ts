@@ -39,6 +39,12 @@ export interface AppReply {
   defer?: Deferral | Deferral[] | undefined;
   /** Keys merged into the session's metadata. */
   meta?: Record<string, unknown> | undefined;
+  /**
+   * Send the client on to this peer (a name in the peers file, spec §11): the reply also carries
+   * `Out-of-band` (the peer's address) and `Hand-over` (a token for a login there). A peer this
+   * server does not know, or a server without peers, is a handler bug (ROTOR_E_HANDLER_FAILED).
+   */
+  handOver?: string | undefined;
 }
 
 /**

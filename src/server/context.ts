@@ -15,6 +15,7 @@ import type { Store } from '../store/types.ts';
 import { errorReply, getHeader, Reply, type Header, type RequestFrame } from '../wire/index.ts';
 import type { KeyedSerializer } from './locks.ts';
 import type { TaskRunner } from './tasks.ts';
+import type { HandOver } from '../handover/index.ts';
 
 export const SERVER_NAME = 'rotor/0.1.0';
 export const JSON_TYPE = 'application/json';
@@ -34,6 +35,8 @@ export interface DispatchContext {
   readonly revokedRetentionMs: number;
   /** Told once a session has ended (logout, delete, revocation), after that is stored: what it held goes back (seats). */
   readonly sessionEnded: (ended: SessionState, now: number) => Promise<void>;
+  /** Hand-over to and from peers (spec §11), when this server has a peers file (Rotor.useHandOver). */
+  handOver: HandOver | undefined;
 }
 
 /**
@@ -58,6 +61,8 @@ export interface Outcome {
   error?: ErrorCode;
   tasks: TaskSpec[];
   meta: Readonly<Record<string, unknown>>;
+  /** Its headers hand the client over (spec §11): the kept copy loses the hand-over token's signature. */
+  handOver?: boolean | undefined;
 }
 
 /** An error reply, noted as the frame's outcome. */

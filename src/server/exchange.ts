@@ -93,7 +93,7 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
         if (!(await ctx.store.commitSession(counted, loaded.rev, []))) continue;
       }
       note.outcome = 'replay';
-      return Reply.fromBytes(bytes);
+      return Reply.fromBytes(ctx.handOver ? ctx.handOver.fromRest(bytes, loaded) : bytes);
     }
     if (admission.verdict === 'reject') {
       if (admission.state && !(await ctx.store.commitSession(admission.state, loaded.rev, []))) continue;
@@ -171,7 +171,7 @@ async function performAndCommit(
   const rotated = rotate(admitted, {
     nextHash: hash,
     nextExpiresAt: quota === null ? expiresAt : keepUntil(quota, ctx.revokedRetentionMs),
-    reply: replyAtRestOf(bytes, token),
+    reply: outcome.handOver ? ctx.handOver!.atRest(replyAtRestOf(bytes, token)) : replyAtRestOf(bytes, token),
     tasks: outcome.tasks,
     meta: outcome.meta,
     quota,

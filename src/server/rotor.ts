@@ -17,6 +17,7 @@ import { ownRoutes, type RouteTable } from './routes.ts';
 import { TaskRunner } from './tasks.ts';
 import { releaseSessionSeats } from '../seats/operations.ts';
 import { foldConnection } from '../quotas/ledger.ts';
+import type { HandOver } from '../handover/index.ts';
 
 export { errorReply, Reply };
 export { SERVER_NAME } from './context.ts';
@@ -32,6 +33,8 @@ export interface RotorDeps {
   nodeId?: string | undefined;
   /** Where exchanges, logins and tasks are counted. Default: a Metrics of its own. */
   metrics?: Metrics | undefined;
+  /** Hand-over to and from peers (spec §11, src/handover/): the same as useHandOver after construction. */
+  handOver?: HandOver | undefined;
 }
 
 /**
@@ -54,6 +57,7 @@ export class Rotor {
   private readonly routes: RouteTable;
   private readonly application: (frame: RequestFrame, path: string, query: string) => ExchangeOperation;
   private purgeTimer: NodeJS.Timeout | undefined;
+  private started = false;
 
   constructor(deps: RotorDeps) {
     this.config = deps.config;
@@ -90,14 +94,31 @@ export class Rotor {
         await releaseSessionSeats(this.context, ended.id, now);
         // The code's counters were committed with the session: a failure here leaves them in it, and the code's next login folds them.
         await foldConnection(this.store, ended, now, this.context.revokedRetentionMs).catch((err: unknown) => this.log.warn({ err, session: ended.id }, 'folding an ended connection into its access code failed'));
+        await this.context.handOver?.sessionEnded(ended, now);
       },
+      handOver: undefined,
     };
+    if (deps.handOver) this.useHandOver(deps.handOver);
     this.routes = ownRoutes(this.context);
     this.application = application(this.context, deps.app);
   }
 
-  /** Start the background work: the task runner, the purge sweep, retiring never-expiring sessions. */
+  /**
+   * Hand clients over to peers and take them from peers (spec §11): `handOver` is built from the
+   * peers file and this server's hand-over keys (src/handover/). Once, before or after start();
+   * its background pull and sweep run while the Rotor does.
+   */
+  useHandOver(handOver: HandOver): void {
+    if (this.context.handOver) throw new Error('this Rotor has its hand-over already');
+    handOver.attach(this.context);
+    this.context.handOver = handOver;
+    if (this.started) handOver.start();
+  }
+
+  /** Start the background work: the task runner, the purge sweep, retiring never-expiring sessions, the hand-over's pulls. */
   start(): void {
+    this.started = true;
+    this.context.handOver?.start();
     this.tasks.start();
     if (!this.config.session.allowNeverExpiring) {
       this.retireNeverExpiring().catch((err) => this.log.warn({ err }, 'retiring never-expiring sessions failed'));
@@ -132,6 +153,8 @@ export class Rotor {
   async stop(): Promise<void> {
     if (this.purgeTimer) clearInterval(this.purgeTimer);
     this.purgeTimer = undefined;
+    this.started = false;
+    await this.context.handOver?.stop();
     await this.tasks.stop();
   }
 

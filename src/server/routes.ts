@@ -19,6 +19,7 @@ import { resume } from './operations/resume.ts';
 import { taskStatus } from './operations/task.ts';
 import { poolOf, SEATS_PREFIX, seatOperation } from '../seats/operations.ts';
 import { quotaOperation } from '../quotas/operations.ts';
+import { REVOCATIONS_PATH, revocations } from '../handover/login.ts';
 
 export interface Route {
   operation: OperationName;
@@ -55,6 +56,7 @@ export function ownRoutes(ctx: DispatchContext): RouteTable {
     ['/rotor/ack', { POST: route('ack', (frame, note, _path, origin) => exchange(ctx, frame, ack, note, origin)) }],
     ['/rotor/quota', { GET: route('quota', (frame, note, _path, origin) => exchange(ctx, frame, quotaOperation, note, origin)) }],
     ['/rotor/logout', { POST: route('logout', (frame, note, _path, origin) => exchange(ctx, frame, end(ctx, 'logout', 200), note, origin)) }],
+    [REVOCATIONS_PATH, { GET: route('revocations', (_frame, note, _path, origin) => revocations(ctx, note, origin)) }],
   ]);
   const tasks: RouteVerbs = {
     GET: route('task', (frame, note, path, origin) => {

@@ -8,6 +8,10 @@
  *   <meta name="rotor-header" content="Token: k1.…">     one per header, in order, `Name: value`
  *   <pre id="rotor-body" data-length="5">aGVsbG8=</pre>  the body in base64; absent = no body
  *
+ * A reply that hands over (spec §11) also has, in the head, `<link rel="out-of-band" href="…">`
+ * (the peer's address) and `<link rel="hand-over" href="data:,<token>">`: its two headers again,
+ * where a page's links go.
+ *
  * Attribute values are HTML-escaped (& < > " '); base64 needs no escaping. src/client/html.ts
  * reads it back (parseEnvelope).
  */
@@ -31,6 +35,12 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** Reply headers that are links of the page too (spec §11: the hand-over). */
+const LINKS = new Map<string, { rel: string; href: (value: string) => string }>([
+  ['out-of-band', { rel: 'out-of-band', href: (value) => value }],
+  ['hand-over', { rel: 'hand-over', href: (value) => `data:,${value}` }],
+]);
+
 export function renderEnvelope(frame: ResponseFrame): string {
   const lines = [
     '<!DOCTYPE html>',
@@ -41,7 +51,11 @@ export function renderEnvelope(frame: ResponseFrame): string {
     `<meta name="rotor-status" content="${frame.status}">`,
     `<meta name="rotor-reason" content="${escapeHtml(frame.reason)}">`,
   ];
-  for (const [name, value] of frame.headers) lines.push(`<meta name="rotor-header" content="${escapeHtml(`${name}: ${value}`)}">`);
+  for (const [name, value] of frame.headers) {
+    lines.push(`<meta name="rotor-header" content="${escapeHtml(`${name}: ${value}`)}">`);
+    const link = LINKS.get(name.toLowerCase());
+    if (link) lines.push(`<link rel="${link.rel}" href="${escapeHtml(link.href(value))}">`);
+  }
   lines.push('</head>', '<body>');
   if (frame.body !== undefined) {
     lines.push(`<pre id="rotor-body" data-length="${frame.body.length}">${frame.body.toString('base64')}</pre>`);

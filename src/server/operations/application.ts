@@ -7,15 +7,15 @@ import { SEAT_HEADERS } from '../../seats/operations.ts';
 import { errorOutcome, type DispatchContext, type Outcome } from '../context.ts';
 
 /** Headers only rotor sets; an application handler setting one is a bug. */
-const RESERVED_HEADERS = new Set(['token', 'error', 'task', 'wait-for', 'bin-length', 'server', 'content-type', ...SEAT_HEADERS]);
+const RESERVED_HEADERS = new Set(['token', 'error', 'task', 'wait-for', 'bin-length', 'server', 'content-type', 'out-of-band', 'hand-over', ...SEAT_HEADERS]);
 
 /** Everything outside /rotor/: the application's handler for the path, inside an exchange. */
 export function application(ctx: DispatchContext, app: RotorApp): (frame: RequestFrame, path: string, query: string) => ExchangeOperation {
   const router = new Router(app.routes);
   const taskNames = new Set(Object.keys(app.tasks));
   return (frame, path, query) => ({
-    async perform(admitted) {
-      return { kind: 'rotate', outcome: await runHandler(ctx, router, taskNames, admitted, frame, path, query) };
+    async perform(admitted, _released, now) {
+      return { kind: 'rotate', outcome: await runHandler(ctx, router, taskNames, admitted, frame, path, query, now) };
     },
   });
 }
@@ -28,6 +28,7 @@ async function runHandler(
   frame: RequestFrame,
   path: string,
   query: string,
+  now: number,
 ): Promise<Outcome> {
   const failed = (code: ErrorCode): Outcome => ({ ...errorOutcome(code), tasks: [], meta: state.meta });
   const match = router.match(frame.verb, path);
@@ -55,12 +56,21 @@ async function runHandler(
     ctx.log.error({ err, path }, 'handler failed');
     return failed('ROTOR_E_HANDLER_FAILED');
   }
+  let outcome: Outcome;
   try {
-    return toOutcome(ctx, taskNames, state, frame.verb, reply);
+    outcome = toOutcome(ctx, taskNames, state, frame.verb, reply);
+    if (reply.handOver !== undefined) {
+      if (!ctx.handOver) throw new Error(`hand-over to ${JSON.stringify(reply.handOver)}: this server has no peers`);
+      outcome.headers.push(...ctx.handOver.ask(state, reply.handOver, now));
+      outcome.handOver = true;
+    }
   } catch (err) {
     ctx.log.error({ err, path }, 'handler returned a bad reply');
     return failed('ROTOR_E_HANDLER_FAILED');
   }
+  // Before the reply is stored: the parent's end is then listed, whatever happens after.
+  if (outcome.handOver) await ctx.handOver!.issued(state.id, now);
+  return outcome;
 }
 
 /** Check an application's reply and turn it into an outcome; throws on a handler bug. */

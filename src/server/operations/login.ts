@@ -10,6 +10,7 @@ import { dummyHash, HashLimiter, LoginThrottle, matchTotp, verifyPassword, type 
 import { loginWithCode, meteredPasswordLogin } from '../../quotas/login.ts';
 import { bindingOf, parseMetaBody, refused, type DispatchContext, type Note } from '../context.ts';
 import { openSession } from './open-session.ts';
+import { handOverLogin } from '../../handover/login.ts';
 
 /**
  * `POST /rotor/login`: User and Password (and TOTP when the user has a secret) open a session.
@@ -24,6 +25,9 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
   const throttle = new LoginThrottle(auth, ctx.store);
   const unknownUserHash = dummyHash(auth);
   return async (frame, note, _path, origin) => {
+    // A hand-over from a peer (spec §11): its token is checked before anything else of the frame is read.
+    const handOver = getHeader(frame, 'Hand-over');
+    if (handOver !== undefined) return handOverLogin(ctx, frame, handOver, note, origin);
     const user = getHeader(frame, 'User');
     const typedCode = getHeader(frame, 'Code');
     if (typedCode !== undefined && user === undefined) return codeOnlyLogin(ctx, throttle, frame, typedCode, note, origin);

@@ -1,0 +1,112 @@
+/**
+ * This server's own hand-over keys (spec §11): Ed25519 key pairs in a JSON file
+ * `{"keys": [{"id", "privateKey": "<base64 PKCS#8 DER>", "publicKey": "<base64 SPKI DER>"}, …]}`,
+ * the first signing, every one listed in the revocation document (so peers learn a new key
+ * before it signs). Created with one fresh key, mode 0600, when missing; a file open to group or
+ * others is refused, as for the MAC key file. Adding and dropping keys (`rotor keys add
+ * --hand-over`) edits this file: `newHandOverKey` and `writeHandOverKeys` are what it needs.
+ */
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createPrivateFile, readPrivateFile } from '../keys/file.ts';
+import { KEY_ID } from './token.ts';
+
+export interface HandOverKeyPair {
+  readonly id: string;
+  readonly privateKey: KeyObject;
+  readonly publicKey: KeyObject;
+}
+
+/** Signs with the first key; every key's public half goes to the peers. */
+export class HandOverKeys {
+  readonly signing: HandOverKeyPair;
+  readonly all: readonly HandOverKeyPair[];
+  private readonly byId: ReadonlyMap<string, HandOverKeyPair>;
+  constructor(keys: readonly HandOverKeyPair[]) {
+    if (keys.length === 0) throw new Error('hand-over keys: at least one is needed');
+    const byId = new Map<string, HandOverKeyPair>();
+    for (const key of keys) {
+      if (!KEY_ID.test(key.id)) throw new Error(`hand-over keys: bad key id ${JSON.stringify(key.id)}`);
+      if (byId.has(key.id)) throw new Error(`hand-over keys: ${key.id} twice`);
+      byId.set(key.id, key);
+    }
+    this.byId = byId;
+    this.all = [...keys];
+    this.signing = keys[0];
+  }
+  get(id: string): HandOverKeyPair | undefined {
+    return this.byId.get(id);
+  }
+  /** `{id: base64 SPKI DER}` of every key: the revocation document's `publicKeys`. */
+  publicKeys(): Record<string, string> {
+    return Object.fromEntries(this.all.map((key) => [key.id, spkiBase64(key.publicKey)]));
+  }
+}
+
+export function spkiBase64(publicKey: KeyObject): string {
+  return publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+}
+
+/** An Ed25519 public key from base64 SPKI DER; throws on anything else. */
+export function ed25519PublicKey(base64: string): KeyObject {
+  const key = createPublicKey({ key: Buffer.from(base64, 'base64'), format: 'der', type: 'spki' });
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`not an Ed25519 key but ${key.asymmetricKeyType}`);
+  return key;
+}
+
+/** A fresh key pair; its id, as rotor names new keys, `h` + unix seconds in base 36. */
+export function newHandOverKey(now: number = Date.now(), id = `h${Math.floor(now / 1000).toString(36)}`): HandOverKeyPair {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return { id, privateKey, publicKey };
+}
+
+function fileText(keys: readonly HandOverKeyPair[]): string {
+  const entries = keys.map((key) => ({ id: key.id, privateKey: key.privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'), publicKey: spkiBase64(key.publicKey) }));
+  return JSON.stringify({ keys: entries }, null, 2) + '\n';
+}
+
+/** The hand-over keys at `file`, made with one fresh key (0600) when there is none. */
+export function loadOrCreateHandOverKeys(file: string, now: number = Date.now()): HandOverKeys {
+  createPrivateFile(file, () => fileText([newHandOverKey(now)]));
+  return readHandOverKeys(file);
+}
+
+/** Replace the file's keys (the signing key first); the file keeps its mode. */
+export function writeHandOverKeys(file: string, keys: readonly HandOverKeyPair[]): void {
+  new HandOverKeys(keys);
+  writeFileSync(file, fileText(keys), { mode: 0o600 });
+}
+
+/** The hand-over keys at `file`; throws naming the file and the entry for anything wrong. */
+export function readHandOverKeys(file: string): HandOverKeys {
+  const text = readPrivateFile(file, 'holds the private keys that sign hand-over tokens');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file}: not JSON: ${(err as Error).message}`);
+  }
+  const entries = (parsed as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(entries) || Object.keys(parsed as object).length !== 1) throw new Error(`${file}: expected {"keys": [{"id", "privateKey", "publicKey"}, …]}`);
+  const keys = entries.map((entry: unknown, i) => {
+    const where = `${file}: key ${i + 1}`;
+    const { id, privateKey, publicKey, ...rest } = (entry ?? {}) as Record<string, unknown>;
+    if (typeof id !== 'string' || typeof privateKey !== 'string' || typeof publicKey !== 'string' || Object.keys(rest).length > 0) {
+      throw new Error(`${where} is not {"id", "privateKey": "<base64 PKCS#8 DER>", "publicKey": "<base64 SPKI DER>"}`);
+    }
+    try {
+      const secret = createPrivateKey({ key: Buffer.from(privateKey, 'base64'), format: 'der', type: 'pkcs8' });
+      const pub = ed25519PublicKey(publicKey);
+      if (secret.asymmetricKeyType !== 'ed25519') throw new Error('the private key is not Ed25519');
+      if (spkiBase64(createPublicKey(secret)) !== spkiBase64(pub)) throw new Error('the public key is not the private key’s');
+      return { id, privateKey: secret, publicKey: pub };
+    } catch (err) {
+      throw new Error(`${where} (${id}): ${(err as Error).message}`);
+    }
+  });
+  try {
+    return new HandOverKeys(keys);
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`);
+  }
+}

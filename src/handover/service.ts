@@ -1,0 +1,253 @@
+/**
+ * One server's hand-over (spec §11), both sides of it:
+ *
+ * - as the **issuer**: a handler's `handOver: "<peer>"` becomes `Out-of-band` and `Hand-over`
+ *   headers (`ask`), the parent is recorded as handed over (`issued`), and when it ends
+ *   (`sessionEnded`, from the Rotor's hook) it goes into the revocation list (`document`) for
+ *   15 minutes;
+ * - as the **peer**: a hand-over token is checked offline (`admit`: signature, audience, expiry,
+ *   the issuer's list as last pulled), the issuers' lists are pulled in the background and the
+ *   sessions a listed parent's tokens opened are revoked (`take`).
+ *
+ * A Rotor holds at most one (`Rotor.useHandOver`); everything it keeps between requests is in the
+ * store's catalog (records.ts), so every node of a server on one store answers alike, except the
+ * lists last pulled, which each node pulls for itself.
+ */
+import type { KeyObject } from 'node:crypto';
+import { RotorError } from '../errors.ts';
+import type { DispatchContext } from '../server/context.ts';
+import { claimsExpireAt } from '../session/token.ts';
+import type { SessionState } from '../session/types.ts';
+import { eachAtOnce, endSession } from '../quotas/lots.ts';
+import type { Header } from '../wire/index.ts';
+import { readDocument, signedDocument } from './document.ts';
+import type { HandOverKeys } from './keys.ts';
+import type { Peer, Peers } from './peers.ts';
+import { RevocationPuller, type Fetched } from './puller.ts';
+import { CHILD, childId, ENDED, ISSUED, LISTED_MS, NONCE, nonceId, type ChildRecord, type EndedRecord, type NonceRecord } from './records.ts';
+import { handOverAtRest, handOverFromRest } from './rest.ts';
+import { MAX_LIFETIME_SECONDS, mintHandOver, parseHandOver, signedBy, type HandOverClaims } from './token.ts';
+
+/** `peers.pullSeconds`' default: how often each issuer's revocation list is pulled. */
+export const DEFAULT_PULL_SECONDS = 10;
+/** How far a token's `issued` may run ahead of this server's clock. */
+const CLOCK_SKEW_MS = 60_000;
+
+export interface HandOverOptions {
+  peers: Peers;
+  keys: HandOverKeys;
+  /** Seconds between pulls of each issuer's revocation list (`peers.pullSeconds`, default 10). */
+  pullSeconds?: number | undefined;
+  /** How long one pull may take (default: the pull interval, at most 5 s). */
+  fetchTimeoutMs?: number | undefined;
+  /** Between sweeps of the catalog records that can no longer matter (default: the server's `session.purgeIntervalMs`). */
+  sweepIntervalMs?: number | undefined;
+}
+
+interface PulledList {
+  readonly issued: number;
+  readonly revoked: ReadonlySet<string>;
+}
+
+const refuse = (code: 'ROTOR_E_HANDOVER_INVALID' | 'ROTOR_E_HANDOVER_EXPIRED' | 'ROTOR_E_HANDOVER_AUDIENCE' | 'ROTOR_E_HANDOVER_REVOKED', why?: string) => new RotorError(code, why);
+
+export class HandOver {
+  readonly self: string;
+  readonly peers: Peers;
+  readonly keys: HandOverKeys;
+  private context: DispatchContext | undefined;
+  private readonly lists = new Map<string, PulledList>();
+  /** Child records already revoked here, by id, at the rev they were revoked at. */
+  private readonly handled = new Map<string, number>();
+  private puller: RevocationPuller | undefined;
+  private readonly pullMs: number;
+  private readonly fetchTimeoutMs: number;
+  private readonly sweepIntervalMs: number | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: HandOverOptions) {
+    this.self = options.peers.self;
+    this.peers = options.peers;
+    this.keys = options.keys;
+    this.pullMs = (options.pullSeconds ?? DEFAULT_PULL_SECONDS) * 1000;
+    this.fetchTimeoutMs = options.fetchTimeoutMs ?? Math.min(this.pullMs, 5_000);
+    this.sweepIntervalMs = options.sweepIntervalMs;
+  }
+
+  /** The server this hand-over works for; by Rotor.useHandOver, once. */
+  attach(context: DispatchContext): void {
+    if (this.context && this.context !== context) throw new Error('a HandOver belongs to one Rotor');
+    this.context = context;
+  }
+
+  private get ctx(): DispatchContext {
+    if (!this.context) throw new Error('HandOver used before Rotor.useHandOver');
+    return this.context;
+  }
+
+  /** Start pulling the issuers' lists and sweeping the catalog, in the background. */
+  start(): void {
+    this.puller ??= new RevocationPuller(() => this.peers.byName.values(), this.pullMs, this.fetchTimeoutMs, this.ctx.log, (peer, fetched) => this.take(peer, fetched));
+    this.puller.start();
+    if (!this.sweepTimer) {
+      const every = this.sweepIntervalMs ?? this.ctx.config.session.purgeIntervalMs;
+      this.sweepTimer = setInterval(() => this.sweep(this.ctx.now()).catch((err: unknown) => this.ctx.log.warn({ err }, 'sweeping hand-over records failed')), every).unref();
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    const puller = this.puller;
+    this.puller = undefined;
+    await puller?.stop();
+  }
+
+  // --- the issuer ---
+
+  /**
+   * The headers of a reply that hands `parent` over to `peerName`: `Out-of-band` (the peer's
+   * address) and `Hand-over` (a token for it, living 15 minutes at most and never past the
+   * parent's next token, the one this reply carries). Throws a plain Error for a peer not in the
+   * peers file: a handler bug.
+   */
+  ask(parent: SessionState, peerName: string, now: number): Header[] {
+    const peer = this.peers.byName.get(peerName);
+    if (!peer) throw new Error(`hand-over to ${JSON.stringify(peerName)}: no such peer in the peers file`);
+    if (parent.user === '') throw new Error('hand-over of a session without a user (note 004’s token API)');
+    const issued = Math.floor(now / 1000);
+    const parentExpires = claimsExpireAt({ issued, ttlMinutes: this.ctx.config.session.tokenTtlMinutes });
+    const expires = Math.min(issued + MAX_LIFETIME_SECONDS, parentExpires === null ? Infinity : parentExpires / 1000);
+    const claims: HandOverClaims = { issuer: this.self, audience: peer.name, parent: parent.id, user: parent.user, issued, expires, nonce: this.ctx.random(16).toString('base64url') };
+    const signing = this.keys.signing;
+    return [
+      ['Out-of-band', peer.address],
+      ['Hand-over', mintHandOver(signing.id, signing.privateKey, claims)],
+    ];
+  }
+
+  /** Record `parent` as handed over (before the reply that carries the token is stored): its end will be listed. */
+  async issued(parent: string, now: number): Promise<void> {
+    await this.ctx.store.createRecords(ISSUED, [{ id: parent, value: { at: now } }]);
+  }
+
+  /** A session ended: if it was ever handed over, it goes into the revocation list. Never throws (logged). */
+  async sessionEnded(ended: SessionState, now: number): Promise<void> {
+    try {
+      const store = this.ctx.store;
+      if (!(await store.loadRecord(ISSUED, ended.id))) return;
+      await store.createRecords<EndedRecord>(ENDED, [{ id: ended.id, value: { endedAt: ended.revoked?.at ?? now } }]);
+      await store.removeRecord(ISSUED, ended.id);
+    } catch (err) {
+      // The sweep finds it later (a revoked session with an issued record).
+      this.ctx.log.warn({ err, session: ended.id }, 'listing an ended session that was handed over failed');
+    }
+  }
+
+  /** The revocation list as `GET /rotor/revocations` answers it: the JSON body and its Signature. */
+  async document(now: number): Promise<{ body: Buffer; signature: string }> {
+    const ended = await this.ctx.store.listRecords<EndedRecord>(ENDED);
+    const revoked = ended.filter((entry) => entry.value.endedAt > now - LISTED_MS).map((entry) => entry.id);
+    return signedDocument({ issuer: this.self, issued: Math.floor(now / 1000), revoked, publicKeys: this.keys.publicKeys() }, this.keys);
+  }
+
+  /** The copy of a reply a store may keep: its Hand-over without the signature (spec §2: no usable token at rest). */
+  atRest(kept: Buffer): Buffer {
+    return handOverAtRest(kept);
+  }
+
+  /** A kept reply as first sent: its Hand-over signed again (Ed25519 is deterministic: the same bytes). */
+  fromRest(kept: Buffer, session: SessionState): Buffer {
+    return handOverFromRest(kept, session, this.self, this.keys);
+  }
+
+  // --- the peer ---
+
+  /** A hand-over token's claims once it is genuine, for this server, alive and its parent not listed; throws the refusal. */
+  admit(token: string, home: string | undefined, now: number): HandOverClaims {
+    const parsed = parseHandOver(token);
+    const { claims } = parsed;
+    if (home !== claims.issuer) throw refuse('ROTOR_E_HANDOVER_INVALID', 'Home is not the token’s issuer');
+    const key: KeyObject | undefined = this.peers.byName.get(claims.issuer)?.publicKeys.get(parsed.keyId);
+    if (!key) throw refuse('ROTOR_E_HANDOVER_INVALID', 'an issuer or key this server does not know');
+    if (!signedBy(parsed, key)) throw refuse('ROTOR_E_HANDOVER_INVALID', 'bad signature');
+    if (claims.audience !== this.self) throw refuse('ROTOR_E_HANDOVER_AUDIENCE');
+    if (claims.issued * 1000 > now + CLOCK_SKEW_MS) throw refuse('ROTOR_E_HANDOVER_INVALID', 'issued in the future');
+    if (now >= claims.expires * 1000) throw refuse('ROTOR_E_HANDOVER_EXPIRED');
+    if (this.lists.get(claims.issuer)?.revoked.has(claims.parent)) throw refuse('ROTOR_E_HANDOVER_REVOKED');
+    return claims;
+  }
+
+  /** Spend a token: false when it was spent before (on any node of this store). */
+  spend(claims: HandOverClaims): Promise<boolean> {
+    return this.ctx.store.createRecords<NonceRecord>(NONCE, [{ id: nonceId(claims.issuer, claims.nonce), value: { expiresAt: claims.expires * 1000 } }]);
+  }
+
+  /** Give a spent token back (its login failed after spending it). */
+  async unspend(claims: HandOverClaims): Promise<void> {
+    await this.ctx.store.removeRecord(NONCE, nonceId(claims.issuer, claims.nonce));
+  }
+
+  /** Note `child` as opened by `claims`' parent, so that the parent's end reaches it. */
+  async linkChild(claims: HandOverClaims, child: string, now: number): Promise<void> {
+    const id = childId(claims.issuer, claims.parent);
+    for (let attempt = 0; attempt < 16; attempt++) {
+      const entry = await this.ctx.store.loadRecord<ChildRecord>(CHILD, id);
+      const value: ChildRecord = { children: [...(entry?.value.children ?? []), child], at: now };
+      if (await this.ctx.store.commitRecord(CHILD, id, value, entry?.rev ?? 0)) return;
+    }
+    throw new RotorError('ROTOR_E_CONFLICT');
+  }
+
+  /** One issuer's list as pulled: checked, kept, its keys trusted from now on, and the sessions its listed parents opened revoked. */
+  async take(peer: Peer, fetched: Fetched): Promise<void> {
+    const now = this.ctx.now();
+    const { document, publicKeys } = readDocument(peer.name, peer.publicKeys, fetched.body, fetched.signature, now, this.lists.get(peer.name)?.issued ?? 0);
+    const revoked = new Set(document.revoked);
+    this.lists.set(peer.name, { issued: document.issued, revoked });
+    peer.publicKeys = publicKeys;
+    // Every listed parent, every pull: a login that passed its check just before this list came
+    // links its child just after, and the next pull finds it (the parent stays listed 15 minutes).
+    await eachAtOnce(document.revoked, (parent) => this.endChildren(childId(peer.name, parent), now));
+    for (const id of this.handled.keys()) if (id.startsWith(`${peer.name}:`) && !revoked.has(id.slice(peer.name.length + 1))) this.handled.delete(id);
+  }
+
+  private async endChildren(id: string, now: number): Promise<void> {
+    const entry = await this.ctx.store.loadRecord<ChildRecord>(CHILD, id);
+    if (!entry || this.handled.get(id) === entry.rev) return;
+    const ctx = this.ctx;
+    await eachAtOnce(entry.value.children, async (child) => {
+      const { state, revoked } = await endSession(ctx.store, child, now, ctx.revokedRetentionMs);
+      if (revoked && state) {
+        ctx.log.info({ session: child, parent: id }, 'hand-over session revoked: its parent ended');
+        await ctx.sessionEnded(state, now);
+      }
+    });
+    this.handled.set(id, entry.rev);
+  }
+
+  /**
+   * Forget what can no longer matter: ended parents past their 15 minutes, spent tokens past
+   * their expiry, children records whose sessions have all ended (and none added for 15 minutes),
+   * issued records of sessions that are gone — and list a revoked one whose end was never listed.
+   */
+  async sweep(now: number): Promise<void> {
+    const { store } = this.ctx;
+    const drop = (kind: typeof ENDED | typeof NONCE | typeof CHILD | typeof ISSUED) => (id: string) => store.removeRecord(kind, id);
+    const ended = await store.listRecords<EndedRecord>(ENDED);
+    await eachAtOnce(ended.filter((e) => e.value.endedAt <= now - LISTED_MS).map((e) => e.id), drop(ENDED));
+    const nonces = await store.listRecords<NonceRecord>(NONCE);
+    await eachAtOnce(nonces.filter((e) => e.value.expiresAt <= now).map((e) => e.id), drop(NONCE));
+    const children = await store.listRecords<ChildRecord>(CHILD);
+    await eachAtOnce(children.filter((e) => e.value.at <= now - LISTED_MS), async (entry) => {
+      const states = await Promise.all(entry.value.children.map((child) => store.loadSession(child)));
+      if (states.every((state) => !state || state.revoked)) await store.removeRecord(CHILD, entry.id);
+    });
+    const issued = await store.listRecords(ISSUED);
+    await eachAtOnce(issued, async ({ id }) => {
+      const state = await store.loadSession(id);
+      if (state?.revoked) await this.sessionEnded(state, now);
+      else if (!state || (state.expiresAt !== null && state.expiresAt <= now)) await store.removeRecord(ISSUED, id);
+    });
+  }
+}
