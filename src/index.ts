@@ -38,11 +38,13 @@ export {
   type SessionSettings,
   type AuthSettings,
   type TaskSettings,
+  type KeySettings,
   type ObservabilitySettings,
 } from './config/defaults.ts';
 
 export { RotorError, isRotorError, ERRORS, type ErrorCode } from './errors.ts';
 export { KeyRing, type MacKey } from './session/token.ts';
+export { loadOrCreateKeyFile, readKeyFile, KeyRingError, KeyRingSource, type KeyMaterial } from './keys/index.ts';
 export { pooledRandom, type RandomSource } from './session/random.ts';
 export { createLogger, silentLogger, type Logger } from './log/index.ts';
 

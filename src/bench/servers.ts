@@ -132,7 +132,7 @@ export async function startRotorServer(options: RotorServerOptions): Promise<Ben
     await store.putPool({ name: BENCH_POOL, seats: 256, perUser: 0, heartbeatMs: 300_000, maxHoldMs: null, queueLimit: 100_000, perUserQueueLimit: 100_000, createdAt: Date.now() });
     await issueBenchCodes(store);
     if (options.preload) await preloadSessions(store, options.preload, options.user);
-    const serveOptions: ServeOptions & { http?: { port: number; ws: boolean } } = { store, app: exampleApp(), config: benchConfig(options.config), log: silentLogger() };
+    const serveOptions: ServeOptions & { http?: { port: number; ws: boolean } } = { store, app: exampleApp(), config: benchConfig(options.config), log: silentLogger(), ephemeralKeys: true };
     if (options.http) {
       if (!existsSync(fileURLToPath(new URL(`../transport/http${OWN_EXT}`, import.meta.url)))) throw new StoreUnavailable('not available: src/transport/http.ts not built yet');
       serveOptions.http = { port: 0, ws: true };

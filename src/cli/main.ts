@@ -11,6 +11,7 @@ import { clientCommands } from './commands/client.ts';
 import { configCommand } from './commands/config.ts';
 import { serveCommand } from './commands/serve.ts';
 import { tokenServerCommand } from './commands/token-server.ts';
+import { keysCommand } from './commands/keys.ts';
 import { lotCommand } from './commands/lot.ts';
 import { poolCommand } from './commands/pool.ts';
 import { sessionCommand } from './commands/session.ts';
@@ -18,7 +19,7 @@ import { templateCommand } from './commands/template.ts';
 import { userCommand } from './commands/user.ts';
 import { rotorVersion } from './version.ts';
 
-const COMMANDS: Array<(y: Argv) => Argv> = [serveCommand, configCommand, userCommand, poolCommand, templateCommand, lotCommand, sessionCommand, backupCommands, clientCommands, benchCommand, tokenServerCommand];
+const COMMANDS: Array<(y: Argv) => Argv> = [serveCommand, configCommand, userCommand, keysCommand, poolCommand, templateCommand, lotCommand, sessionCommand, backupCommands, clientCommands, benchCommand, tokenServerCommand];
 
 async function main(): Promise<void> {
   const cli = COMMANDS.reduce((y, command) => command(y), yargs(hideBin(process.argv)).scriptName('rotor').usage('$0 <command>\n\nA rotating-token session server. See README.md and spec.md.'));

@@ -6,10 +6,10 @@ import type { ConnectionOptions } from 'node:tls';
 import type { Argv } from 'yargs';
 import { DEFAULTS } from '../config/defaults.ts';
 import { RotorClient, tcpConnect, TlsCertificateError, TransportError, type Connect } from '../client/index.ts';
-import { KeyRing } from '../session/token.ts';
+import { loadOrCreateKeyFile, type KeyMaterial } from '../keys/file.ts';
 import type { RandomSource } from '../session/random.ts';
 import { openStore } from '../store/index.ts';
-import { loadOrCreateKeys, openDataDirWarning } from './keys.ts';
+import { openDataDirWarning } from './keys.ts';
 import { PASSWORD_HELP } from './password.ts';
 
 export const DATA_OPTION = { type: 'string', default: './rotor-data', describe: 'directory of the embedded store and the key file' } as const;
@@ -102,14 +102,20 @@ function makeClient(args: ClientArgs): RotorClient {
   });
 }
 
+export type KeyFileArgs = { store: string; data: string; 'key-file'?: string | undefined };
+
+/** The key file's path: --key-file, or <data>/keys.json. */
+export const keyFilePath = (args: KeyFileArgs): string => args['key-file'] ?? join(args.data, 'keys.json');
+
 /**
- * The MAC keys a server signs tokens with: --key-file (default <data>/keys.json), made there
- * when missing. A memory store without --key-file gets a throwaway key: its sessions end with
- * the process anyway. Keys come before the store: a key file others can read stops rotor first.
+ * What a server's key ring is unwrapped with: the key file (--key-file, default <data>/keys.json),
+ * made there when missing. Undefined for a memory store without --key-file: its ring, like its
+ * sessions, lives in the process only. Keys come before the store: a key file others can read
+ * stops rotor first.
  */
-export function serverKeys(args: { store: string; data: string; 'key-file'?: string | undefined }, random: RandomSource): KeyRing {
-  if (args.store === 'memory' && args['key-file'] === undefined) return KeyRing.generate(random);
-  return loadOrCreateKeys(args['key-file'] ?? join(args.data, 'keys.json'), random);
+export function serverKeys(args: KeyFileArgs, random: RandomSource): KeyMaterial | undefined {
+  if (args.store === 'memory' && args['key-file'] === undefined) return undefined;
+  return loadOrCreateKeyFile(keyFilePath(args), random);
 }
 
 /** The data directory's warning, if rotor uses it: for the embedded store, or for keys kept in it. */

@@ -21,8 +21,8 @@ export function parseDuration(text: string): number {
   return ms;
 }
 
-/** The units a setting's name ends in (`…Ms`, `…Seconds`, `…Minutes`), in milliseconds. */
-export const SETTING_UNITS = { ms: 1, seconds: 1_000, minutes: 60_000 } as const;
+/** The units a setting's name ends in (`…Ms`, `…Seconds`, `…Minutes`, `…Hours`), in milliseconds. */
+export const SETTING_UNITS = { ms: 1, seconds: 1_000, minutes: 60_000, hours: 3_600_000 } as const;
 export type SettingUnit = keyof typeof SETTING_UNITS;
 
 /** The unit a setting's name says, if it names one. */
@@ -30,6 +30,7 @@ export function unitOfName(key: string): SettingUnit | undefined {
   if (key.endsWith('Ms')) return 'ms';
   if (key.endsWith('Seconds')) return 'seconds';
   if (key.endsWith('Minutes')) return 'minutes';
+  if (key.endsWith('Hours')) return 'hours';
   return undefined;
 }
 

@@ -33,7 +33,7 @@ const CENTURY_MINUTES = 100 * 365 * 24 * 60;
 const FIELDS = z.registry<Field>();
 
 const DECIMAL = /^\s*-?\d+(?:\.\d+)?\s*$/;
-const EXAMPLE_DURATION: Record<SettingUnit, string> = { ms: '90s', seconds: '30s', minutes: '2h' };
+const EXAMPLE_DURATION: Record<SettingUnit, string> = { ms: '90s', seconds: '30s', minutes: '2h', hours: '24h' };
 
 function show(value: unknown): string {
   return typeof value === 'number' || typeof value === 'boolean' ? String(value) : value === undefined ? 'nothing' : JSON.stringify(value);
@@ -65,6 +65,7 @@ function int(min: number, max = ANY, rule?: { holds: (value: number) => boolean;
 const ms = (min: number, max = TIMER_MAX_MS) => int(min, max, undefined, 'ms');
 const minutes = (min: number, max = CENTURY_MINUTES, rule?: Parameters<typeof int>[2]) => int(min, max, rule, 'minutes');
 const seconds = (min: number, max: number) => int(min, max, undefined, 'seconds');
+const hours = (min: number, max: number) => int(min, max, undefined, 'hours');
 
 function number(min: number, max: number) {
   const schema = z.number({ error: (issue) => `must be a number from ${min} to ${max}, got ${show(issue.input)}` }).min(min).max(max);
@@ -164,6 +165,11 @@ const SHAPE = {
     passwordTemplate: nameOrNone('template'),
     mintPerUser: int(0, 1_000_000),
   }),
+  keys: section({
+    rotationHours: hours(0, 10 * 365 * 24),
+    reloadSeconds: seconds(1, 3600),
+    skewSeconds: seconds(0, 86_400),
+  }),
   observability: section({
     metricsPort: int(0, 65535),
     metricsHost: text(),
@@ -219,6 +225,11 @@ const RULES: Array<(config: Config) => { path: string; message: string } | undef
   ({ wire, session }) =>
     session.maxMetaBytes > Math.max(wire.maxBodyBytes, 2)
       ? { path: 'session.maxMetaBytes', message: `must be at most wire.maxBodyBytes (${wire.maxBodyBytes}), got ${session.maxMetaBytes}` }
+      : undefined,
+  // A node signs with a retired key until its next reload: a token it signs then must still outlive nobody's retireAt.
+  ({ keys }) =>
+    keys.skewSeconds < keys.reloadSeconds
+      ? { path: 'keys.skewSeconds', message: `must be at least keys.reloadSeconds (${keys.reloadSeconds}), got ${keys.skewSeconds}` }
       : undefined,
 ];
 

@@ -153,6 +153,27 @@ export interface QuotaSettings {
   mintPerUser: number;
 }
 
+/**
+ * The ring of MAC keys that sign tokens (spec §11 "Server keys"): on a shared store one record,
+ * its secrets wrapped with the key file's wrapping key, read again by every node in the background.
+ */
+export interface KeySettings {
+  /**
+   * Automatic rotation: once the signing key has signed for this long a node adds a `next` key,
+   * and promotes it once every node has had time to learn it (twice reloadSeconds); 0 = off.
+   * `rotor serve --key-rotation 24h`.
+   */
+  rotationHours: number;
+  /** How often a node reads the key ring again from the store (in the background, never on the request path). */
+  reloadSeconds: number;
+  /**
+   * A key that stops signing is dropped this long after its last token can have expired
+   * (session.tokenTtlMinutes): for clocks that differ between nodes, and for a node that signs
+   * with the old key until its next reload — so at least reloadSeconds.
+   */
+  skewSeconds: number;
+}
+
 /** Watching a running rotor: metrics, health, logs. */
 export interface ObservabilitySettings {
   /** Port of the operations listener (Prometheus `/metrics`, `/livez`, `/readyz`); 0 = off. */
@@ -177,6 +198,7 @@ export interface RotorConfig {
   auth: AuthSettings;
   tasks: TaskSettings;
   quotas: QuotaSettings;
+  keys: KeySettings;
   observability: ObservabilitySettings;
   logLevel: string;
 }
@@ -247,6 +269,11 @@ export const DEFAULTS: RotorConfig = Object.freeze({
     idleGapSeconds: 60,
     passwordTemplate: '',
     mintPerUser: 1,
+  }),
+  keys: Object.freeze({
+    rotationHours: 0,
+    reloadSeconds: 30,
+    skewSeconds: 60,
   }),
   observability: Object.freeze({
     metricsPort: 0,

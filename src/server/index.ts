@@ -2,7 +2,9 @@
 import { resolveConfig, type DeepPartial, type RotorConfig } from '../config/defaults.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { listenOps, Metrics, timedStore, type OpsListener } from '../metrics/index.ts';
-import { KeyRing } from '../session/token.ts';
+import type { KeyMaterial } from '../keys/file.ts';
+import { openKeyRingSource, type KeyRingSource } from '../keys/source.ts';
+import type { KeyRing } from '../session/token.ts';
 import { pooledRandom, type RandomSource } from '../session/random.ts';
 import type { Store } from '../store/types.ts';
 import { fromOrigin, type ListenerHooks } from '../transport/admission.ts';
@@ -20,7 +22,16 @@ export interface ServeOptions {
   config?: DeepPartial<RotorConfig> | undefined;
   store: Store;
   app: RotorApp;
-  keys?: KeyRing | undefined;
+  /**
+   * The MAC keys (spec §11). A key file's material (`loadOrCreateKeyFile(path, random)`,
+   * `readKeyFile(path)`, or `{ wrap, seed: [] }` with 32 secret bytes of your own): the ring lives
+   * in the store, wrapped, rotates (config.keys) and is shared by every node on it. A KeyRing: these
+   * keys, fixed, for this server only. None: a ring in this process only, lost at exit, every
+   * session with it — refused on a durable store unless `ephemeralKeys` says so.
+   */
+  keys?: KeyRing | KeyMaterial | undefined;
+  /** Without `keys` on a durable store: start anyway, with keys that die with the process (every session then ends at the next start). */
+  ephemeralKeys?: boolean | undefined;
   log?: Logger | undefined;
   /** PEM key and certificate for every listener: TCP becomes TLS, HTTP becomes HTTPS, WebSocket WSS. */
   tls?: { key: string | Buffer; cert: string | Buffer } | undefined;
@@ -65,6 +76,8 @@ export interface RunningServer {
   ops?: OpsListener | undefined;
   /** This server's metrics (what /metrics shows), there with or without the operations listener. */
   metrics: Metrics;
+  /** Where the keys come from and go back to, unless a fixed KeyRing was given. */
+  keySource: KeyRingSource | undefined;
   /**
    * Stop accepting, finish in-flight work, stop the task runner; /readyz says 503 from the start
    * of it, and the operations listener closes last. The store stays open.
@@ -79,9 +92,11 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   if (tokenApi) checkTokenApiConfig(config);
   const log = options.log ?? createLogger({ level: config.logLevel, pretty: config.observability.prettyLogs });
   const random = options.random ?? pooledRandom();
-  const keys = options.keys ?? KeyRing.generate(random);
   const metrics = new Metrics();
   const store = timedStore(options.store, metrics);
+  const fixed = options.keys !== undefined && !('wrap' in options.keys) ? options.keys : undefined;
+  const keySource = fixed ? undefined : await openKeys(options, store, config, log, random);
+  const keys = fixed ?? keySource!.ring;
   const rotor = new Rotor({ config, store, app: options.app, keys, log, now: options.now, random, metrics });
   rotor.start();
   const stopWatchingLoop = metrics.watchEventLoop();
@@ -131,6 +146,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     stopWatchingLoop();
     throw err;
   }
+  keySource?.start();
   const streams = tcp;
   const web = http;
   metrics.countConnections(() => ({
@@ -147,9 +163,11 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     http,
     ops,
     metrics,
+    keySource,
     close: () =>
       (closing ??= (async () => {
         phase = 'shutting down';
+        keySource?.stop();
         await Promise.all(listeners.map((listener) => listener?.close()));
         await rotor.stop();
         rotor.security.flush();
@@ -157,4 +175,24 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
         await ops?.close();
       })()),
   };
+}
+
+/**
+ * The key ring source of a server not given a fixed KeyRing: the store's ring with a key file's
+ * material; without one, a ring of this process only — refused on a durable store unless
+ * ephemeralKeys, warned about on the memory store. Throws before anything listens, as when the
+ * wrapping key does not unwrap the store's ring (KeyRingError).
+ */
+async function openKeys(options: ServeOptions, store: Store, config: RotorConfig, log: Logger, random: RandomSource): Promise<KeyRingSource> {
+  const material = options.keys as KeyMaterial | undefined;
+  if (!material && !options.ephemeralKeys) {
+    if (store.kind !== 'memory') {
+      throw new Error(
+        `serve() without keys on the ${store.kind} store: its MAC keys would die with this process, and every session stored with them at the next start. ` +
+          'Give keys: loadOrCreateKeyFile(path, random) (a key file; its ring then lives in the store) or a KeyRing — or ephemeralKeys: true to accept that',
+      );
+    }
+    log.warn('serve() without keys: the MAC keys live in this process only, and a restart signs every client out (fine for a memory store, which forgets its sessions too)');
+  }
+  return openKeyRingSource(store, material, { config, log, now: options.now, random });
 }

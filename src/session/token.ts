@@ -34,24 +34,47 @@ const MAC_BYTES = 16;
 const MAX_TOKEN_CHARS = 512;
 
 /**
- * Signs new tokens with the first key and accepts tokens of any key it holds. To rotate: add
- * the new key everywhere first, then move it to the front; drop the old one only after the
- * last token signed with it has expired.
+ * The MAC keys a server holds: signs new tokens with one, accepts tokens of any. Built with the
+ * signing key first; `replace` swaps the whole ring in place (the key ring source does, as the
+ * store's ring changes: spec §11), so every part of a server holding this object sees the new
+ * keys at once. The hot path stays one Map lookup (`secret`) and one field read (`signing`).
  */
 export class KeyRing {
-  readonly signing: MacKey;
-  private readonly byId = new Map<string, Buffer>();
-  constructor(keys: MacKey[]) {
+  private current!: MacKey;
+  private byId = new Map<string, Buffer>();
+  constructor(keys: readonly MacKey[]) {
     if (keys.length === 0) throw new Error('a key ring needs at least one key');
-    for (const key of keys) {
-      if (!KEY_ID.test(key.id)) throw new Error(`bad key id ${JSON.stringify(key.id)}`);
-      if (key.secret.length < 32) throw new Error(`key ${key.id} is shorter than 32 bytes`);
-      this.byId.set(key.id, key.secret);
-    }
-    this.signing = keys[0];
+    this.replace(keys, keys[0].id);
+  }
+  /** The key new tokens are signed with. */
+  get signing(): MacKey {
+    return this.current;
   }
   secret(id: string): Buffer | undefined {
     return this.byId.get(id);
+  }
+  /** The ids of the keys whose tokens are accepted. */
+  get ids(): string[] {
+    return [...this.byId.keys()];
+  }
+  /**
+   * From now on sign with `signingId` and accept exactly `keys`. Checked whole before anything
+   * changes: a bad ring leaves this one as it was. A key whose secret is unchanged keeps its
+   * Buffer, and with it the HMAC state made for it.
+   */
+  replace(keys: readonly MacKey[], signingId: string): void {
+    const byId = new Map<string, Buffer>();
+    for (const key of keys) {
+      if (!KEY_ID.test(key.id)) throw new Error(`bad key id ${JSON.stringify(key.id)}`);
+      if (key.secret.length < 32) throw new Error(`key ${key.id} is shorter than 32 bytes`);
+      if (byId.has(key.id)) throw new Error(`key ${key.id} twice in a ring`);
+      const held = this.byId.get(key.id);
+      byId.set(key.id, held !== undefined && held.equals(key.secret) ? held : key.secret);
+    }
+    const signing = byId.get(signingId);
+    if (signing === undefined) throw new Error(`the signing key ${signingId} is not in the ring`);
+    this.byId = byId;
+    this.current = { id: signingId, secret: signing };
   }
   static generate(random: RandomSource, id = 'k1'): KeyRing {
     return new KeyRing([{ id, secret: random(32) }]);

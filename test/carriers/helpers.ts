@@ -166,6 +166,8 @@ export async function startServer(
     log,
     tls: certificate,
     http: { port: 0, ws: true, tokenApi: options.tokenApi ?? true },
+    // Some of these tests use a Redis or LMDB store: keys of this server alone are what they want.
+    ephemeralKeys: true,
   });
   return {
     server,

@@ -94,7 +94,7 @@ t.test('plain TCP against the TLS server fails rather than hanging', async (t) =
 t.test('login, call and logout keep a TLS session in --token-file', async (t) => {
   const { login, token, call, logout, after } = await session;
   t.strictSame([login.code, login.stderr], [0, ''], 'login, the password from ROTOR_PASSWORD');
-  t.match(token, /^k1\./, 'the token file holds a token');
+  t.match(token, /^k[a-z0-9]{1,15}\./, 'the token file holds a token');
   t.strictSame([call.code, call.stdout, call.stderr], [0, 'hello, alice', ''], 'call with the token from the file');
   t.strictSame([logout.code, logout.stderr], [0, ''], 'logout');
   t.equal(after.code, 1, 'the session is over');

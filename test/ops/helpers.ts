@@ -67,6 +67,8 @@ export async function startOpsServer(
     log: options.log ?? textLog().log,
     ops: { port: 0, host: '127.0.0.1' },
     http: options.http ? { port: 0, ws: true } : undefined,
+    // Some of these tests use a Redis or LMDB store: keys of this server alone are what they want.
+    ephemeralKeys: true,
   });
   return { server, tcpPort: server.tcp.address.port, httpPort: server.http?.address.port ?? 0, opsPort: server.ops!.address.port, close: () => server.close() };
 }

@@ -123,9 +123,9 @@ t.test('the schema has every setting of DEFAULTS and nothing else', async (t) =>
   t.ok(SETTINGS.length >= 45, `${SETTINGS.length} settings`);
 });
 
-t.test('a setting named …Ms, …Seconds or …Minutes is a duration in that unit, and no other is', async (t) => {
+t.test('a setting named …Ms, …Seconds, …Minutes or …Hours is a duration in that unit, and no other is', async (t) => {
   for (const setting of SETTINGS) {
-    const named = /Ms$/.test(setting.key) ? 'ms' : /Seconds$/.test(setting.key) ? 'seconds' : /Minutes$/.test(setting.key) ? 'minutes' : undefined;
+    const named = /Ms$/.test(setting.key) ? 'ms' : /Seconds$/.test(setting.key) ? 'seconds' : /Minutes$/.test(setting.key) ? 'minutes' : /Hours$/.test(setting.key) ? 'hours' : undefined;
     const unit = setting.field.kind === 'int' ? setting.field.unit : undefined;
     t.equal(unit, named, setting.path);
   }
@@ -229,7 +229,7 @@ t.test('durations: one syntax, and a number in the unit of the setting’s name'
   t.throws(() => durationIn('90s', 'minutes'), { message: '"90s" is not a whole number of minutes' });
 
   // Every duration setting, from a file and from the env, as a duration and as a number in its unit.
-  const unitText = { ms: 'ms', seconds: 's', minutes: 'min' } as const;
+  const unitText = { ms: 'ms', seconds: 's', minutes: 'min', hours: 'h' } as const;
   for (const setting of durations) {
     const value = Math.abs(otherValue(setting) as number);
     const unit = setting.field.kind === 'int' ? setting.field.unit! : 'ms';

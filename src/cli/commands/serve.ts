@@ -1,7 +1,6 @@
 /** `rotor serve`: a rotor server with the example application. */
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { ConfigError, DEFAULTS, durationIn, flagName, loadConfig, settingAt, SETTINGS, settingHelp, type FlagSetting, type RotorConfig, type Setting } from '../../config/index.ts';
 import { createLogger, type Logger } from '../../log/index.ts';
@@ -9,11 +8,9 @@ import { serve } from '../../server/index.ts';
 import { addUser } from '../../server/users.ts';
 import { exampleApp } from '../../app/example.ts';
 import { pooledRandom } from '../../session/random.ts';
-import { KeyRing } from '../../session/token.ts';
 import { openStore } from '../../store/index.ts';
 import { checkTokenApiConfig } from '../../transport/rest.ts';
-import { loadOrCreateKeys } from '../keys.ts';
-import { openDataDirWarningFor, storeOptions } from '../options.ts';
+import { openDataDirWarningFor, serverKeys, storeOptions } from '../options.ts';
 import { readPassword } from '../password.ts';
 
 /**
@@ -32,6 +29,7 @@ const SHORT_FLAGS: ReadonlyArray<{ flag: string; path: string; duration?: boolea
     describe: 'connections one client address (an IPv6 /64) may hold, per listener; behind a proxy, raise it to --max-connections',
   },
   { flag: 'listen-backlog', path: 'connection.listenBacklog', describe: 'listen(2) backlog of every listener (Linux caps it at net.core.somaxconn)' },
+  { flag: 'key-rotation', path: 'keys.rotationHours', duration: true, describe: 'rotate the MAC keys this often (24h, 7d; 0h = off): the signing key gets a successor, known to every node before it signs' },
 ];
 
 const SETTINGS_GROUP = 'Settings (each also from the --config file and a ROTOR_* variable; flags win, then env, then the file):';
@@ -64,7 +62,7 @@ export function serveOptions(y: Argv) {
     .option('key-file', {
       type: 'string',
       describe:
-        'MAC keys (JSON, mode 0600); default <data>/keys.json. Keep it outside the data directory (a secrets mount, another disk) so that a copy of the data directory, a backup or a stolen disk, does not carry the keys that sign tokens',
+        'the wrapping key of the MAC key ring kept in the store (JSON, mode 0600, made when missing; 0.1 key files are read as they are); default <data>/keys.json. Every node on one store needs the same. Keep it outside the data directory (a secrets mount, another disk) so that a copy of the data directory, a backup or a stolen disk, does not carry what unwraps the keys that sign tokens',
     })
     .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve TLS' })
     .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
@@ -125,12 +123,15 @@ export function serveCommand(y: Argv): Argv {
       const tls = args['tls-cert'] !== undefined ? { cert: readFileSync(args['tls-cert']), key: readFileSync(args['tls-key']!) } : undefined;
       const dataDirWarning = openDataDirWarningFor(args, args.store !== 'memory' && args['key-file'] === undefined);
       if (dataDirWarning) log.warn({ dataDir: args.data }, dataDirWarning);
-      // A memory store forgets every session on exit, so a throwaway key is enough there.
       // Keys first: a key file others can read stops rotor before the store is opened.
-      const keys = args.store === 'memory' && args['key-file'] === undefined ? KeyRing.generate(random) : loadOrCreateKeys(args['key-file'] ?? join(args.data, 'keys.json'), random);
+      const keys = serverKeys(args, random);
       const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
       if (args.user !== undefined) await addUser(store, args.user, password!, { auth: config.auth, random });
-      const server = await serve({ config, store, app: exampleApp(), keys, log, tls, random, http });
+      // A memory store forgets every session on exit: keys of this process only are enough there.
+      const server = await serve({ config, store, app: exampleApp(), keys, ephemeralKeys: keys === undefined, log, tls, random, http }).catch(async (err: unknown) => {
+        await store.close();
+        throw err;
+      });
       const users = await store.listUsers();
       log.info({ address: server.tcp.address, http: server.http?.address, store: store.kind, tls: Boolean(tls), users: users.length }, 'rotor is listening');
       if (args['token-api'] && !http) log.warn('--token-api without --http-port: metadata-only tokens over rotor frames only, no REST API');

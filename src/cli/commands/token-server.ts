@@ -10,6 +10,7 @@
  */
 import type { Argv } from 'yargs';
 import { ConfigError, parseDuration, resolveConfig } from '../../config/index.ts';
+import { openKeyRingSource } from '../../keys/source.ts';
 import { createLogger } from '../../log/index.ts';
 import { Rotor } from '../../server/index.ts';
 import { pooledRandom } from '../../session/random.ts';
@@ -39,7 +40,7 @@ export function tokenServerCommand(y: Argv): Argv {
         .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on (the original: 127.0.0.1 only; 0.0.0.0 in a container)' })
         .option('store', { type: 'string', default: 'memory', describe: 'memory (as the original: tokens end with the process) | lmdb (embedded, durable, in --data) | redis://host:port/db' })
         .option('data', DATA_OPTION)
-        .option('key-file', { type: 'string', describe: 'with a durable store: the MAC keys (JSON, mode 0600); default <data>/keys.json' })
+        .option('key-file', { type: 'string', describe: "with a durable store: the wrapping key of the store's MAC key ring (JSON, mode 0600); default <data>/keys.json" })
         .option('log-level', { type: 'string', default: 'info' }),
     async (args) => {
       const port = args.port;
@@ -54,9 +55,13 @@ export function tokenServerCommand(y: Argv): Argv {
       });
       const log = createLogger({ level: config.logLevel });
       const random = pooledRandom();
-      const keys = serverKeys(args, random);
+      const material = serverKeys(args, random);
       const store = await openStore(args.store, { dataDir: args.data });
-      const rotor = new Rotor({ config, store, app: { routes: {}, tasks: {} }, keys, log, random });
+      const keys = await openKeyRingSource(store, material, { config, log, random }).catch(async (err: unknown) => {
+        await store.close();
+        throw err;
+      });
+      const rotor = new Rotor({ config, store, app: { routes: {}, tasks: {} }, keys: keys.ring, log, random });
       rotor.start();
       const tokenApi = new TokenApi(rotor, store, log, { dump: args.dump });
       const http = await listenHttp(NOTHING_BUT_THE_TOKEN_API, config, log, { host: args.host, port, tokenApi }).catch(async (err: unknown) => {
@@ -64,6 +69,7 @@ export function tokenServerCommand(y: Argv): Argv {
         await store.close();
         throw err;
       });
+      keys.start();
       log.info(
         { address: http.address, store: store.kind, tokenLifetime: args['token-lifetime'], purgeInterval: args['purge-interval'], dump: args.dump },
         `Token server listening: Port: ${http.address.port}, Token lifetime: ${args['token-lifetime']}, Purge cycle: ${args['purge-interval']}, HEAD /dump endpoint ${args.dump ? 'enabled' : 'disabled'}`,
@@ -71,6 +77,7 @@ export function tokenServerCommand(y: Argv): Argv {
       stopOnSignals(
         async () => {
           await http.close();
+          keys.stop();
           await rotor.stop();
           await store.close();
         },
