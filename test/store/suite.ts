@@ -885,7 +885,7 @@ function catalogSuite(t: TapTest, name: string, fresh: (tt: TapTest) => Promise<
 
   t.test(`${name}: catalog kinds are separate namespaces`, async (t) => {
     const store = await fresh(t);
-    const kinds: CatalogKind[] = ['template', 'lot', 'code', 'owner'];
+    const kinds: CatalogKind[] = ['template', 'lot', 'code', 'owner', 'keyring'];
     for (const kind of kinds) t.equal(await store.commitRecord(kind, 'same-id', { kind }, 0), true, `${kind}: the id is free`);
     await store.commitRecord('owner', 'same-id', { kind: 'owner', codes: ['a', 'b'] }, 1);
     await store.createRecords('lot', [{ id: 'only-a-lot', value: { kind: 'lot' } }]);
@@ -895,7 +895,7 @@ function catalogSuite(t: TapTest, name: string, fresh: (tt: TapTest) => Promise<
     same(t, (await store.listRecords('lot')).map((r) => r.id), ['only-a-lot', 'same-id'], 'a list holds its kind only');
     same(t, (await store.listRecords('code')).map((r) => r.value), [{ kind: 'code' }]);
     t.equal(await store.removeRecord('code', 'same-id'), true);
-    for (const kind of ['template', 'lot', 'owner'] as const) t.ok(await store.loadRecord(kind, 'same-id'), `removing from code leaves ${kind}`);
+    for (const kind of ['template', 'lot', 'owner', 'keyring'] as const) t.ok(await store.loadRecord(kind, 'same-id'), `removing from code leaves ${kind}`);
     t.equal(await store.createRecords('template', [{ id: 'only-a-lot', value: {} }]), true, 'createRecords checks its own kind only');
   });
 
