@@ -49,3 +49,4 @@ export { pooledRandom, type RandomSource } from './session/random.ts';
 export { createLogger, silentLogger, type Logger } from './log/index.ts';
 
 export * from './client/index.ts';
+export { HandOver, loadPeers, parsePeers, loadOrCreateHandOverKeys, readHandOverKeys } from './handover/index.ts';

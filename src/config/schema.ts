@@ -170,6 +170,9 @@ const SHAPE = {
     reloadSeconds: seconds(1, 3600),
     skewSeconds: seconds(0, 86_400),
   }),
+  peers: section({
+    pullSeconds: seconds(1, 3600),
+  }),
   observability: section({
     metricsPort: int(0, 65535),
     metricsHost: text(),

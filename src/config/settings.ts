@@ -174,6 +174,12 @@ export interface KeySettings {
   skewSeconds: number;
 }
 
+/** Hand-over to and from peers (spec §11): the peers themselves are a file (`rotor serve --peers FILE`). */
+export interface PeerSettings {
+  /** How often each peer's revocation list is pulled, in the background; a parent's end reaches this server within about this long. */
+  pullSeconds: number;
+}
+
 /** Watching a running rotor: metrics, health, logs. */
 export interface ObservabilitySettings {
   /** Port of the operations listener (Prometheus `/metrics`, `/livez`, `/readyz`); 0 = off. */
@@ -199,6 +205,7 @@ export interface RotorConfig {
   tasks: TaskSettings;
   quotas: QuotaSettings;
   keys: KeySettings;
+  peers: PeerSettings;
   observability: ObservabilitySettings;
   logLevel: string;
 }
@@ -274,6 +281,9 @@ export const DEFAULTS: RotorConfig = Object.freeze({
     rotationHours: 0,
     reloadSeconds: 30,
     skewSeconds: 60,
+  }),
+  peers: Object.freeze({
+    pullSeconds: 10,
   }),
   observability: Object.freeze({
     metricsPort: 0,

@@ -1,4 +1,5 @@
 /** The server's public face: assemble a rotor from a config, a store and an application. */
+import type { HandOver } from '../handover/index.ts';
 import { resolveConfig, type DeepPartial, type RotorConfig } from '../config/defaults.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { listenOps, Metrics, timedStore, type OpsListener } from '../metrics/index.ts';
@@ -37,6 +38,8 @@ export interface ServeOptions {
   tls?: { key: string | Buffer; cert: string | Buffer } | undefined;
   /** Also listen for HTTP (src/transport/http.ts); WebSocket and the token API ride on the same port. */
   http?: HttpServeOptions | undefined;
+  /** Hand-over to and from peers (spec §11, src/handover/); its revocation list is served on the HTTP listener. */
+  handOver?: HandOver | undefined;
   now?: (() => number) | undefined;
   random?: RandomSource | undefined;
   /**
@@ -97,7 +100,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const fixed = options.keys !== undefined && !('wrap' in options.keys) ? options.keys : undefined;
   const keySource = fixed ? undefined : await openKeys(options, store, config, log, random);
   const keys = fixed ?? keySource!.ring;
-  const rotor = new Rotor({ config, store, app: options.app, keys, log, now: options.now, random, metrics });
+  const rotor = new Rotor({ config, store, app: options.app, keys, log, now: options.now, random, metrics, handOver: options.handOver });
   rotor.start();
   const stopWatchingLoop = metrics.watchEventLoop();
   const hooks: ListenerHooks = {

@@ -1,4 +1,6 @@
 /** `rotor serve`: a rotor server with the example application. */
+import { join } from 'node:path';
+import { HandOver, loadOrCreateHandOverKeys, loadPeers } from '../../handover/index.ts';
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Argv } from 'yargs';
@@ -49,7 +51,7 @@ export function serveOptions(y: Argv) {
     (y, short) => y.option(short.flag, { type: short.boolean ? 'boolean' : 'string', describe: `${short.describe} (= --${flagName(settingAt(short.path))})` }),
     withSettings,
   )
-    .group(['store', 'data', 'fsync', 'config', 'user', 'http-port', 'http-host', 'ws', 'ws-path', 'token-api', 'dump', 'key-file', 'tls-cert', 'tls-key', 'exit-with-parent'], 'Server:')
+    .group(['store', 'data', 'fsync', 'config', 'user', 'http-port', 'http-host', 'ws', 'ws-path', 'token-api', 'dump', 'key-file', 'peers', 'hand-over-keys', 'tls-cert', 'tls-key', 'exit-with-parent'], 'Server:')
     .group(SHORT_FLAGS.map((short) => short.flag), 'Short forms of settings:')
     .group(SETTINGS.map(flagName), SETTINGS_GROUP)
     .option('user', { type: 'string', describe: 'with --store memory: add this user at start; its password is asked for (or ROTOR_PASSWORD, or one line on stdin)' })
@@ -64,6 +66,8 @@ export function serveOptions(y: Argv) {
       describe:
         'the wrapping key of the MAC key ring kept in the store (JSON, mode 0600, made when missing; 0.1 key files are read as they are); default <data>/keys.json. Every node on one store needs the same. Keep it outside the data directory (a secrets mount, another disk) so that a copy of the data directory, a backup or a stolen disk, does not carry what unwraps the keys that sign tokens',
     })
+    .option('peers', { type: 'string', describe: 'hand clients over to peer servers and take them from peers (spec §11): a JSON file {"self", "peers": [{"name", "address", "publicKeys", "revocations"}]}' })
+    .option('hand-over-keys', { type: 'string', describe: "with --peers: this server's Ed25519 hand-over keys (JSON, mode 0600, made when missing); default <data>/handover-keys.json" })
     .option('tls-cert', { type: 'string', describe: 'PEM certificate: serve TLS' })
     .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
     .option('exit-with-parent', {
@@ -128,7 +132,13 @@ export function serveCommand(y: Argv): Argv {
       const store = await openStore(args.store, { dataDir: args.data, fsync: args.fsync });
       if (args.user !== undefined) await addUser(store, args.user, password!, { auth: config.auth, random });
       // A memory store forgets every session on exit: keys of this process only are enough there.
-      const server = await serve({ config, store, app: exampleApp(), keys, ephemeralKeys: keys === undefined, log, tls, random, http }).catch(async (err: unknown) => {
+      if (args['hand-over-keys'] !== undefined && args.peers === undefined) throw new Error('--hand-over-keys goes with --peers');
+      const handOver =
+        args.peers === undefined
+          ? undefined
+          : new HandOver({ peers: loadPeers(args.peers), keys: loadOrCreateHandOverKeys(args['hand-over-keys'] ?? join(args.data, 'handover-keys.json')), pullSeconds: config.peers.pullSeconds });
+      if (handOver && !http) log.warn('--peers without --http-port: this server\'s revocation list is served on the HTTP listener only, so peers cannot learn when a parent session ends here');
+      const server = await serve({ config, store, app: exampleApp(), keys, ephemeralKeys: keys === undefined, log, tls, random, http, handOver }).catch(async (err: unknown) => {
         await store.close();
         throw err;
       });
