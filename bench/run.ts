@@ -13,6 +13,7 @@
  * (default 2), BENCH_SESSIONS (sessions preloaded for the durable comparison, default 1000000),
  * BENCH_ONLY (comma-separated row ids to run, e.g. "1,2,9").
  */
+import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -406,6 +407,28 @@ for (const scenario of ['meta', 'tasks', 'seats', 'login', 'ping'] as const) {
   });
 }
 
+// Hand-over at the peer (spec §11): Ed25519 verification, in process (bench/handover.ts), against a login without a password.
+await guarded('handover', 'hand-over token verified at the peer, vs a password-free login, in process', '', async () => {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', `${ROOT}bench/handover.ts`, '2000', '5'], { encoding: 'utf8', cwd: ROOT, timeout: 300_000 });
+  const micros = (label: string) => {
+    const found = new RegExp(`${label}: ([0-9.]+) µs`).exec(out);
+    if (!found) throw new Error(`bench/handover.ts said no "${label}": ${out}`);
+    return Number(found[1]);
+  };
+  const verify = micros('hand-over token verified');
+  const login = micros('hand-over login \\(dispatcher\\)');
+  const plain = micros('password-free login \\(POST /rotor/token\\)');
+  rows.push({
+    id: 'handover',
+    what: 'hand-over at the peer (Ed25519), CPU per operation, in process',
+    figure: `verify ${verify.toFixed(1)} µs (${Math.round(1e6 / verify).toLocaleString('en-US')} verifications/s per core), login ${login.toFixed(1)} µs`,
+    baseline: `password-free login ${plain.toFixed(1)} µs`,
+    ratio: undefined,
+    target: '',
+    note: `a hand-over login costs ${(login / plain).toFixed(1)} × a password-free one; nearly all of it the Ed25519 check`,
+  });
+});
+
 // ---- the report ------------------------------------------------------------------------------------
 
 const day = new Date().toISOString().slice(0, 10);
@@ -417,7 +440,7 @@ for (let n = 2; existsSync(`${resultsDir}/${date}.md`); n++) date = `${day}-${n}
 const verdict = (row: Row) => (row.ratio === undefined || !row.meets ? (row.figure.startsWith('not available') ? 'n/a' : '') : row.meets(row.ratio) ? 'PASS' : 'MISS');
 const ratioText = (row: Row) => (row.ratio === undefined || !row.meets ? '' : row.target.includes('B') ? `${Math.round(row.ratio)} B` : row.target.includes('×') ? `${row.ratio.toFixed(2)} ×` : `${(row.ratio * 100).toFixed(1)} %`);
 
-const order = ['1', '2', '2q', '3', '4', '5', '6a', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'seats', 'login', 'ping'];
+const order = ['1', '2', '2q', '3', '4', '5', '6a', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'seats', 'login', 'ping', 'handover'];
 rows.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
 const table = [
   '| # | what | figure | baseline | ratio | target | verdict |',
