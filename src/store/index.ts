@@ -18,10 +18,14 @@ export interface OpenStoreOptions {
 
 export const DEFAULT_DATA_DIR = './rotor-data';
 
-/** `memory`, `lmdb` (the default: durable, in `dataDir`) or `redis://host:port/db` (`rediss://` for TLS). */
+/**
+ * `memory`, `lmdb` (the default: durable, in `dataDir`), `redis://host:port/db` (`rediss://` for
+ * TLS) or a Redis Cluster, `redis-cluster://host:port,host:port,…` (`rediss-cluster://`); a
+ * Redis URL may end in `?wait=<replicas>` (the safe mode: src/store/redis.ts).
+ */
 export async function openStore(spec = 'lmdb', options: OpenStoreOptions = {}): Promise<Store> {
   if (spec === 'memory') return new MemoryStore();
   if (spec === 'lmdb' || spec === '') return LmdbStore.open(options.dataDir ?? DEFAULT_DATA_DIR, { fsync: options.fsync });
-  if (spec.startsWith('redis://') || spec.startsWith('rediss://')) return RedisStore.open(spec);
-  throw new Error(`unknown store "${spec}": use memory, lmdb or redis://host:port/db`);
+  if (/^rediss?(-cluster)?:\/\//.test(spec)) return RedisStore.open(spec);
+  throw new Error(`unknown store "${spec}": use memory, lmdb, redis://host:port/db or redis-cluster://host:port,host:port,…`);
 }

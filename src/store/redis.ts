@@ -44,12 +44,30 @@
  * Availability: no offline queue, no retries, a timeout on every command: while Redis is away
  * every call rejects with ROTOR_E_UNAVAILABLE at once (or after commandTimeoutMs if it hangs),
  * and ioredis reconnects by itself in the background.
+ *
+ * Redis Cluster (`redis-cluster://h1:p1,h2:p2,…`, an ioredis Cluster): the same keys and scripts,
+ * each routed to the master of its slot. A session's keys live on the master of its id's slot;
+ * {tasks}, {users}, {pools}, {logins}, {catalog} and each {pool:<name>} are one slot each, so
+ * one master each (where the bottleneck goes: docs/scale.md). What walks keys walks every
+ * master: listSessions SCANs each (and refuses while a slot has no master). The task stream and
+ * its consumer group are one key, on one master, as on one server. While one master is down
+ * (until its replica is promoted) calls on its slots fail with ROTOR_E_UNAVAILABLE within
+ * commandTimeoutMs; the rest go on.
+ *
+ * The safe mode (`waitReplicas`, `?wait=1`; the default on a cluster): every write is followed
+ * by WAIT on its master's connection (redis-cluster.ts), and resolves only once that many
+ * replicas have it; if they do not within waitTimeoutMs the call rejects with
+ * ROTOR_E_UNAVAILABLE (the write stands on the master, as after a lost reply). Without it, Redis
+ * replication being asynchronous, a master dying loses what it acknowledged but had not yet
+ * sent to its replica: rotations (the client then holds a token the store never saw),
+ * revocations, claims and outcomes of tasks (a task could run twice).
  */
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type { PoolRecord, PoolSeats } from '../seats/types.ts';
 import type { SessionState } from '../session/types.ts';
 import { sessionWith } from '../session/state.ts';
 import { byId, repeatsId, storeCall, unavailable } from './records.ts';
+import { keySlot, parseClusterUrl, ReplicaWaits, takeWaitParams } from './redis-cluster.ts';
 import type { CatalogEntry, CatalogKind, LoginFailures, Store, TaskClaim, TaskOutcome, TaskRecord, TaskStatus, UserRecord } from './types.ts';
 
 export interface RedisStoreOptions {
@@ -61,6 +79,13 @@ export interface RedisStoreOptions {
   connectTimeoutMs?: number | undefined;
   /** purgeExpired drops task-stream consumers (worker ids) idle this long and holding nothing. Default 1 h. */
   consumerIdleMs?: number | undefined;
+  /**
+   * The safe mode: every write resolves only once this many replicas of its master have it
+   * (WAIT). Default: `?wait=` of the URL, else 1 on a Redis Cluster, 0 on one server.
+   */
+  waitReplicas?: number | undefined;
+  /** How long a write waits for its replicas before it rejects with ROTOR_E_UNAVAILABLE. Default: `?waitTimeoutMs=`, else 500; below commandTimeoutMs. */
+  waitTimeoutMs?: number | undefined;
 }
 
 const GROUP = 'rotor';
@@ -70,6 +95,7 @@ export const RELAY_GRACE_MS = 5_000;
 const RELAY_BATCH = 32;
 /** Keys listSessions asks SCAN for per step. */
 const LIST_BATCH = 1000;
+const DEFAULT_WAIT_TIMEOUT_MS = 500;
 
 /** KEYS: session, outbox. ARGV: expected rev ('' = must not exist), new rev, JSON, has reply, reply, expiresAt ('' = none), then task id / task JSON pairs. */
 const COMMIT = `
@@ -230,6 +256,18 @@ for i = 1, #KEYS do
 end
 return counts`;
 
+const SCRIPTS = {
+  rotorCommit: { lua: COMMIT, numberOfKeys: 2 },
+  rotorRelay: { lua: RELAY },
+  rotorClaim: { lua: CLAIM, numberOfKeys: 3 },
+  rotorFinish: { lua: FINISH, numberOfKeys: 3 },
+  rotorTotp: { lua: TOTP, numberOfKeys: 2 },
+  rotorSeats: { lua: SEATS, numberOfKeys: 1 },
+  rotorLoginFail: { lua: LOGIN_FAIL },
+  rotorRecord: { lua: RECORD, numberOfKeys: 2 },
+  rotorCreateRecords: { lua: CREATE_RECORDS, numberOfKeys: 2 },
+};
+
 type Arg = string | Buffer | number;
 interface Scripts {
   rotorCommit(...args: Arg[]): Promise<number>;
@@ -245,7 +283,7 @@ interface Scripts {
 type Client = Redis & Scripts;
 
 export class RedisStore implements Store {
-  readonly kind = 'redis';
+  readonly kind: 'redis' | 'redis-cluster';
   private closed = false;
   private readonly keys: {
     session: (sid: string) => string;
@@ -267,10 +305,16 @@ export class RedisStore implements Store {
   };
 
   private constructor(
+    /** The client: a Redis, or a Cluster (the same commands, routed by key). */
     private readonly redis: Client,
     prefix: string,
     private readonly consumerIdleMs: number,
+    /** The same client as a Cluster, when it is one. */
+    private readonly cluster: Cluster | undefined,
+    /** The safe mode, when on. */
+    private readonly waits: ReplicaWaits | undefined,
   ) {
+    this.kind = cluster ? 'redis-cluster' : 'redis';
     const taskPrefix = `${prefix}:{tasks}:t:`;
     this.keys = {
       session: (sid) => `${prefix}:{${sid}}:s`,
@@ -291,30 +335,37 @@ export class RedisStore implements Store {
     };
   }
 
-  /** Connect to `url` (redis://host:port/db); rejects with ROTOR_E_UNAVAILABLE if Redis cannot be reached. */
+  /**
+   * Connect to `url`: `redis://host:port/db` (`rediss://` for TLS), or a Redis Cluster by some of
+   * its nodes, `redis-cluster://host:port,host:port,…` (`rediss-cluster://`); either may end in
+   * `?wait=<replicas>&waitTimeoutMs=<ms>` (the safe mode). Rejects with ROTOR_E_UNAVAILABLE if
+   * Redis cannot be reached.
+   */
   static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
-    const redis = new Redis(url, {
+    const params = takeWaitParams(url);
+    const clustered = /^rediss?-cluster:\/\//i.test(params.url);
+    const commandTimeout = options.commandTimeoutMs ?? 2_000;
+    const connectTimeout = options.connectTimeoutMs ?? 2_000;
+    const replicas = options.waitReplicas ?? params.wait ?? (clustered ? 1 : 0);
+    const waitTimeoutMs = options.waitTimeoutMs ?? params.waitTimeoutMs ?? Math.min(DEFAULT_WAIT_TIMEOUT_MS, Math.floor(commandTimeout / 2));
+    if (replicas > 0 && waitTimeoutMs >= commandTimeout) throw new Error(`waitTimeoutMs (${waitTimeoutMs}) must be below commandTimeoutMs (${commandTimeout})`);
+    const waits = replicas > 0 ? new ReplicaWaits(replicas, waitTimeoutMs) : undefined;
+    const prefix = options.prefix ?? 'rotor';
+    const consumerIdleMs = options.consumerIdleMs ?? 3_600_000;
+    if (clustered) return RedisStore.openCluster(params.url, { commandTimeout, connectTimeout, prefix, consumerIdleMs, waits });
+
+    const redis = new Redis(params.url, {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      commandTimeout: options.commandTimeoutMs ?? 2_000,
-      connectTimeout: options.connectTimeoutMs ?? 2_000,
+      commandTimeout,
+      connectTimeout,
       retryStrategy: (times) => Math.min(times * 100, 1_000),
       // Commands sent in one turn of the event loop go out in one write: without it every
       // command was its own socket write (≈ 20 % of rotor's CPU on Redis in a profile).
       enableAutoPipelining: true,
-      scripts: {
-        rotorCommit: { lua: COMMIT, numberOfKeys: 2 },
-        rotorRelay: { lua: RELAY },
-        rotorClaim: { lua: CLAIM, numberOfKeys: 3 },
-        rotorFinish: { lua: FINISH, numberOfKeys: 3 },
-        rotorTotp: { lua: TOTP, numberOfKeys: 2 },
-        rotorSeats: { lua: SEATS, numberOfKeys: 1 },
-        rotorLoginFail: { lua: LOGIN_FAIL },
-        rotorRecord: { lua: RECORD, numberOfKeys: 2 },
-        rotorCreateRecords: { lua: CREATE_RECORDS, numberOfKeys: 2 },
-      },
+      scripts: SCRIPTS,
     }) as Client;
     // Connection errors surface as rejected calls; the event would only be noise (or a crash).
     redis.on('error', () => {});
@@ -325,7 +376,64 @@ export class RedisStore implements Store {
       // The URL may carry a password (redis://:secret@host): never in a message.
       throw unavailable(err, `redis ${withoutPassword(url)}`);
     }
-    return new RedisStore(redis, options.prefix ?? 'rotor', options.consumerIdleMs ?? 3_600_000);
+    return new RedisStore(redis, prefix, consumerIdleMs, undefined, waits);
+  }
+
+  private static async openCluster(
+    url: string,
+    { commandTimeout, connectTimeout, prefix, consumerIdleMs, waits }: { commandTimeout: number; connectTimeout: number; prefix: string; consumerIdleMs: number; waits: ReplicaWaits | undefined },
+  ): Promise<RedisStore> {
+    const { nodes, username, password, tls } = parseClusterUrl(url);
+    const cluster = new Cluster(nodes, {
+      lazyConnect: true,
+      // Nothing waits for the cluster: while it is not ready every call is refused at once.
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      scripts: SCRIPTS,
+      slotsRefreshTimeout: connectTimeout,
+      // Learn a promoted replica soon (a MOVED or a closed connection refreshes at once too).
+      slotsRefreshInterval: 2_000,
+      clusterRetryStrategy: (times) => Math.min(times * 100, 1_000),
+      redisOptions: {
+        username,
+        password,
+        ...(tls ? { tls: {} } : {}),
+        commandTimeout,
+        connectTimeout,
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
+      },
+    });
+    cluster.on('error', () => {});
+    cluster.on('node error', () => {});
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      // connect() may wait on (a cluster that is not ok yet): bounded like a connect.
+      await Promise.race([
+        cluster.connect(),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not ready within ${connectTimeout} ms`)), connectTimeout))),
+      ]);
+    } catch (err) {
+      cluster.disconnect();
+      throw unavailable(err, `redis-cluster ${withoutPassword(url)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (waits) {
+      // Not the client's view: CLUSTER SLOTS leaves out replicas that have not replicated anything yet.
+      const replicas = await replicasIn(cluster).catch((err: unknown) => {
+        cluster.disconnect();
+        throw unavailable(err, `redis-cluster ${withoutPassword(url)}`);
+      });
+      if (replicas < waits.replicas) {
+        cluster.disconnect();
+        throw new Error(
+          `redis-cluster ${withoutPassword(url)}: ${replicas} replica(s) in the cluster, so the safe mode (wait=${waits.replicas}, the default on a cluster) would refuse every write: ` +
+            'give each master a replica (redis-cli --cluster create … --cluster-replicas 1) or add ?wait=0 to the URL (then a failover loses what its master had not yet replicated)',
+        );
+      }
+    }
+    return new RedisStore(cluster as unknown as Client, prefix, consumerIdleMs, cluster, waits);
   }
 
   async createSession(state: SessionState): Promise<void> {
@@ -340,7 +448,10 @@ export class RedisStore implements Store {
     if (released.length === 0) return this.call(() => this.write(next, String(expectedRev), expectedRev + 1, []));
     const member = `${expectedRev}:${next.id}`;
     // Noted before the commit: if this node dies after it, another relays the outbox.
-    await this.call(() => this.redis.zadd(this.keys.pending, Date.now(), member));
+    await this.call(async () => {
+      await this.redis.zadd(this.keys.pending, Date.now(), member);
+      if (this.waits) await this.waits.after(this.nodeOf(this.keys.pending));
+    });
     const committed = await this.call(() => this.write(next, String(expectedRev), expectedRev + 1, released));
     // The commit stands either way; a relay that fails here is done later by some claimTasks.
     if (committed) await this.relay(next.id, member, released).catch(() => {});
@@ -354,6 +465,8 @@ export class RedisStore implements Store {
       const [claimed, leftovers] = await this.redis.rotorClaimBuffer(
         stream, leases, pending, GROUP, worker, max, now, now + leaseMs, taskPrefix, now - RELAY_GRACE_MS,
       );
+      // A claim not on a replica could be lost with its master, and the task claimed (run) again.
+      if (this.waits && claimed.length > 0) await this.waits.after(this.nodeOf(stream));
       // The claims stand whatever happens to the relays: a failed one is retried by a later claim.
       for (const member of leftovers) await this.relayLeftover(member.toString()).catch(() => {});
       return claimed.map((fields) => decodeTask(pairs(fields))!);
@@ -368,7 +481,7 @@ export class RedisStore implements Store {
       if (outcome.error !== undefined) extra.push('err', outcome.error);
       const { stream, leases } = this.keys;
       const args = [stream, leases, this.keys.task(id), GROUP, id, claim.worker, String(claim.attempt), outcome.status, now, Math.ceil(outcome.expiresAt), ...extra];
-      return (await this.redis.rotorFinish(...args)) === 1;
+      return this.replicated(this.keys.task(id), (await this.redis.rotorFinish(...args)) === 1);
     });
   }
 
@@ -383,6 +496,7 @@ export class RedisStore implements Store {
       if (lastTotpStep === undefined) multi.hdel(this.keys.totp, user.name);
       else multi.hset(this.keys.totp, user.name, lastTotpStep);
       await exec(multi);
+      await this.replicated(this.keys.users, true);
     });
   }
 
@@ -405,17 +519,18 @@ export class RedisStore implements Store {
   removeUser(name: string): Promise<boolean> {
     return this.call(async () => {
       const [removed] = (await exec(this.redis.multi().hdel(this.keys.users, name).hdel(this.keys.totp, name))) as number[];
-      return removed === 1;
+      return this.replicated(this.keys.users, removed === 1);
     });
   }
 
   acceptTotpStep(name: string, step: number): Promise<boolean> {
-    return this.call(async () => (await this.redis.rotorTotp(this.keys.users, this.keys.totp, name, step)) === 1);
+    return this.call(async () => this.replicated(this.keys.users, (await this.redis.rotorTotp(this.keys.users, this.keys.totp, name, step)) === 1));
   }
 
   putPool(pool: PoolRecord): Promise<void> {
     return this.call(async () => {
       await this.redis.hset(this.keys.pools, pool.name, JSON.stringify(pool));
+      await this.replicated(this.keys.pools, true);
     });
   }
 
@@ -437,9 +552,9 @@ export class RedisStore implements Store {
   /** Two keys in two slots: the pool goes first, so a half-done remove leaves only a seats record nobody reads. */
   removePool(name: string): Promise<boolean> {
     return this.call(async () => {
-      const removed = await this.redis.hdel(this.keys.pools, name);
+      const removed = await this.replicated(this.keys.pools, (await this.redis.hdel(this.keys.pools, name)) === 1);
       await this.redis.del(this.keys.seats(name));
-      return removed === 1;
+      return removed;
     });
   }
 
@@ -454,7 +569,8 @@ export class RedisStore implements Store {
   commitSeats(next: PoolSeats, expectedRev: number): Promise<boolean> {
     return this.call(async () => {
       const { rev: _rev, ...rest } = next;
-      return (await this.redis.rotorSeats(this.keys.seats(next.pool), String(expectedRev), String(expectedRev + 1), JSON.stringify(rest))) === 1;
+      const key = this.keys.seats(next.pool);
+      return this.replicated(key, (await this.redis.rotorSeats(key, String(expectedRev), String(expectedRev + 1), JSON.stringify(rest))) === 1);
     });
   }
 
@@ -481,7 +597,8 @@ export class RedisStore implements Store {
   commitRecord<T>(kind: CatalogKind, id: string, value: T, expectedRev: number): Promise<boolean> {
     return this.call(async () => {
       const args = [id, String(expectedRev), String(expectedRev + 1), JSON.stringify(value)];
-      return (await this.redis.rotorRecord(...this.keys.catalog(kind), ...args)) === 1;
+      const keys = this.keys.catalog(kind);
+      return this.replicated(keys[0], (await this.redis.rotorRecord(...keys, ...args)) === 1);
     });
   }
 
@@ -491,7 +608,8 @@ export class RedisStore implements Store {
       if (repeatsId(entries)) return false;
       if (entries.length === 0) return true;
       const args = entries.flatMap(({ id, value }) => [id, JSON.stringify(value)]);
-      return (await this.redis.rotorCreateRecords(...this.keys.catalog(kind), ...args)) === 1;
+      const keys = this.keys.catalog(kind);
+      return this.replicated(keys[0], (await this.redis.rotorCreateRecords(...keys, ...args)) === 1);
     });
   }
 
@@ -499,7 +617,7 @@ export class RedisStore implements Store {
     return this.call(async () => {
       const [values, revs] = this.keys.catalog(kind);
       const [removed] = (await exec(this.redis.multi().hdel(values, id).hdel(revs, id))) as number[];
-      return removed === 1;
+      return this.replicated(values, removed === 1);
     });
   }
 
@@ -510,6 +628,8 @@ export class RedisStore implements Store {
     if (keys.length === 0) return Promise.resolve([]);
     return this.call(async () => {
       const counts = await this.redis.rotorLoginFail(keys.length, ...keys.map(this.keys.loginCounter), now, now + windowMs, Math.max(1, Math.ceil(windowMs)));
+      // A failover must not hand back the tries it counted.
+      await this.replicated(this.keys.loginCounter(keys[0]), true);
       return counts.map((count) => ({ count: Number(count), lastAt: now }));
     });
   }
@@ -530,15 +650,32 @@ export class RedisStore implements Store {
     });
   }
 
-  /** SCAN over the session keys (on one server; a Cluster would need it on every master). */
+  /** SCAN over the session keys: on the server, or on every master of the cluster (refused while a slot has none). */
   async *listSessions(): AsyncIterable<SessionState> {
+    for (const node of await this.call(async () => this.masters())) yield* this.scanSessions(node);
+  }
+
+  private async *scanSessions(node: Redis): AsyncIterable<SessionState> {
     let cursor = '0';
     do {
-      const [next, keys] = await this.call(() => this.redis.scan(cursor, 'MATCH', this.keys.sessions, 'COUNT', LIST_BATCH, 'TYPE', 'hash'));
+      const [next, keys] = await this.call(() => node.scan(cursor, 'MATCH', this.keys.sessions, 'COUNT', LIST_BATCH, 'TYPE', 'hash'));
       cursor = next;
-      const fields = await this.call(() => exec(keys.reduce((pipe, key) => pipe.hgetallBuffer(key), this.redis.pipeline())));
+      const fields = await this.call(() => exec(keys.reduce((pipe, key) => pipe.hgetallBuffer(key), node.pipeline())));
       for (const state of fields.map((f) => decodeSession(f as Record<string, Buffer>))) if (state) yield state;
     } while (cursor !== '0');
+  }
+
+  /** The server, or the cluster's masters (those the client knows), if they serve every slot. */
+  private masters(): Redis[] {
+    const cluster = this.cluster;
+    if (!cluster) return [this.redis];
+    if (cluster.status !== 'ready') throw new Error(`the cluster is ${cluster.status}`);
+    const masters = new Map(cluster.nodes('master').map((node) => [`${node.options.host}:${node.options.port}`, node]));
+    for (let slot = 0; slot < 16384; slot++) {
+      const owner = cluster.slots[slot]?.[0];
+      if (owner === undefined || !masters.has(owner)) throw new Error(`slot ${slot} has no master just now`);
+    }
+    return [...masters.values()];
   }
 
   /**
@@ -565,7 +702,9 @@ export class RedisStore implements Store {
 
   /** PING, bounded like every command by commandTimeoutMs; rejects at once while the connection is down (no offline queue). */
   async ping(): Promise<void> {
-    await this.call(() => this.redis.ping());
+    await this.call(async () => {
+      await Promise.all(this.masters().map((node) => node.ping()));
+    });
   }
 
   async close(): Promise<void> {
@@ -598,6 +737,7 @@ export class RedisStore implements Store {
       this.keys.session(state.id), this.keys.outbox(state.id),
       expected, rev, json, prev ? '1' : '0', prev?.reply ?? '', state.expiresAt === null ? '' : Math.ceil(state.expiresAt), ...tasks,
     );
+    if (result === 1 && this.waits) await this.waits.after(this.nodeOf(this.keys.session(state.id)));
     return result === 1;
   }
 
@@ -606,7 +746,10 @@ export class RedisStore implements Store {
     if (tasks.length > 0) {
       const args = tasks.flatMap(({ status: _status, result: _result, ...spec }) => [spec.id, JSON.stringify(spec)]);
       await this.redis.rotorRelay(1 + tasks.length, this.keys.stream, ...tasks.map((task) => this.keys.task(task.id)), ...args);
+      // The stream has the tasks (on a replica too) before the outbox forgets them.
+      if (this.waits) await this.waits.after(this.nodeOf(this.keys.stream));
       await this.redis.hdel(this.keys.outbox(sid), ...tasks.map((task) => task.id));
+      if (this.waits) await this.waits.after(this.nodeOf(this.keys.outbox(sid)));
     }
     await this.redis.zrem(this.keys.pending, member);
   }
@@ -619,8 +762,30 @@ export class RedisStore implements Store {
   }
 
   private call<T>(work: () => Promise<T>): Promise<T> {
-    return storeCall(this.closed, 'redis', work);
+    return storeCall(this.closed, this.kind, work);
   }
+
+  /** `value`, once the write to `key` just answered is on the replicas (the safe mode); at once otherwise, or when `wrote` is false. */
+  private async replicated<T>(key: string, value: T, wrote: boolean = value !== false): Promise<T> {
+    if (this.waits && wrote) await this.waits.after(this.nodeOf(key));
+    return value;
+  }
+
+  /** The connection a command on `key` goes to: the server's, or that of the master of key's slot. */
+  private nodeOf(key: string): Redis | undefined {
+    const cluster = this.cluster;
+    if (!cluster) return this.redis;
+    const owner = cluster.slots[keySlot(key)]?.[0];
+    return owner === undefined ? undefined : cluster.nodes('master').find((node) => `${node.options.host}:${node.options.port}` === owner);
+  }
+}
+
+/** How many replicas the cluster's masters have connected (INFO replication: whom WAIT counts). */
+async function replicasIn(cluster: Cluster): Promise<number> {
+  const masters = cluster.nodes('master');
+  if (masters.length === 0) throw new Error('no master known');
+  const counts = await Promise.all(masters.map(async (master) => Number(/^connected_slaves:(\d+)/m.exec(String(await master.info('replication')))?.[1] ?? 0)));
+  return counts.reduce((sum, n) => sum + n, 0);
 }
 
 async function exec(multi: ReturnType<Redis['multi' | 'pipeline']>): Promise<unknown[]> {
@@ -667,5 +832,5 @@ function decodeUser(json: string, step: string | undefined): UserRecord {
 
 /** A Redis URL fit for a log line or an error: its user info (a password) masked. */
 export function withoutPassword(url: string): string {
-  return url.replace(/^([a-z]+:\/\/)[^@/]*@/i, '$1***@');
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, '$1***@');
 }

@@ -9,9 +9,10 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RotorClient, tcpConnect, TransportError } from '../../src/client/index.ts';
+import type { TapTest } from '../store/suite.ts';
 import { hasEnded } from '../../src/store/records.ts';
 import type { Store, TaskRecord } from '../../src/store/types.ts';
-import { FrameParser } from '../../src/wire/index.ts';
+import { FrameParser, getHeader } from '../../src/wire/index.ts';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'node.ts');
 /** A node that is not listening this long after its spawn fails the test. */
@@ -247,4 +248,52 @@ export function rawExchange(port: number, bytes: Buffer, timeoutMs = 5000): Prom
     socket.once('error', (err) => finish(err));
     socket.once('close', () => finish(new Error('closed before a response')));
   });
+}
+
+/**
+ * Two nodes on one shared store (the Redis crash tests): a session logged in on A is used on B
+ * and on A again; a request sent to A and again to B gets the identical bytes (B replays A's
+ * reply); its deferred task, acked on B, runs once, and A reports its result. `allEnded` waits
+ * for tasks to end in the store and reads the task log.
+ */
+export async function sessionMovesAndReplays(
+  t: TapTest,
+  a: RotorNode,
+  b: RotorNode,
+  allEnded: (ids: readonly string[]) => Promise<{ runs: Map<string, TaskRuns>; ended: Map<string, TaskRecord>; missing: string[] }>,
+): Promise<void> {
+  let at = a;
+  const client = crashClient(() => at.port);
+  await client.login('alice', 'pw');
+  at = b;
+  client.close();
+  t.equal((await client.request('GET', '/read')).status, 200, 'logged in on A, a read on B');
+  at = a;
+  client.close();
+  t.equal((await client.request('GET', '/read')).status, 200, 'and on A again');
+
+  const body = '{"ms":0}';
+  const frame = Buffer.from(`POST /job ROTOR/1\r\nToken: ${client.token}\r\nBIN-Length: ${body.length}\r\n\r\n${body}`, 'latin1');
+  const first = await rawExchange(a.port, frame);
+  const again = await rawExchange(b.port, frame);
+  t.ok(first.equals(again), 'the same frame sent again to B gets the identical bytes A sent');
+  const { frames } = new FrameParser({ maxLineBytes: 8192, maxHeaderBytes: 65536, maxHeaders: 100, maxBodyBytes: 65536 }).push(first);
+  const reply = frames[0];
+  t.equal(reply?.kind === 'response' && reply.status, 202, 'the work was deferred');
+  const next = getHeader(reply!, 'Token');
+  const taskId = getHeader(reply!, 'Task');
+  t.ok(next && taskId, 'with a new token and a task id');
+  await client.useToken(next);
+  at = b;
+  client.close();
+  await client.ack();
+  const { runs, ended, missing } = await allEnded([taskId!]);
+  t.same(missing, [], 'acked on B, the task ran');
+  t.equal(runs.get(taskId!)?.starts.length, 1, 'once, though two nodes answered its exchange');
+  t.match(ended.get(taskId!), { status: 'done', attempt: 1 }, 'on its first claim');
+  at = a;
+  client.close();
+  const result = await client.task(taskId!);
+  t.equal(result.body.toString(), 'done', 'A reports its result');
+  client.close();
 }

@@ -14,9 +14,8 @@ import type { RotorClient } from '../../src/client/index.ts';
 import { pooledRandom } from '../../src/session/random.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import type { TaskRecord } from '../../src/store/types.ts';
-import { FrameParser, getHeader } from '../../src/wire/index.ts';
 import { startRedis } from '../helpers/redis.ts';
-import { crashClient, noRuns, outcomeProblem, persist, rawExchange, readTaskLog, RotorNode, runProblem, sleep, waitUntilEnded, type TaskRuns } from './helpers.ts';
+import { crashClient, noRuns, outcomeProblem, persist, readTaskLog, RotorNode, runProblem, sessionMovesAndReplays, sleep, waitUntilEnded, type TaskRuns } from './helpers.ts';
 
 const TASK_TIMEOUT_MS = 1500;
 const LEASE_MS = 2 * TASK_TIMEOUT_MS;
@@ -64,42 +63,7 @@ function movingClient(node: () => RotorNode): RotorClient {
   return crashClient(() => node().port);
 }
 
-t.test('a session moves between nodes, and a lost reply is replayed by the other node', async (t) => {
-  let at = a;
-  const client = movingClient(() => at);
-  await client.login('alice', 'pw');
-  at = b;
-  client.close();
-  t.equal((await client.request('GET', '/read')).status, 200, 'logged in on A, a read on B');
-  at = a;
-  client.close();
-  t.equal((await client.request('GET', '/read')).status, 200, 'and on A again');
-
-  const body = '{"ms":0}';
-  const frame = Buffer.from(`POST /job ROTOR/1\r\nToken: ${client.token}\r\nBIN-Length: ${body.length}\r\n\r\n${body}`, 'latin1');
-  const first = await rawExchange(a.port, frame);
-  const again = await rawExchange(b.port, frame);
-  t.ok(first.equals(again), 'the same frame sent again to B gets the identical bytes A sent');
-  const { frames } = new FrameParser({ maxLineBytes: 8192, maxHeaderBytes: 65536, maxHeaders: 100, maxBodyBytes: 65536 }).push(first);
-  const reply = frames[0];
-  t.equal(reply?.kind === 'response' && reply.status, 202, 'the work was deferred');
-  const next = getHeader(reply!, 'Token');
-  const taskId = getHeader(reply!, 'Task');
-  t.ok(next && taskId, 'with a new token and a task id');
-  await client.useToken(next);
-  at = b;
-  client.close();
-  await client.ack();
-  const { runs, ended, missing } = await allEnded([taskId!]);
-  t.same(missing, [], 'acked on B, the task ran');
-  t.equal(runs.get(taskId!)?.starts.length, 1, 'once, though two nodes answered its exchange');
-  t.match(ended.get(taskId!), { status: 'done', attempt: 1 }, 'on its first claim');
-  at = a;
-  client.close();
-  const result = await client.task(taskId!);
-  t.equal(result.body.toString(), 'done', 'A reports its result');
-  client.close();
-});
+t.test('a session moves between nodes, and a lost reply is replayed by the other node', (t) => sessionMovesAndReplays(t, a, b, allEnded));
 
 t.test('while no node dies, tasks released on either node run once across both', async (t) => {
   const CLIENTS = 6;

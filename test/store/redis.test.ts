@@ -5,7 +5,7 @@ import { openStore } from '../../src/store/index.ts';
 import { RELAY_GRACE_MS, RedisStore, type RedisStoreOptions } from '../../src/store/redis.ts';
 import type { Store } from '../../src/store/types.ts';
 import { startRedis } from '../helpers/redis.ts';
-import { claim, drainConcurrently, rejectsUnavailable, rotated, session, sleep, storeSuite, task, uid, type TapTest } from './suite.ts';
+import { claim, drainConcurrently, everyCall, rejectsUnavailable, rotated, session, sleep, storeSuite, task, uid, type TapTest } from './suite.ts';
 
 // Fails the file, loudly, when redis-server cannot be started: CI must have it.
 const server = await startRedis();
@@ -41,25 +41,7 @@ async function withRawClient(t: TapTest, options: RedisStoreOptions = {}): Promi
 
 /** Every call the store has, each rejecting within `boundMs`; none hangs. */
 async function everyCallUnavailable(t: TapTest, store: Store, boundMs: number): Promise<void> {
-  const s = session();
-  const calls: [string, () => Promise<unknown>][] = [
-    ['createSession', () => store.createSession(s)],
-    ['loadSession', () => store.loadSession(s.id)],
-    ['commitSession', () => store.commitSession(rotated(s), 0, [])],
-    ['commitSession with tasks', () => store.commitSession(rotated(s), 0, [task(s.id)])],
-    ['claimTasks', () => store.claimTasks('w', 5, Date.now(), 1000)],
-    ['finishTask', () => store.finishTask('t', claim('w'), { status: 'done', expiresAt: Date.now() }, Date.now())],
-    ['loadTask', () => store.loadTask('t')],
-    ['putUser', () => store.putUser({ name: 'u', passwordHash: 'x', createdAt: 0 })],
-    ['loadUser', () => store.loadUser('u')],
-    ['listUsers', () => store.listUsers()],
-    ['removeUser', () => store.removeUser('u')],
-    ['acceptTotpStep', () => store.acceptTotpStep('u', 1)],
-    ['purgeExpired', () => store.purgeExpired(Date.now())],
-    ['listSessions', async () => {
-      for await (const _ of store.listSessions!()) t.fail('listed a session while Redis was away');
-    }],
-  ];
+  const calls = everyCall(t, store);
   const elapsed = await Promise.all(calls.map(([what, call]) => rejectsUnavailable(t, call(), what)));
   t.ok(Math.max(...elapsed) < boundMs, `all ${calls.length} calls rejected within ${boundMs} ms (slowest ${Math.round(Math.max(...elapsed))} ms)`);
 }
