@@ -18,7 +18,7 @@ export const dataOption = (y: Argv) => y.option('data', DATA_OPTION);
 
 export const storeOptions = (y: Argv) =>
   dataOption(y)
-    .option('store', { type: 'string', default: 'lmdb', describe: 'memory | lmdb (embedded, durable) | redis://host:port/db' })
+    .option('store', { type: 'string', default: 'lmdb', describe: 'memory | lmdb (embedded, durable) | redis://host:port/db | redis-cluster://host:port,host:port,… (?wait=0|1: the safe mode, on by default on a cluster)' })
     .option('fsync', { type: 'boolean', default: false, describe: 'embedded store: fsync every commit (safe against power loss, slower)' });
 
 export const clientOptions = (y: Argv) =>

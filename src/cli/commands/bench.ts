@@ -15,7 +15,7 @@ export function benchCommand(y: Argv): Argv {
           .option('host', { type: 'string', default: '127.0.0.1', describe: 'a running server (loopback addresses only)' })
           .option('port', { type: 'number', default: DEFAULTS.port, describe: 'its port (the HTTP port for http and ws)' })
           .option('spawn', { choices: ['rotor', 'echo', 'http-echo'], describe: 'start this server in a child process instead of driving a running one' })
-          .option('store', { type: 'string', default: 'memory', describe: 'with --spawn rotor: memory | lmdb | redis://…' })
+          .option('store', { type: 'string', default: 'memory', describe: 'with --spawn rotor: memory | lmdb | redis://… | redis-cluster://…' })
           .option('preload', { type: 'number', default: 0, describe: 'with --spawn: idle sessions stored before the run' })
           .option('server-cpu', { type: 'number', describe: 'with --spawn: pin the server to this CPU (taskset)' })
           .option('cpu', { type: 'number', describe: 'pin the load generator to this CPU (taskset)' })

@@ -38,7 +38,7 @@ export function tokenServerCommand(y: Argv): Argv {
         .option('token-lifetime', { alias: 't', type: 'string', default: '2h', describe: 'How long does a token remain valid, between 30min and 96h' })
         .group(['port', 'dump', 'purge-interval', 'token-lifetime'], ORIGINAL_OPTIONS)
         .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on (the original: 127.0.0.1 only; 0.0.0.0 in a container)' })
-        .option('store', { type: 'string', default: 'memory', describe: 'memory (as the original: tokens end with the process) | lmdb (embedded, durable, in --data) | redis://host:port/db' })
+        .option('store', { type: 'string', default: 'memory', describe: 'memory (as the original: tokens end with the process) | lmdb (embedded, durable, in --data) | redis://host:port/db | redis-cluster://host:port,host:port,…' })
         .option('data', DATA_OPTION)
         .option('key-file', { type: 'string', describe: "with a durable store: the wrapping key of the store's MAC key ring (JSON, mode 0600); default <data>/keys.json" })
         .option('log-level', { type: 'string', default: 'info' }),
