@@ -19,9 +19,13 @@ export const realTimers: Timers = {
 
 export interface TaskRunnerOptions {
   timers?: Timers;
-  /** A finishTask that rejects is tried again this many times (default 4)… */
+  /**
+   * A finishTask that rejects is tried again this many times (default 6)… — long enough to ride
+   * out a Redis Cluster failover (a few seconds: docs/scale.md), well within a claim's lease, so
+   * a store that comes back does not make a finished task run again.
+   */
   finishRetries?: number;
-  /** …after this long, doubling each time (default 250 ms: 0.25 + 0.5 + 1 + 2 s in all). */
+  /** …after this long, doubling each time (default 250 ms: 0.25 + 0.5 + 1 + 2 + 4 + 8 s, 15.75 s in all). */
   finishBackoffMs?: number;
   /** stop() lets running handlers go on this long before their signals fire. Default `connection.shutdownGraceMs`'s default. */
   shutdownGraceMs?: number;
@@ -76,7 +80,7 @@ export class TaskRunner {
     options: TaskRunnerOptions = {},
   ) {
     this.timers = options.timers ?? realTimers;
-    this.finishRetries = options.finishRetries ?? 4;
+    this.finishRetries = options.finishRetries ?? 6;
     this.finishBackoffMs = options.finishBackoffMs ?? 250;
     this.shutdownGraceMs = options.shutdownGraceMs ?? DEFAULTS.connection.shutdownGraceMs;
     this.metrics = options.metrics ?? new Metrics();
