@@ -3,11 +3,12 @@
  * `{"keys": [{"id", "privateKey": "<base64 PKCS#8 DER>", "publicKey": "<base64 SPKI DER>"}, …]}`,
  * the first signing, every one listed in the revocation document (so peers learn a new key
  * before it signs). Created with one fresh key, mode 0600, when missing; a file open to group or
- * others is refused, as for the MAC key file. Adding and dropping keys (`rotor keys add
- * --hand-over`) edits this file: `newHandOverKey` and `writeHandOverKeys` are what it needs.
+ * others is refused, as for the MAC key file. `rotor keys add|retire --hand-over` edit it
+ * (addHandOverKey, retireHandOverKey), always by writing a whole new file and renaming it over.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { createPrivateFile, readPrivateFile } from '../keys/file.ts';
 import { KEY_ID } from './token.ts';
 
@@ -71,10 +72,53 @@ export function loadOrCreateHandOverKeys(file: string, now: number = Date.now())
   return readHandOverKeys(file);
 }
 
-/** Replace the file's keys (the signing key first); the file keeps its mode. */
+/**
+ * Replace the file's keys (the signing key first) atomically: a temporary file (0600) beside it,
+ * written and synced, renamed over it — a server re-reading it sees the old keys or the new ones.
+ */
 export function writeHandOverKeys(file: string, keys: readonly HandOverKeyPair[]): void {
   new HandOverKeys(keys);
-  writeFileSync(file, fileText(keys), { mode: 0o600 });
+  const temp = join(dirname(file), `.${basename(file)}.${process.pid}.${Date.now().toString(36)}.tmp`);
+  const fd = openSync(temp, 'wx', 0o600);
+  try {
+    try {
+      writeSync(fd, fileText(keys));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, file);
+  } catch (err) {
+    rmSync(temp, { force: true });
+    throw err;
+  }
+}
+
+/** A fresh key put first in `file` (the file made with it alone, 0600, when missing): it signs from the next load. */
+export function addHandOverKey(file: string, now: number = Date.now()): { added: HandOverKeyPair; keys: HandOverKeys } {
+  const fresh = newHandOverKey(now);
+  createPrivateFile(file, () => fileText([fresh]));
+  const held = readHandOverKeys(file);
+  // No file before: the fresh key is its only one.
+  if (held.all.length === 1 && spkiBase64(held.signing.publicKey) === spkiBase64(fresh.publicKey)) return { added: held.signing, keys: held };
+  const base = `h${Math.floor(now / 1000).toString(36)}`;
+  let id = base;
+  for (let n = 0; held.get(id); n++) id = `${base}${n.toString(36)}`;
+  const added = newHandOverKey(now, id);
+  const keys = [added, ...held.all];
+  writeHandOverKeys(file, keys);
+  return { added, keys: new HandOverKeys(keys) };
+}
+
+/** Drop key `id` from `file`; the signing key and the last key are refused. */
+export function retireHandOverKey(file: string, id: string): HandOverKeys {
+  const held = readHandOverKeys(file);
+  if (!held.get(id)) throw new Error(`${file}: no hand-over key ${id} (keys: ${held.all.map((key) => key.id).join(', ')})`);
+  if (held.all.length === 1) throw new Error(`${id} is the only hand-over key in ${file}: add one first (rotor keys add --hand-over)`);
+  if (held.signing.id === id) throw new Error(`${id} is the signing hand-over key in ${file}; only a key that does not sign can be retired`);
+  const keys = held.all.filter((key) => key.id !== id);
+  writeHandOverKeys(file, keys);
+  return new HandOverKeys(keys);
 }
 
 /** The hand-over keys at `file`; throws naming the file and the entry for anything wrong. */

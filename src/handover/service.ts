@@ -14,6 +14,7 @@
  * lists last pulled, which each node pulls for itself.
  */
 import type { KeyObject } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { RotorError } from '../errors.ts';
 import type { DispatchContext } from '../server/context.ts';
 import { claimsExpireAt } from '../session/token.ts';
@@ -21,7 +22,7 @@ import type { SessionState } from '../session/types.ts';
 import { eachAtOnce, endSession } from '../quotas/lots.ts';
 import type { Header } from '../wire/index.ts';
 import { readDocument, signedDocument } from './document.ts';
-import type { HandOverKeys } from './keys.ts';
+import { readHandOverKeys, type HandOverKeys } from './keys.ts';
 import type { Peer, Peers } from './peers.ts';
 import { RevocationPuller, type Fetched } from './puller.ts';
 import { CHILD, childId, ENDED, ISSUED, LISTED_MS, NONCE, nonceId, type ChildRecord, type EndedRecord, type NonceRecord } from './records.ts';
@@ -36,6 +37,8 @@ const CLOCK_SKEW_MS = 60_000;
 export interface HandOverOptions {
   peers: Peers;
   keys: HandOverKeys;
+  /** The file `keys` was read from: re-read on the sweep timer when it changes (`rotor keys add --hand-over`), so a new key signs without a restart. */
+  keyFile?: string | undefined;
   /** Seconds between pulls of each issuer's revocation list (`peers.pullSeconds`, default 10). */
   pullSeconds?: number | undefined;
   /** How long one pull may take (default: the pull interval, at most 5 s). */
@@ -51,10 +54,22 @@ interface PulledList {
 
 const refuse = (code: 'ROTOR_E_HANDOVER_INVALID' | 'ROTOR_E_HANDOVER_EXPIRED' | 'ROTOR_E_HANDOVER_AUDIENCE' | 'ROTOR_E_HANDOVER_REVOKED', why?: string) => new RotorError(code, why);
 
+/** What tells a changed key file: inode, size, mtime; undefined for one that is not there. */
+function fileStamp(file: string): string | undefined {
+  try {
+    const { ino, size, mtimeMs } = statSync(file);
+    return `${ino}:${size}:${mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+}
+
 export class HandOver {
   readonly self: string;
   readonly peers: Peers;
-  readonly keys: HandOverKeys;
+  private currentKeys: HandOverKeys;
+  private readonly keyFile: string | undefined;
+  private keyFileStamp: string | undefined;
   private context: DispatchContext | undefined;
   private readonly lists = new Map<string, PulledList>();
   /** Child records already revoked here, by id, at the rev they were revoked at. */
@@ -68,10 +83,32 @@ export class HandOver {
   constructor(options: HandOverOptions) {
     this.self = options.peers.self;
     this.peers = options.peers;
-    this.keys = options.keys;
+    this.currentKeys = options.keys;
+    this.keyFile = options.keyFile;
+    this.keyFileStamp = this.keyFile === undefined ? undefined : fileStamp(this.keyFile);
     this.pullMs = (options.pullSeconds ?? DEFAULT_PULL_SECONDS) * 1000;
     this.fetchTimeoutMs = options.fetchTimeoutMs ?? Math.min(this.pullMs, 5_000);
     this.sweepIntervalMs = options.sweepIntervalMs;
+  }
+
+  /** This server's hand-over keys: the first signs. */
+  get keys(): HandOverKeys {
+    return this.currentKeys;
+  }
+
+  /**
+   * Re-read the key file when its inode, size or mtime changed; true when the keys were replaced.
+   * A file that does not read leaves the keys as they were (and throws, saying why).
+   */
+  reloadKeys(): boolean {
+    if (this.keyFile === undefined) return false;
+    const stamp = fileStamp(this.keyFile);
+    if (stamp === this.keyFileStamp) return false;
+    const keys = readHandOverKeys(this.keyFile);
+    this.keyFileStamp = stamp;
+    const changed = keys.signing.id !== this.currentKeys.signing.id || keys.all.map((key) => key.id).join() !== this.currentKeys.all.map((key) => key.id).join();
+    this.currentKeys = keys;
+    return changed;
   }
 
   /** The server this hand-over works for; by Rotor.useHandOver, once. */
@@ -91,7 +128,14 @@ export class HandOver {
     this.puller.start();
     if (!this.sweepTimer) {
       const every = this.sweepIntervalMs ?? this.ctx.config.session.purgeIntervalMs;
-      this.sweepTimer = setInterval(() => this.sweep(this.ctx.now()).catch((err: unknown) => this.ctx.log.warn({ err }, 'sweeping hand-over records failed')), every).unref();
+      this.sweepTimer = setInterval(() => {
+        try {
+          if (this.reloadKeys()) this.ctx.log.info({ signing: this.keys.signing.id, keys: this.keys.all.map((key) => key.id) }, 'hand-over keys re-read');
+        } catch (err) {
+          this.ctx.log.warn({ err }, 'hand-over keys file not re-read; the keys stay as they were');
+        }
+        this.sweep(this.ctx.now()).catch((err: unknown) => this.ctx.log.warn({ err }, 'sweeping hand-over records failed'));
+      }, every).unref();
     }
   }
 

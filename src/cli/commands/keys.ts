@@ -1,10 +1,15 @@
 /**
  * `rotor keys list | add | promote | retire`: the MAC key ring in the embedded store or Redis
  * (spec §11 "Server keys"). Every change is one compare-and-set of the ring's record; running
- * nodes pick it up at their next reload. Nothing here prints a secret, wrapped or not.
+ * nodes pick it up at their next reload. With --hand-over, the same commands manage this
+ * server's Ed25519 hand-over keys file instead (spec §11 "Hand-over"). Nothing here prints a
+ * secret, wrapped or not, nor a private key.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { loadConfig, type RotorConfig } from '../../config/index.ts';
+import { addHandOverKey, readHandOverKeys, retireHandOverKey, spkiBase64, type HandOverKeys } from '../../handover/keys.ts';
 import { loadOrCreateKeyFile } from '../../keys/file.ts';
 import { changeRing, storeHome, type RingHome } from '../../keys/home.ts';
 import { addKey, newKeyId, promote, retire, ringPolicy, signingKey, type Ring, type RingKey, type RingPolicy } from '../../keys/ring.ts';
@@ -13,7 +18,16 @@ import { wrapSecret } from '../../keys/wrap.ts';
 import { pooledRandom } from '../../session/random.ts';
 import { keyFilePath, storeOptions, withStore, type StoreArgs } from '../options.ts';
 
-type KeysArgs = StoreArgs & { 'key-file'?: string | undefined; config?: string | undefined };
+type KeysArgs = StoreArgs & { 'key-file'?: string | undefined; config?: string | undefined; 'hand-over'?: boolean | undefined; 'hand-over-keys'?: string | undefined };
+
+/** The hand-over keys file, as `rotor serve --peers` finds it. */
+const handOverFile = (args: KeysArgs): string => args['hand-over-keys'] ?? join(args.data, 'handover-keys.json');
+
+/** Ids, which one signs, public keys: never a private key. */
+function describeHandOver(keys: HandOverKeys, json: boolean): string {
+  if (json) return JSON.stringify(keys.all.map((key) => ({ id: key.id, signing: key === keys.signing, publicKey: spkiBase64(key.publicKey) })), null, 2);
+  return keys.all.map((key) => `${key.id.padEnd(16)} ${key === keys.signing ? 'signing' : 'listed '} ${spkiBase64(key.publicKey)}`).join('\n');
+}
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -78,6 +92,14 @@ function byId<T>(
     describe,
     (yy) => yy.positional('id', { type: 'string', demandOption: true }).option('now', { type: 'boolean', default: false, describe: nowHelp }),
     async (args) => {
+      if ((args as unknown as KeysArgs)['hand-over']) {
+        if (name !== 'retire') throw new Error(`--hand-over goes with list, add and retire: a hand-over key signs once first in the file (rotor keys add --hand-over)`);
+        if (args.now) throw new Error('--now does not go with --hand-over: a hand-over key is dropped from the file at once');
+        const file = handOverFile(args as unknown as KeysArgs);
+        const keys = retireHandOverKey(file, args.id);
+        console.log(`retired hand-over key ${args.id} from ${file} (${keys.signing.id} signs): peers refuse its tokens once the server reloads the file and they pull its revocation list`);
+        return;
+      }
       const policy = ringPolicy(settings(args as unknown as KeysArgs));
       await withRing(args as unknown as KeysArgs, async (home) => {
         const { before, after } = await changeStored(home, (ring, at) => event(ring, args.id, at, policy, args.now));
@@ -88,15 +110,23 @@ function byId<T>(
 }
 
 export function keysCommand(y: Argv): Argv {
-  return y.command('keys', 'manage the MAC keys that sign tokens (list | add | promote | retire); never shows a secret', (y) => {
+  return y.command('keys', 'manage the MAC keys that sign tokens (list | add | promote | retire), or with --hand-over the hand-over keys (list | add | retire); never shows a secret', (y) => {
     const listAndAdd = storeOptions(y)
       .option('key-file', { type: 'string', describe: "the key file whose wrapping key wraps the ring's secrets (add); default <data>/keys.json" })
       .option('config', { type: 'string', describe: "the servers' JSON settings file: the token lifetime and keys.* settings decide retireAt and when a key may sign" })
+      .option('hand-over', { type: 'boolean', default: false, describe: "list | add | retire this server's Ed25519 hand-over keys (spec §11) instead of the MAC keys" })
+      .option('hand-over-keys', { type: 'string', describe: "with --hand-over: the hand-over keys file, as rotor serve's --hand-over-keys; default <data>/handover-keys.json" })
       .command(
         'list',
         'every key: id, state, age, retireAt',
         (yy) => yy.option('json', { type: 'boolean', default: false, describe: 'as JSON (ids, states, times in ms; no secrets)' }),
         async (args) => {
+          if (args['hand-over']) {
+            const file = handOverFile(args);
+            if (!existsSync(file)) console.log(`no hand-over keys in ${file} yet: the first \`rotor serve --peers\` (or \`rotor keys add --hand-over\`) writes them`);
+            else console.log(describeHandOver(readHandOverKeys(file), args.json));
+            return;
+          }
           await withRing(args, async (home) => {
             const held = await home.load();
             if (!held) {
@@ -114,6 +144,13 @@ export function keysCommand(y: Argv): Argv {
         'add a fresh next key (the ring itself when the store has none): it signs once promoted',
         (yy) => yy,
         async (args) => {
+          if (args['hand-over']) {
+            const file = handOverFile(args);
+            const { added, keys } = addHandOverKey(file);
+            const now = keys.all.length === 1 ? 'it signs' : `it signs (and ${keys.all[1]!.id} stops signing)`;
+            console.log(`added hand-over key ${added.id} to ${file}: ${now} once the server restarts or reloads the file; every key is in its revocation list`);
+            return;
+          }
           const random = pooledRandom();
           // The key file before the store, as rotor serve reads it: one others can read stops here.
           const material = loadOrCreateKeyFile(keyFilePath(args), random);
