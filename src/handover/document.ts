@@ -3,9 +3,11 @@
  *
  *   {"issuer": "a", "issued": <unix seconds>, "revoked": [<parent session ids>], "publicKeys": {"<id>": "<base64 SPKI DER>"}}
  *
- * with `Signature: <key id>.<base64url Ed25519 signature of the body bytes>`. A peer takes it only
- * signed by a key it already trusts for that issuer, never older than the last one it took and
- * not from the future; its publicKeys then become the keys that peer trusts for the issuer.
+ * with `Signature: <key id>.<base64url Ed25519 signature of the body bytes>, …` — one signature
+ * per key of the issuer, so a peer that trusts only the issuer's older key still takes the list
+ * that publishes its newer one (hand-over keys rotate). A peer takes it only signed by a key it
+ * already trusts for that issuer, never older than the last one it took and not from the
+ * future; its publicKeys then become the keys that peer trusts for the issuer.
  */
 import { sign, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
@@ -33,10 +35,14 @@ const DOCUMENT = z.strictObject({
   publicKeys: z.record(z.string().regex(KEY_ID), z.string()),
 });
 
-/** The body and Signature header of this server's list. */
+/** The most signatures a Signature header may carry (one per key the issuer has). */
+export const MAX_SIGNATURES = 8;
+
+/** The body and Signature header of this server's list: signed by every one of its keys, the signing key first. */
 export function signedDocument(document: RevocationDocument, keys: HandOverKeys): { body: Buffer; signature: string } {
   const body = Buffer.from(JSON.stringify(document));
-  return { body, signature: `${keys.signing.id}.${sign(null, body, keys.signing.privateKey).toString('base64url')}` };
+  const signers = [keys.signing, ...keys.all.filter((key) => key !== keys.signing)].slice(0, MAX_SIGNATURES);
+  return { body, signature: signers.map((key) => `${key.id}.${sign(null, body, key.privateKey).toString('base64url')}`).join(', ') };
 }
 
 /** A peer's document, checked; throws saying why it is refused. */
@@ -48,12 +54,17 @@ export function readDocument(
   now: number,
   lastIssued: number,
 ): { document: RevocationDocument; publicKeys: Map<string, KeyObject> } {
-  const dot = signature?.indexOf('.') ?? -1;
-  if (signature === undefined || dot <= 0) throw new Error('no Signature: <key id>.<signature>');
-  const key = trusted.get(signature.slice(0, dot));
-  if (!key) throw new Error(`signed with key ${JSON.stringify(signature.slice(0, dot))}, which is not trusted for ${issuer}`);
-  const bytes = canonical(signature.slice(dot + 1));
-  if (bytes?.length !== 64 || !verify(null, body, key, bytes)) throw new Error('bad signature');
+  if (signature === undefined || signature === '') throw new Error('no Signature: <key id>.<signature>');
+  const entries = signature.split(',').map((entry) => entry.trim());
+  if (entries.length > MAX_SIGNATURES) throw new Error(`more than ${MAX_SIGNATURES} signatures`);
+  // One signature by a key this peer trusts is enough; the others are by keys it has yet to learn.
+  const byTrusted = entries.filter((entry) => entry.indexOf('.') > 0 && trusted.has(entry.slice(0, entry.indexOf('.'))));
+  if (byTrusted.length === 0) throw new Error(`signed by ${entries.map((entry) => JSON.stringify(entry.slice(0, Math.max(0, entry.indexOf('.'))))).join(', ')}, none of them trusted for ${issuer}`);
+  for (const entry of byTrusted) {
+    const dot = entry.indexOf('.');
+    const bytes = canonical(entry.slice(dot + 1));
+    if (bytes?.length !== 64 || !verify(null, body, trusted.get(entry.slice(0, dot))!, bytes)) throw new Error('bad signature');
+  }
   let parsed: z.infer<typeof DOCUMENT>;
   try {
     parsed = DOCUMENT.parse(JSON.parse(body.toString('utf8')));

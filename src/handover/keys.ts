@@ -94,7 +94,11 @@ export function writeHandOverKeys(file: string, keys: readonly HandOverKeyPair[]
   }
 }
 
-/** A fresh key put first in `file` (the file made with it alone, 0600, when missing): it signs from the next load. */
+/**
+ * A fresh key added to `file` (the file made with it alone, 0600, when missing). It goes last:
+ * published in the revocation list, signing nothing, until `promoteHandOverKey` puts it first —
+ * peers learn it from a list the keys they trust also sign, before any token needs it.
+ */
 export function addHandOverKey(file: string, now: number = Date.now()): { added: HandOverKeyPair; keys: HandOverKeys } {
   const fresh = newHandOverKey(now);
   createPrivateFile(file, () => fileText([fresh]));
@@ -105,9 +109,20 @@ export function addHandOverKey(file: string, now: number = Date.now()): { added:
   let id = base;
   for (let n = 0; held.get(id); n++) id = `${base}${n.toString(36)}`;
   const added = newHandOverKey(now, id);
-  const keys = [added, ...held.all];
+  const keys = [...held.all, added];
   writeHandOverKeys(file, keys);
   return { added, keys: new HandOverKeys(keys) };
+}
+
+/** Key `id` of `file` first: it signs from the next load; the one before still verifies. */
+export function promoteHandOverKey(file: string, id: string): HandOverKeys {
+  const held = readHandOverKeys(file);
+  const key = held.get(id);
+  if (!key) throw new Error(`${file}: no hand-over key ${id} (keys: ${held.all.map((k) => k.id).join(', ')})`);
+  if (held.signing.id === id) throw new Error(`${id} signs already`);
+  const keys = [key, ...held.all.filter((k) => k.id !== id)];
+  writeHandOverKeys(file, keys);
+  return new HandOverKeys(keys);
 }
 
 /** Drop key `id` from `file`; the signing key and the last key are refused. */

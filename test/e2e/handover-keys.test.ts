@@ -45,24 +45,32 @@ t.test('list, add, retire with --hand-over on <data>/handover-keys.json', async 
 
   const second = await keys('add', '--hand-over');
   t.equal(second.code, 0, second.stderr);
-  const b = new RegExp(`added hand-over key (h[a-z0-9]+) to .*: it signs \\(and ${a} stops signing\\)`).exec(second.stdout)?.[1];
+  const b = new RegExp(`added hand-over key (h[a-z0-9]+) to .*: it is published in the revocation list once the server reloads the file, and signs once promoted`).exec(second.stdout)?.[1];
   t.ok(b, second.stdout);
   t.not(b, a, 'a fresh id even within the same second');
   remember();
   const held = readHandOverKeys(file);
-  t.strictSame(held.all.map((key) => key.id), [b, a], 'the new key first: it signs');
+  t.strictSame(held.all.map((key) => key.id), [a, b], 'the new key last: published, signing nothing yet');
   t.equal(statSync(file).mode & 0o777, 0o600, 'still 0600 after the rename');
   t.strictSame(readdirSync(data).filter((name) => name.endsWith('.tmp')), [], 'no temporary file left');
 
   const list = await keys('list', '--hand-over');
   t.equal(list.code, 0, list.stderr);
-  t.match(list.stdout.trim().split('\n'), [new RegExp(`^${b} +signing ${spkiBase64(held.get(b!)!.publicKey).replace(/[+/]/g, '\\$&')}$`), new RegExp(`^${a} +listed `)]);
+  t.match(list.stdout.trim().split('\n'), [new RegExp(`^${a} +signing ${spkiBase64(held.get(a!)!.publicKey).replace(/[+/]/g, '\\$&')}$`), new RegExp(`^${b} +listed `)]);
   const json = await keys('list', '--hand-over', '--json');
   t.equal(json.code, 0, json.stderr);
   t.strictSame(
     JSON.parse(json.stdout),
-    held.all.map((key) => ({ id: key.id, signing: key.id === b, publicKey: spkiBase64(key.publicKey) })),
+    held.all.map((key) => ({ id: key.id, signing: key.id === a, publicKey: spkiBase64(key.publicKey) })),
   );
+
+  const promote = await keys('promote', '--hand-over', b!);
+  t.equal(promote.code, 0, promote.stderr);
+  t.match(promote.stdout, new RegExp(`hand-over key ${b} signs in .* \\(${a} stops signing and still verifies\\)`));
+  t.strictSame(readHandOverKeys(file).all.map((key) => key.id), [b, a], 'promoted: first, it signs');
+  const again = await keys('promote', '--hand-over', b!);
+  t.equal(again.code, 1);
+  t.match(again.stderr, new RegExp(`${b} signs already`));
 
   const signing = await keys('retire', '--hand-over', b!);
   t.equal(signing.code, 1);
@@ -70,9 +78,6 @@ t.test('list, add, retire with --hand-over on <data>/handover-keys.json', async 
   const unknown = await keys('retire', '--hand-over', 'hzzz');
   t.equal(unknown.code, 1);
   t.match(unknown.stderr, /no hand-over key hzzz/);
-  const promote = await keys('promote', '--hand-over', a!);
-  t.equal(promote.code, 1);
-  t.match(promote.stderr, /--hand-over goes with list, add and retire/);
 
   const retired = await keys('retire', '--hand-over', a!);
   t.equal(retired.code, 0, retired.stderr);
@@ -107,8 +112,12 @@ t.test('a HandOver made with keyFile takes the added key at its next re-read', a
   const added = await keys('add', '--hand-over', '--hand-over-keys', keyFile);
   t.equal(added.code, 0, added.stderr);
   t.equal(handOver.reloadKeys(), true);
-  t.not(handOver.keys.signing.id, before, 'the new key signs');
-  t.strictSame(Object.keys(handOver.keys.publicKeys()), [handOver.keys.signing.id, before], 'both keys in the revocation list');
+  t.equal(handOver.keys.signing.id, before, 'the added key is published, not signing');
+  const fresh = readHandOverKeys(keyFile).all[1].id;
+  t.strictSame(Object.keys(handOver.keys.publicKeys()), [before, fresh], 'both keys in the revocation list');
+  t.equal((await keys('promote', '--hand-over', fresh, '--hand-over-keys', keyFile)).code, 0);
+  t.equal(handOver.reloadKeys(), true);
+  t.equal(handOver.keys.signing.id, fresh, 'promoted, it signs at the next re-read');
   for (const key of handOver.keys.all) privateKeys.add(key.privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64'));
   writeFileSync(keyFile, 'not json', { mode: 0o600 });
   t.throws(() => handOver.reloadKeys(), /not JSON/);

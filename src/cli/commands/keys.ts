@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { loadConfig, type RotorConfig } from '../../config/index.ts';
-import { addHandOverKey, readHandOverKeys, retireHandOverKey, spkiBase64, type HandOverKeys } from '../../handover/keys.ts';
+import { addHandOverKey, promoteHandOverKey, readHandOverKeys, retireHandOverKey, spkiBase64, type HandOverKeys } from '../../handover/keys.ts';
 import { loadOrCreateKeyFile } from '../../keys/file.ts';
 import { changeRing, storeHome, type RingHome } from '../../keys/home.ts';
 import { addKey, newKeyId, promote, retire, ringPolicy, signingKey, type Ring, type RingKey, type RingPolicy } from '../../keys/ring.ts';
@@ -93,9 +93,13 @@ function byId<T>(
     (yy) => yy.positional('id', { type: 'string', demandOption: true }).option('now', { type: 'boolean', default: false, describe: nowHelp }),
     async (args) => {
       if ((args as unknown as KeysArgs)['hand-over']) {
-        if (name !== 'retire') throw new Error(`--hand-over goes with list, add and retire: a hand-over key signs once first in the file (rotor keys add --hand-over)`);
-        if (args.now) throw new Error('--now does not go with --hand-over: a hand-over key is dropped from the file at once');
+        if (args.now) throw new Error('--now does not go with --hand-over: a hand-over key file is changed at once');
         const file = handOverFile(args as unknown as KeysArgs);
+        if (name === 'promote') {
+          const keys = promoteHandOverKey(file, args.id);
+          console.log(`hand-over key ${args.id} signs in ${file} once the server reloads the file (${keys.all[1]!.id} stops signing and still verifies): promote a key only after peers have pulled a revocation list that lists it (peers.pullSeconds)`);
+          return;
+        }
         const keys = retireHandOverKey(file, args.id);
         console.log(`retired hand-over key ${args.id} from ${file} (${keys.signing.id} signs): peers refuse its tokens once the server reloads the file and they pull its revocation list`);
         return;
@@ -110,11 +114,11 @@ function byId<T>(
 }
 
 export function keysCommand(y: Argv): Argv {
-  return y.command('keys', 'manage the MAC keys that sign tokens (list | add | promote | retire), or with --hand-over the hand-over keys (list | add | retire); never shows a secret', (y) => {
+  return y.command('keys', 'manage the MAC keys that sign tokens (list | add | promote | retire), or with --hand-over the hand-over keys (list | add | promote | retire); never shows a secret', (y) => {
     const listAndAdd = storeOptions(y)
       .option('key-file', { type: 'string', describe: "the key file whose wrapping key wraps the ring's secrets (add); default <data>/keys.json" })
       .option('config', { type: 'string', describe: "the servers' JSON settings file: the token lifetime and keys.* settings decide retireAt and when a key may sign" })
-      .option('hand-over', { type: 'boolean', default: false, describe: "list | add | retire this server's Ed25519 hand-over keys (spec §11) instead of the MAC keys" })
+      .option('hand-over', { type: 'boolean', default: false, describe: "list | add | promote | retire this server's Ed25519 hand-over keys (spec §11) instead of the MAC keys" })
       .option('hand-over-keys', { type: 'string', describe: "with --hand-over: the hand-over keys file, as rotor serve's --hand-over-keys; default <data>/handover-keys.json" })
       .command(
         'list',
@@ -147,8 +151,8 @@ export function keysCommand(y: Argv): Argv {
           if (args['hand-over']) {
             const file = handOverFile(args);
             const { added, keys } = addHandOverKey(file);
-            const now = keys.all.length === 1 ? 'it signs' : `it signs (and ${keys.all[1]!.id} stops signing)`;
-            console.log(`added hand-over key ${added.id} to ${file}: ${now} once the server restarts or reloads the file; every key is in its revocation list`);
+            const now = keys.all.length === 1 ? 'it signs once the server restarts or reloads the file' : `it is published in the revocation list once the server reloads the file, and signs once promoted (rotor keys promote --hand-over ${added.id}), after peers have pulled it`;
+            console.log(`added hand-over key ${added.id} to ${file}: ${now}`);
             return;
           }
           const random = pooledRandom();

@@ -136,7 +136,11 @@ export function serveCommand(y: Argv): Argv {
       const handOver =
         args.peers === undefined
           ? undefined
-          : new HandOver({ peers: loadPeers(args.peers), keys: loadOrCreateHandOverKeys(args['hand-over-keys'] ?? join(args.data, 'handover-keys.json')), pullSeconds: config.peers.pullSeconds });
+          : (() => {
+              const keyFile = args['hand-over-keys'] ?? join(args.data, 'handover-keys.json');
+              // keyFile: a key added or promoted with `rotor keys --hand-over` is taken without a restart.
+              return new HandOver({ peers: loadPeers(args.peers), keys: loadOrCreateHandOverKeys(keyFile), keyFile, pullSeconds: config.peers.pullSeconds });
+            })();
       if (handOver && !http) log.warn('--peers without --http-port: this server\'s revocation list is served on the HTTP listener only, so peers cannot learn when a parent session ends here');
       const server = await serve({ config, store, app: exampleApp(), keys, ephemeralKeys: keys === undefined, log, tls, random, http, handOver }).catch(async (err: unknown) => {
         await store.close();
