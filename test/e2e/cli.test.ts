@@ -153,7 +153,8 @@ async function loginStatuses(t: TapTest, dir: string, user: string, passwords: s
     await store.close();
   });
   const statuses: number[] = [];
-  for (const password of passwords) statuses.push((await conn.call(request('POST', '/rotor/login', { User: user, Password: password }))).status);
+  // A generous bound: the store's users have the default scrypt cost (≈ 0.25 s a hash, more on a loaded machine).
+  for (const password of passwords) statuses.push((await conn.call(request('POST', '/rotor/login', { User: user, Password: password }), 15_000)).status);
   return statuses;
 }
 
@@ -258,9 +259,9 @@ t.test('rotor user add / user list on the embedded store; the user can log in', 
   });
   const conn = await RawConn.connect(server.tcp.address.port);
   t.teardown(() => conn.destroy());
-  const wrong = await conn.call(request('POST', '/rotor/login', { User: 'bob', Password: 'wrong' }));
+  const wrong = await conn.call(request('POST', '/rotor/login', { User: 'bob', Password: 'wrong' }), 15_000);
   t.strictSame(summary(wrong), { status: 401, error: 'ROTOR_E_AUTH_FAILED', body: undefined }, 'a wrong password is refused');
-  const ok = await conn.call(request('POST', '/rotor/login', { User: 'bob', Password: 'builder' }));
+  const ok = await conn.call(request('POST', '/rotor/login', { User: 'bob', Password: 'builder' }), 15_000);
   t.equal(ok.status, 200, 'the right one is not');
   const hello = await conn.call(request('GET', '/hello', { Token: getHeader(ok, 'Token') ?? '' }));
   t.strictSame(summary(hello), { status: 200, error: undefined, body: 'hello, bob' });
