@@ -1,4 +1,4 @@
-import { RotorError } from '../../errors.ts';
+import { RotorError, type ErrorCode } from '../../errors.ts';
 import { revoke } from '../../session/machine.ts';
 import { replyFromRest } from '../../session/replay.ts';
 import { deriveId } from '../../session/token.ts';
@@ -27,7 +27,13 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
   return async (frame, note, _path, origin) => {
     // A hand-over from a peer (spec §11): its token is checked before anything else of the frame is read.
     const handOver = getHeader(frame, 'Hand-over');
-    if (handOver !== undefined) return handOverLogin(ctx, frame, handOver, note, origin);
+    if (handOver !== undefined) {
+      // A forged hand-over costs an Ed25519 check (≈ 130 µs): counted against its address like a wrong password.
+      const keys = throttle.keys('', addressKey(origin?.peer));
+      const waiting = await throttle.waitMs(keys, ctx.now());
+      if (waiting > 0) return throttled(note, waiting);
+      return counted(throttle, keys, ctx.now(), 'ROTOR_E_HANDOVER_INVALID', () => handOverLogin(ctx, frame, handOver, note, origin));
+    }
     const user = getHeader(frame, 'User');
     const typedCode = getHeader(frame, 'Code');
     if (typedCode !== undefined && user === undefined) return codeOnlyLogin(ctx, throttle, frame, typedCode, note, origin);
@@ -72,7 +78,7 @@ export function login(ctx: DispatchContext): (frame: RequestFrame, note: Note, p
       }
     } else if (typedCode !== undefined) {
       // A code issued to this user: their password and the code (spec §10).
-      reply = await countedCodeLogin(throttle, keys, ctx.now(), () => loginWithCode(ctx, typedCode, { user, meta, binding, note }));
+      reply = await counted(throttle, keys, ctx.now(), 'ROTOR_E_CODE_INVALID', () => loginWithCode(ctx, typedCode, { user, meta, binding, note }));
     } else if (ctx.config.quotas.passwordTemplate !== '') {
       reply = await meteredPasswordLogin(ctx, { user, meta, binding, note });
     } else {
@@ -94,15 +100,15 @@ async function codeOnlyLogin(ctx: DispatchContext, throttle: LoginThrottle, fram
   const keys = throttle.keys('', address);
   const waiting = await throttle.waitMs(keys, ctx.now());
   if (waiting > 0) return throttled(note, waiting);
-  return countedCodeLogin(throttle, keys, ctx.now(), () => loginWithCode(ctx, typedCode, { user: '', meta, binding, note }));
+  return counted(throttle, keys, ctx.now(), 'ROTOR_E_CODE_INVALID', () => loginWithCode(ctx, typedCode, { user: '', meta, binding, note }));
 }
 
-/** Run a code login; a code that was never issued (to this login) counts as a failed login. */
-async function countedCodeLogin(throttle: LoginThrottle, keys: ThrottleKey[], now: number, run: () => Promise<Reply>): Promise<Reply> {
+/** Run a login; refused with `failure` (a code never issued, a forged hand-over token), it counts as a failed login. */
+async function counted(throttle: LoginThrottle, keys: ThrottleKey[], now: number, failure: ErrorCode, run: () => Promise<Reply>): Promise<Reply> {
   try {
     return await run();
   } catch (err) {
-    if (err instanceof RotorError && err.code === 'ROTOR_E_CODE_INVALID') await throttle.failed(keys, now);
+    if (err instanceof RotorError && err.code === failure) await throttle.failed(keys, now);
     throw err;
   }
 }
