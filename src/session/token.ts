@@ -299,6 +299,16 @@ export function deriveId(keys: KeyRing, label: string): string {
   return mac(keys.signing.secret, label);
 }
 
+/** The ids `label` derives under every key of the ring, the signing key's first: what deriveId gave before a rotation is among them. */
+export function derivedIds(keys: KeyRing, label: string): string[] {
+  const ids = [deriveId(keys, label)];
+  for (const id of keys.ids) {
+    const secret = keys.secret(id);
+    if (secret && id !== keys.signing.id) ids.push(mac(secret, label));
+  }
+  return ids;
+}
+
 /**
  * What a token bound to a client carries of it: 8 bytes of SHA-256 over what the server binds
  * (`Client-Info`, the source address bucketed as the connection caps do, or both), base64url.

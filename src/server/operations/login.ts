@@ -1,7 +1,7 @@
 import { RotorError, type ErrorCode } from '../../errors.ts';
 import { revoke } from '../../session/machine.ts';
 import { replyFromRest } from '../../session/replay.ts';
-import { deriveId } from '../../session/token.ts';
+import { derivedIds } from '../../session/token.ts';
 import type { SessionState } from '../../session/types.ts';
 import type { UserRecord } from '../../store/types.ts';
 import { addressKey, type Origin } from '../../net/origin.ts';
@@ -126,7 +126,8 @@ function throttled(note: Note, waitMs: number): Reply {
  */
 function totpLogin(ctx: DispatchContext, record: UserRecord, step: number, meta: Record<string, unknown>, note: Note, binding: string | undefined): Promise<Reply> {
   const { store } = ctx;
-  const id = deriveId(ctx.keys, `totp-login\0${record.name}\0${step}`);
+  // The id under the signing key; the same login may have opened it under a key that signed before a rotation.
+  const [id, ...before] = derivedIds(ctx.keys, `totp-login\0${record.name}\0${step}`);
   note.session = id;
   // Burn the step. Refused when it is already burned: by a newer step (the code is spent), or by
   // this very step — which only a login deriving this same session id can have done.
@@ -142,8 +143,13 @@ function totpLogin(ctx: DispatchContext, record: UserRecord, step: number, meta:
     return Reply.fromBytes(bytes);
   };
   return ctx.locks.run(id, async () => {
-    const earlier = await store.loadSession(id);
-    if (earlier) return again(earlier);
+    for (const candidate of [id, ...before]) {
+      const earlier = await store.loadSession(candidate);
+      if (earlier) {
+        note.session = candidate;
+        return again(earlier);
+      }
+    }
     let opened: { reply: Reply; state: SessionState };
     try {
       opened = await openSession(ctx, record.name, meta, id, binding);
