@@ -25,7 +25,7 @@ import { readDocument, signedDocument } from './document.ts';
 import { readHandOverKeys, type HandOverKeys } from './keys.ts';
 import type { Peer, Peers } from './peers.ts';
 import { RevocationPuller, type Fetched } from './puller.ts';
-import { CHILD, childId, ENDED, ISSUED, LISTED_MS, NONCE, nonceId, type ChildRecord, type EndedRecord, type NonceRecord } from './records.ts';
+import { CHILD, childId, ENDED, ISSUED, LIST, LISTED_MS, NONCE, nonceId, type ChildRecord, type EndedRecord, type ListRecord, type NonceRecord } from './records.ts';
 import { handOverAtRest, handOverFromRest } from './rest.ts';
 import { MAX_LIFETIME_SECONDS, mintHandOver, parseHandOver, signedBy, type HandOverClaims } from './token.ts';
 
@@ -72,6 +72,11 @@ export class HandOver {
   private keyFileStamp: string | undefined;
   private context: DispatchContext | undefined;
   private readonly lists = new Map<string, PulledList>();
+  /** When each issuer's list was last taken (or this server started): past LISTED_MS, its children can no longer be vouched for. */
+  private readonly takenAt = new Map<string, number>();
+  /** The newest `issued` of each issuer's lists ever taken, also from before a restart: an older list is refused. */
+  private readonly newestIssued = new Map<string, number>();
+  private restored: Promise<void> | undefined;
   /** Child records already revoked here, by id, at the rev they were revoked at. */
   private readonly handled = new Map<string, number>();
   private puller: RevocationPuller | undefined;
@@ -122,8 +127,14 @@ export class HandOver {
     return this.context;
   }
 
+  /** Resolves once the lists taken before a restart are read back (start() begins it). */
+  whenRestored(): Promise<void> {
+    return this.restored ?? Promise.resolve();
+  }
+
   /** Start pulling the issuers' lists and sweeping the catalog, in the background. */
   start(): void {
+    this.restored ??= this.restoreLists().catch((err: unknown) => this.ctx.log.warn({ err }, 'the revocation lists taken before the restart were not read back'));
     this.puller ??= new RevocationPuller(() => this.peers.byName.values(), this.pullMs, this.fetchTimeoutMs, this.ctx.log, (peer, fetched) => this.take(peer, fetched));
     this.puller.start();
     if (!this.sweepTimer) {
@@ -243,17 +254,72 @@ export class HandOver {
     throw new RotorError('ROTOR_E_CONFLICT');
   }
 
-  /** One issuer's list as pulled: checked, kept, its keys trusted from now on, and the sessions its listed parents opened revoked. */
+  /** One issuer's list as pulled: checked, kept (in the store too, as signed), its keys trusted from now on, and the sessions its listed parents opened revoked. */
   async take(peer: Peer, fetched: Fetched): Promise<void> {
+    await this.restored;
     const now = this.ctx.now();
-    const { document, publicKeys } = readDocument(peer.name, peer.publicKeys, fetched.body, fetched.signature, now, this.lists.get(peer.name)?.issued ?? 0);
+    const { document, publicKeys } = readDocument(peer.name, peer.publicKeys, fetched.body, fetched.signature, now, Math.max(this.lists.get(peer.name)?.issued ?? 0, this.newestIssued.get(peer.name) ?? 0));
     const revoked = new Set(document.revoked);
     this.lists.set(peer.name, { issued: document.issued, revoked });
+    this.takenAt.set(peer.name, now);
+    this.newestIssued.set(peer.name, document.issued);
     peer.publicKeys = publicKeys;
+    await this.keepList(peer.name, { body: fetched.body.toString('base64'), signature: fetched.signature ?? '', issued: document.issued, takenAt: now });
     // Every listed parent, every pull: a login that passed its check just before this list came
     // links its child just after, and the next pull finds it (the parent stays listed 15 minutes).
     await eachAtOnce(document.revoked, (parent) => this.endChildren(childId(peer.name, parent), now));
     for (const id of this.handled.keys()) if (id.startsWith(`${peer.name}:`) && !revoked.has(id.slice(peer.name.length + 1))) this.handled.delete(id);
+  }
+
+  private async keepList(issuer: string, value: ListRecord): Promise<void> {
+    const store = this.ctx.store;
+    try {
+      for (let attempt = 0; attempt < 4; attempt++) {
+        const entry = await store.loadRecord<ListRecord>(LIST, issuer);
+        if (entry && entry.value.issued > value.issued) return;
+        if (await store.commitRecord(LIST, issuer, value, entry?.rev ?? 0)) return;
+      }
+    } catch (err) {
+      this.ctx.log.warn({ err, issuer }, 'the revocation list taken was not kept in the store; a restart before the next pull starts without it');
+    }
+  }
+
+  /**
+   * After a restart: each issuer's list taken last, checked again against the keys of the peers
+   * file (never trusted from the store alone). One signed by a key learned since cannot be
+   * checked: the next pull brings it; its `issued` still refuses an older list.
+   */
+  private async restoreLists(): Promise<void> {
+    const now = this.ctx.now();
+    for (const peer of this.peers.byName.values()) this.takenAt.set(peer.name, now);
+    for (const { id, value } of await this.ctx.store.listRecords<ListRecord>(LIST)) {
+      const peer = this.peers.byName.get(id);
+      if (!peer) continue;
+      this.newestIssued.set(id, Math.max(this.newestIssued.get(id) ?? 0, value.issued));
+      if (this.lists.has(id)) continue;
+      try {
+        const { document, publicKeys } = readDocument(id, peer.publicKeys, Buffer.from(value.body, 'base64'), value.signature, now, 0);
+        this.lists.set(id, { issued: document.issued, revoked: new Set(document.revoked) });
+        peer.publicKeys = publicKeys;
+      } catch (err) {
+        this.ctx.log.warn({ err, issuer: id }, "the revocation list taken before the restart does not check against the peers file's keys: waiting for the next pull");
+      }
+    }
+  }
+
+  /**
+   * An issuer whose list has not been taken for LISTED_MS: a parent of its that ended before that
+   * may have dropped off its list unseen, so the sessions its hand-overs opened here are ended.
+   */
+  private async endUnvouched(now: number): Promise<void> {
+    const stale = [...this.peers.byName.values()].filter((peer) => peer.publicKeys.size > 0 && now - (this.takenAt.get(peer.name) ?? now) >= LISTED_MS).map((peer) => peer.name);
+    if (stale.length === 0) return;
+    const children = await this.ctx.store.listRecords<ChildRecord>(CHILD);
+    for (const issuer of stale) {
+      const mine = children.filter((entry) => entry.id.startsWith(`${issuer}:`));
+      if (mine.length > 0) this.ctx.log.warn({ issuer, parents: mine.length }, "no revocation list from this issuer for 15 minutes: the sessions its hand-overs opened are ended (whether their parents live can no longer be told)");
+      await eachAtOnce(mine, (entry) => this.endChildren(entry.id, now));
+    }
   }
 
   private async endChildren(id: string, now: number): Promise<void> {
@@ -277,6 +343,7 @@ export class HandOver {
    */
   async sweep(now: number): Promise<void> {
     const { store } = this.ctx;
+    await this.endUnvouched(now);
     const drop = (kind: typeof ENDED | typeof NONCE | typeof CHILD | typeof ISSUED) => (id: string) => store.removeRecord(kind, id);
     const ended = await store.listRecords<EndedRecord>(ENDED);
     await eachAtOnce(ended.filter((e) => e.value.endedAt <= now - LISTED_MS).map((e) => e.id), drop(ENDED));
