@@ -20,6 +20,7 @@ import type { DispatchContext } from '../server/context.ts';
 import { claimsExpireAt } from '../session/token.ts';
 import type { SessionState } from '../session/types.ts';
 import { eachAtOnce, endSession } from '../quotas/lots.ts';
+import { changeRecord, RecordConflict } from '../store/records.ts';
 import type { Header } from '../wire/index.ts';
 import { readDocument, signedDocument } from './document.ts';
 import { readHandOverKeys, type HandOverKeys } from './keys.ts';
@@ -245,13 +246,13 @@ export class HandOver {
 
   /** Note `child` as opened by `claims`' parent, so that the parent's end reaches it. */
   async linkChild(claims: HandOverClaims, child: string, now: number): Promise<void> {
-    const id = childId(claims.issuer, claims.parent);
-    for (let attempt = 0; attempt < 16; attempt++) {
-      const entry = await this.ctx.store.loadRecord<ChildRecord>(CHILD, id);
-      const value: ChildRecord = { children: [...(entry?.value.children ?? []), child], at: now };
-      if (await this.ctx.store.commitRecord(CHILD, id, value, entry?.rev ?? 0)) return;
+    const link = (record: ChildRecord | undefined): ChildRecord => ({ children: [...(record?.children ?? []), child], at: now });
+    try {
+      await changeRecord(this.ctx.store, CHILD, childId(claims.issuer, claims.parent), link);
+    } catch (err) {
+      if (err instanceof RecordConflict) throw new RotorError('ROTOR_E_CONFLICT');
+      throw err;
     }
-    throw new RotorError('ROTOR_E_CONFLICT');
   }
 
   /** One issuer's list as pulled: checked, kept (in the store too, as signed), its keys trusted from now on, and the sessions its listed parents opened revoked. */
@@ -272,13 +273,9 @@ export class HandOver {
   }
 
   private async keepList(issuer: string, value: ListRecord): Promise<void> {
-    const store = this.ctx.store;
     try {
-      for (let attempt = 0; attempt < 4; attempt++) {
-        const entry = await store.loadRecord<ListRecord>(LIST, issuer);
-        if (entry && entry.value.issued > value.issued) return;
-        if (await store.commitRecord(LIST, issuer, value, entry?.rev ?? 0)) return;
-      }
+      // A newer list kept meanwhile (by another node of this store) stays.
+      await changeRecord<ListRecord>(this.ctx.store, LIST, issuer, (kept) => (kept && kept.issued > value.issued ? undefined : value), 4);
     } catch (err) {
       this.ctx.log.warn({ err, issuer }, 'the revocation list taken was not kept in the store; a restart before the next pull starts without it');
     }

@@ -7,6 +7,7 @@
 import type { ErrorCode } from '../errors.ts';
 import { sessionWith } from '../session/state.ts';
 import type { SessionState } from '../session/types.ts';
+import { changeRecord } from '../store/records.ts';
 import type { Store } from '../store/types.ts';
 import { endConnection, useOf } from './machine.ts';
 import type { CodeRecord, EndReason, QuotaLimit, TemplateRecord } from './types.ts';
@@ -38,22 +39,12 @@ export function endReasonOf(state: SessionState): EndReason {
   }
 }
 
-/** Attempts of one compare-and-set loop on a code record before giving up (each is one read and one conditional write). */
-const CODE_RETRIES = 16;
-
 /**
- * Change code `id` by `change` (undefined: leave it), compare-and-set, again from a fresh read
- * when another node changed it meanwhile. Returns the record as stored, or undefined.
+ * Change code `id` by `change` (undefined: leave it), compare-and-set (changeRecord). Returns the
+ * record as stored, or undefined when there is no such code.
  */
-export async function updateCode(store: Store, id: string, change: (code: CodeRecord) => CodeRecord | undefined): Promise<CodeRecord | undefined> {
-  for (let attempt = 0; attempt < CODE_RETRIES; attempt++) {
-    const entry = await store.loadRecord<CodeRecord>('code', id);
-    if (!entry) return undefined;
-    const next = change(entry.value);
-    if (next === undefined) return entry.value;
-    if (await store.commitRecord('code', id, next, entry.rev)) return next;
-  }
-  throw new Error(`code ${id} changed under ${CODE_RETRIES} attempts in a row`);
+export function updateCode(store: Store, id: string, change: (code: CodeRecord) => CodeRecord | undefined): Promise<CodeRecord | undefined> {
+  return changeRecord<CodeRecord>(store, 'code', id, (code) => (code === undefined ? undefined : change(code)));
 }
 
 /**

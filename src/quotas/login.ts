@@ -11,11 +11,12 @@ import { RotorError } from '../errors.ts';
 import { revoke } from '../session/machine.ts';
 import { replyFromRest } from '../session/replay.ts';
 import type { SessionState } from '../session/types.ts';
+import { changeRecord, RecordConflict } from '../store/records.ts';
 import { Reply } from '../wire/index.ts';
 import type { DispatchContext, Note } from '../server/context.ts';
 import { openSession } from '../server/operations/open-session.ts';
 import { codeId, normalizeCode } from './codes.ts';
-import { codeStatus, deriveQuota, limitReached } from './machine.ts';
+import { codeStatus, deriveQuota, isSpendingCap, limitReached, spentCap } from './machine.ts';
 import { freshCode } from './templates.ts';
 import type { CodeRecord, QuotaLimit, TemplateRecord } from './types.ts';
 
@@ -74,23 +75,25 @@ async function meteredPasswordLoginLocked(ctx: DispatchContext, login: CodeLogin
 
 /** Add code `id` to what logins made for `user`, if that stays within `limit`; false when it would not. */
 async function reserveMint(ctx: DispatchContext, user: string, id: string, limit: number): Promise<boolean> {
-  for (let attempt = 0; attempt < ctx.config.session.maxCommitRetries; attempt++) {
-    const entry = await ctx.store.loadRecord<OwnerRecord>('owner', user);
-    const minted = entry?.value.minted ?? 0;
-    if (minted >= limit) return false;
-    if (await ctx.store.commitRecord('owner', user, { codes: [...(entry?.value.codes ?? []), id], minted: minted + 1 }, entry?.rev ?? 0)) return true;
+  const reserve = (owner: OwnerRecord | undefined): OwnerRecord | undefined =>
+    (owner?.minted ?? 0) >= limit ? undefined : { codes: [...(owner?.codes ?? []), id], minted: (owner?.minted ?? 0) + 1 };
+  try {
+    return (await changeRecord(ctx.store, 'owner', user, reserve, ctx.config.session.maxCommitRetries))?.codes.includes(id) ?? false;
+  } catch (err) {
+    if (err instanceof RecordConflict) throw new RotorError('ROTOR_E_CONFLICT');
+    throw err;
   }
-  throw new RotorError('ROTOR_E_CONFLICT');
 }
 
-/** Add `ids` to `user`'s codes (and `minted` to what logins made for them); false when a limit of retries was met. */
-export async function addOwnedCodes(ctx: Pick<DispatchContext, 'store'>, user: string, ids: readonly string[], minted: number): Promise<boolean> {
-  for (let attempt = 0; attempt < 16; attempt++) {
-    const entry = await ctx.store.loadRecord<OwnerRecord>('owner', user);
-    const next: OwnerRecord = { codes: [...(entry?.value.codes ?? []), ...ids], minted: (entry?.value.minted ?? 0) + minted };
-    if (await ctx.store.commitRecord('owner', user, next, entry?.rev ?? 0)) return true;
+/** Add `ids` (a lot issued to `user`) to `user`'s codes; false when the record kept changing under every attempt. */
+export async function addOwnedCodes(ctx: Pick<DispatchContext, 'store'>, user: string, ids: readonly string[]): Promise<boolean> {
+  try {
+    await changeRecord<OwnerRecord>(ctx.store, 'owner', user, (owner) => ({ codes: [...(owner?.codes ?? []), ...ids], minted: owner?.minted ?? 0 }));
+    return true;
+  } catch (err) {
+    if (err instanceof RecordConflict) return false;
+    throw err;
   }
-  return false;
 }
 
 function openConnection(ctx: DispatchContext, id: string, login: CodeLogin): Promise<Reply> {
@@ -191,18 +194,8 @@ function refuseEnded(code: CodeRecord, template: TemplateRecord, now: number): v
   if (status === 'expired') throw limitRefusal(template.ageMs !== null && now >= code.issuedAt + template.ageMs ? 'age' : 'wall-time');
   if (status === 'exhausted') {
     const reason = code.lastEnd?.reason;
-    const cap = reason === 'bytes-in' || reason === 'bytes-out' || reason === 'bytes-total' || reason === 'usage-time' ? reason : undefined;
-    throw new RotorError('ROTOR_E_CODE_SPENT', undefined, [['Quota-Limit', cap ?? spentCap(code, template) ?? 'connection']]);
+    throw new RotorError('ROTOR_E_CODE_SPENT', undefined, [['Quota-Limit', (isSpendingCap(reason) ? reason : spentCap(code, template)) ?? 'connection']]);
   }
-}
-
-function spentCap(code: CodeRecord, template: TemplateRecord): QuotaLimit | undefined {
-  const { bytesIn, bytesOut, usageMs } = code.used;
-  if (template.maxBytesIn !== null && bytesIn >= template.maxBytesIn) return 'bytes-in';
-  if (template.maxBytesOut !== null && bytesOut >= template.maxBytesOut) return 'bytes-out';
-  if (template.maxBytesTotal !== null && bytesIn + bytesOut >= template.maxBytesTotal) return 'bytes-total';
-  if (template.usageMs !== null && usageMs >= template.usageMs) return 'usage-time';
-  return undefined;
 }
 
 function limitRefusal(limit: QuotaLimit): RotorError {

@@ -5,6 +5,7 @@
  */
 import { revoke } from '../session/machine.ts';
 import type { SessionState } from '../session/types.ts';
+import { changeRecord } from '../store/records.ts';
 import type { Store } from '../store/types.ts';
 import { endReasonOf, forgetFolded, updateCode } from './ledger.ts';
 import { codeStatus, endConnection, useOf } from './machine.ts';
@@ -73,13 +74,9 @@ export async function revokeLot(store: Store, id: string, now: number, retention
 }
 
 async function markLotRevoked(store: Store, id: string, now: number): Promise<LotRecord> {
-  for (let attempt = 0; attempt < RETRIES; attempt++) {
-    const { lot, rev } = await loadLot(store, id);
-    if (lot.revokedAt !== null) return lot;
-    const next: LotRecord = { ...lot, revokedAt: now };
-    if (await store.commitRecord('lot', id, next, rev)) return next;
-  }
-  throw new Error(`lot ${id} changed under ${RETRIES} attempts in a row`);
+  const lot = await changeRecord<LotRecord>(store, 'lot', id, (lot) => (lot && lot.revokedAt === null ? { ...lot, revokedAt: now } : undefined), RETRIES);
+  if (!lot) throw new Error(`no lot ${id}`);
+  return lot;
 }
 
 /**

@@ -146,6 +146,11 @@ export function remaining(quota: SessionQuota, now: number): Remaining {
 
 /** The limits that end a code for good (a reusable code may connect again after its connection-time). */
 const CODE_ENDING: ReadonlySet<EndReason> = new Set<EndReason>(['bytes-in', 'bytes-out', 'bytes-total', 'usage-time']);
+
+/** Whether `reason` is a cap that, reached, spends a code for good (not a connection's time, not the clock). */
+export function isSpendingCap(reason: EndReason | undefined): reason is QuotaLimit {
+  return reason !== undefined && CODE_ENDING.has(reason);
+}
 const CODE_EXPIRING: ReadonlySet<EndReason> = new Set<EndReason>(['wall-time', 'age']);
 
 /** The code after its live connection ended for `reason` with counters `used`. */
@@ -153,7 +158,7 @@ export function endConnection(code: CodeRecord, template: TemplateRecord | undef
   let status: CodeStatus = code.status;
   if (reason === 'revoked') status = 'revoked';
   else if (CODE_EXPIRING.has(reason)) status = 'expired';
-  else if (CODE_ENDING.has(reason) || !template?.reusable) status = 'exhausted';
+  else if (isSpendingCap(reason) || !template?.reusable) status = 'exhausted';
   return { ...code, status, used, session: null, lastEnd: { at: now, reason } };
 }
 
@@ -166,13 +171,17 @@ export function codeStatus(code: CodeRecord, template: TemplateRecord | undefine
   if (!template) return code.status;
   if (template.ageMs !== null && now >= code.issuedAt + template.ageMs) return 'expired';
   if (template.wallMs !== null && code.firstUsedAt !== null && now >= code.firstUsedAt + template.wallMs) return 'expired';
+  return spentCap(code, template) !== undefined ? 'exhausted' : code.status;
+}
+
+/** The cap of `template` that what `code` spent has used up, or undefined. */
+export function spentCap(code: CodeRecord, template: TemplateRecord): QuotaLimit | undefined {
   const { bytesIn, bytesOut, usageMs } = code.used;
-  const spent =
-    (template.maxBytesIn !== null && bytesIn >= template.maxBytesIn) ||
-    (template.maxBytesOut !== null && bytesOut >= template.maxBytesOut) ||
-    (template.maxBytesTotal !== null && bytesIn + bytesOut >= template.maxBytesTotal) ||
-    (template.usageMs !== null && usageMs >= template.usageMs);
-  return spent ? 'exhausted' : code.status;
+  if (template.maxBytesIn !== null && bytesIn >= template.maxBytesIn) return 'bytes-in';
+  if (template.maxBytesOut !== null && bytesOut >= template.maxBytesOut) return 'bytes-out';
+  if (template.maxBytesTotal !== null && bytesIn + bytesOut >= template.maxBytesTotal) return 'bytes-total';
+  if (template.usageMs !== null && usageMs >= template.usageMs) return 'usage-time';
+  return undefined;
 }
 
 export function useOf(quota: SessionQuota): QuotaUse {

@@ -1,6 +1,6 @@
 /** What the stores share: how a task record changes when claimed and finished, how catalog entries sort, and how failures are reported. */
 import { RotorError } from '../errors.ts';
-import type { TaskClaim, TaskOutcome, TaskRecord, TaskStatus } from './types.ts';
+import type { CatalogKind, Store, TaskClaim, TaskOutcome, TaskRecord, TaskStatus } from './types.ts';
 
 /** `task` claimed by `worker` until `leaseUntil`: the next attempt. */
 export function claimedTask(task: TaskRecord, worker: string, leaseUntil: number): TaskRecord {
@@ -52,6 +52,25 @@ export function unavailable(err: unknown, backend: string): RotorError {
   if (err instanceof RotorError) return err;
   const detail = err instanceof Error ? err.message : String(err);
   return Object.assign(new RotorError('ROTOR_E_UNAVAILABLE', `${backend}: ${detail}`), { cause: err });
+}
+
+/** A catalog record kept changing under `changeRecord`'s every attempt. */
+export class RecordConflict extends Error {}
+
+/**
+ * Change catalog record `kind`/`id` by compare-and-set, again from a fresh read when another
+ * writer (another node) changed it in between. `change` gets the record (undefined: there is
+ * none) and gives the next value, or undefined to leave it as it is. Resolves to the record as
+ * it stands afterwards; rejects with RecordConflict after `attempts` lost races.
+ */
+export async function changeRecord<T>(store: Store, kind: CatalogKind, id: string, change: (current: T | undefined) => T | undefined, attempts = 16): Promise<T | undefined> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const entry = await store.loadRecord<T>(kind, id);
+    const next = change(entry?.value);
+    if (next === undefined) return entry?.value;
+    if (await store.commitRecord(kind, id, next, entry?.rev ?? 0)) return next;
+  }
+  throw new RecordConflict(`${kind} ${id} changed under ${attempts} attempts in a row`);
 }
 
 /** Catalog entries in the order listRecords gives them: by id, code unit by code unit. */

@@ -65,7 +65,7 @@ export function lotCommand(y: Argv): Argv {
               if (fd === undefined) process.stdout.write(csv);
               else writeFileSync(fd, csv);
               written = true;
-              if (owner !== '' && !(await addOwnedCodes({ store }, owner, issued.lot.codes, 0))) throw new Error(`lot ${issued.lot.id} issued, but user ${owner}'s list of codes kept changing: they are not listed as theirs`);
+              if (owner !== '' && !(await addOwnedCodes({ store }, owner, issued.lot.codes))) throw new Error(`lot ${issued.lot.id} issued, but user ${owner}'s list of codes kept changing: they are not listed as theirs`);
               const summary = `lot ${issued.lot.id} issued: ${issued.codes.length} codes of template ${template.name}${owner ? ` for ${owner}` : ''}`;
               // On stdout only when the CSV is not there.
               if (fd === undefined) console.error(summary);
