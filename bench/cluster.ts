@@ -282,7 +282,7 @@ async function sessionMemory(cluster: RedisCluster, masters: number[]): Promise<
     const reply = Buffer.from(`ROTOR/1 200 OK\r\nToken: ${'t'.repeat(120)}\r\nContent-Type: text/plain; charset=utf-8\r\nBIN-Length: 12\r\n\r\nhello, bench`);
     const state = (id: string) => ({
       id, user: 'bench', rev: 0, gen: 1, tokenHash: randomBytes(16).toString('base64url'), acked: true, prev: null,
-      held: [], meta: {}, createdAt: now, expiresAt: now + 7_200_000, revoked: null, quota: null,
+      held: [], meta: {}, createdAt: now, expiresAt: now + 7_200_000, revoked: null, quota: null, seal: null,
     });
     for (let i = 0; i < ids.length; i += 1000) {
       await Promise.all(ids.slice(i, i + 1000).map(async (id) => {

@@ -24,7 +24,7 @@ export async function createSessions(store: Store, count: number, batch = 1000):
       ids.slice(i, i + batch).map((id) =>
         store.createSession({
           id, user: 'bench', rev: 0, gen: 1, tokenHash: id.slice(-22), acked: true, prev: null,
-          held: [], meta: { plan: 'pro', seat: i }, createdAt: Date.now(), expiresAt: Date.now() + 7_200_000, revoked: null, quota: null,
+          held: [], meta: { plan: 'pro', seat: i }, createdAt: Date.now(), expiresAt: Date.now() + 7_200_000, revoked: null, quota: null, seal: null,
         }),
       ),
     );

@@ -173,6 +173,10 @@ const SHAPE = {
   peers: section({
     pullSeconds: seconds(1, 3600),
   }),
+  seal: section({
+    openNonceSeconds: seconds(1, 3600),
+    rememberGenerations: int(1, 64),
+  }),
   observability: section({
     metricsPort: int(0, 65535),
     metricsHost: text(),

@@ -180,6 +180,14 @@ export interface PeerSettings {
   pullSeconds: number;
 }
 
+/** Sealed application sessions (spec §12). */
+export interface SealSettings {
+  /** How long an open nonce (`GET /rotor/seal`) may be used for an open. */
+  openNonceSeconds: number;
+  /** How many of a sealed session's newest generations keep the proofs rotor accepted: a spent token within them is told apart from a clone's. */
+  rememberGenerations: number;
+}
+
 /** Watching a running rotor: metrics, health, logs. */
 export interface ObservabilitySettings {
   /** Port of the operations listener (Prometheus `/metrics`, `/livez`, `/readyz`); 0 = off. */
@@ -206,6 +214,7 @@ export interface RotorConfig {
   quotas: QuotaSettings;
   keys: KeySettings;
   peers: PeerSettings;
+  seal: SealSettings;
   observability: ObservabilitySettings;
   logLevel: string;
 }
@@ -284,6 +293,10 @@ export const DEFAULTS: RotorConfig = Object.freeze({
   }),
   peers: Object.freeze({
     pullSeconds: 10,
+  }),
+  seal: Object.freeze({
+    openNonceSeconds: 60,
+    rememberGenerations: 8,
   }),
   observability: Object.freeze({
     metricsPort: 0,

@@ -5,7 +5,7 @@ import type { Carrier } from '../transport/admission.ts';
 import { TallyCounter, TallyHistogram, type HistogramSeries, type Tally } from './tally.ts';
 
 /** What a frame asked for; `unrouted` when it reached no operation (unknown /rotor/ path, wrong verb, not a request). */
-export const OPERATIONS = ['login', 'token', 'resume', 'ack', 'logout', 'delete', 'meta', 'task', 'seats', 'quota', 'revocations', 'app', 'ping', 'unrouted'] as const;
+export const OPERATIONS = ['login', 'token', 'resume', 'ack', 'logout', 'delete', 'meta', 'task', 'seats', 'quota', 'revocations', 'seal', 'app', 'ping', 'unrouted'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 /** The outcomes that end a session at a limit of its access code (spec §10). */

@@ -16,6 +16,7 @@ import { errorReply, getHeader, Reply, type Header, type RequestFrame } from '..
 import type { KeyedSerializer } from './locks.ts';
 import type { TaskRunner } from './tasks.ts';
 import type { HandOver } from '../handover/index.ts';
+import type { Seals } from '../seal/service.ts';
 
 export const SERVER_NAME = 'rotor/0.1.0';
 export const JSON_TYPE = 'application/json';
@@ -37,6 +38,8 @@ export interface DispatchContext {
   readonly sessionEnded: (ended: SessionState, now: number) => Promise<void>;
   /** Hand-over to and from peers (spec §11), when this server has a peers file (Rotor.useHandOver). */
   handOver: HandOver | undefined;
+  /** Sealed application sessions (spec §12): proofs, session keys, open nonces. */
+  readonly seals: Seals;
 }
 
 /**

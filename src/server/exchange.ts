@@ -11,6 +11,7 @@ import { sessionWith } from '../session/state.ts';
 import { charged, endedAt, keepUntil, meterLimit } from '../quotas/machine.ts';
 import { LIMIT_ERRORS } from '../quotas/ledger.ts';
 import type { QuotaLimit } from '../quotas/types.ts';
+import { hasSeen, staleVerdict, type PresentedProof } from '../seal/machine.ts';
 import { replyAtRestOf, replyFromRest } from '../session/replay.ts';
 import { claimsExpireAt, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
 import { addressKey, type Origin } from '../net/origin.ts';
@@ -29,6 +30,8 @@ export type Step =
 export interface ExchangeOperation {
   /** Ends the session (logout, delete): the token before the newest proceeds instead of getting the replay. */
   readonly ending?: boolean;
+  /** A bare acknowledgement: in a sealed session a spent one is never taken for a clone's request (spec §12). */
+  readonly acknowledging?: boolean;
   /**
    * `admitted` is the state the machine let through (it may have acked `loaded`), `released`
    * the tasks that ack released, `requestBytes` the request's size in frame bytes when the
@@ -62,6 +65,8 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
   const gen = verified.claims.generation;
   /** An attempt got as far as performing the operation (its side effects, if any, are done). */
   let performed = false;
+  /** A sealed session's request: its proof, checked once (spec §12). */
+  let proof: PresentedProof | undefined;
   for (let attempt = 0; attempt < ctx.config.session.maxCommitRetries; attempt++) {
     const store = ctx.store;
     const loaded = store.loadSessionNow ? store.loadSessionNow(sessionId) : await store.loadSession(sessionId);
@@ -69,6 +74,12 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
     // A session opened without a login (note 004's POST /token) has no user.
     note.user = loaded.user || undefined;
     const now = ctx.now();
+    if (loaded.seal !== null && proof === undefined) {
+      // Before the machine sees the token: a request without the session key's proof changes nothing.
+      const checked = ctx.seals.check(sessionId, loaded.seal, frame, verified.hash, gen, op.acknowledging === true);
+      if (typeof checked === 'string') return refused(note, checked);
+      proof = checked;
+    }
     const stored = gen === loaded.gen ? loaded.tokenHash : loaded.prev?.hash;
     const presented = { gen, hash: presentedHash(stored, token, verified.hash) };
     const admission = admit(loaded, presented, now, now + ctx.revokedRetentionMs, op.ending === true);
@@ -80,6 +91,7 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
         ctx.log.warn({ session: sessionId }, 'kept reply cannot be replayed: its key is retired or it does not hold the newest token');
         return refused(note, 'ROTOR_E_TOKEN_INVALID');
       }
+      let kept = loaded;
       if (loaded.quota !== null) {
         // A metered replay is an exchange like any other (spec §10): refused past a limit, else counted.
         const requestBytes = frameSize(frame);
@@ -89,13 +101,17 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
           if (ended) return ended;
           continue;
         }
-        const counted = sessionWith(loaded, { quota: charged(loaded.quota, requestBytes, bytes.length, now, loaded.quota.tokenExpiresAt) });
-        if (!(await ctx.store.commitSession(counted, loaded.rev, []))) continue;
+        kept = sessionWith(loaded, { quota: charged(loaded.quota, requestBytes, bytes.length, now, loaded.quota.tokenExpiresAt) });
       }
+      // A sealed retry with a proof not seen before is remembered: sent again later, it is a replay, not a clone (spec §12).
+      if (proof !== undefined && !hasSeen(loaded.seal!, proof)) kept = sessionWith(kept, { seal: ctx.seals.after(sessionId, loaded.seal!, proof, loaded.gen) });
+      if (kept !== loaded && !(await ctx.store.commitSession(kept, loaded.rev, []))) continue;
       note.outcome = 'replay';
       return Reply.fromBytes(ctx.handOver ? ctx.handOver.fromRest(bytes, loaded) : bytes);
     }
     if (admission.verdict === 'reject') {
+      // A spent token with a proof the session accepted before (or an ack): a capture sent again, not a clone (spec §12).
+      if (proof !== undefined && admission.code === 'ROTOR_E_TOKEN_REUSED' && staleVerdict(loaded.seal!, proof) === 'replayed') return refused(note, 'ROTOR_E_SEAL_REPLAYED');
       if (admission.state && !(await ctx.store.commitSession(admission.state, loaded.rev, []))) continue;
       // Revoked here — or elsewhere while an earlier attempt of this exchange performed its
       // operation (a seat it took must not outlive the session): what the session holds goes back.
@@ -114,7 +130,7 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
       continue;
     }
     performed = true;
-    const reply = await performAndCommit(ctx, loaded, admitted, op, released, now, note, verified.claims.binding, requestBytes);
+    const reply = await performAndCommit(ctx, loaded, admitted, op, released, now, note, verified.claims.binding, requestBytes, proof);
     if (!reply) continue;
     taskReleased(ctx, released);
     return reply;
@@ -146,6 +162,8 @@ async function performAndCommit(
   binding: string | undefined,
   /** A metered session's request, in frame bytes (0 for any other session). */
   requestBytes: number,
+  /** A sealed session's request: the proof it came with (spec §12). */
+  proof: PresentedProof | undefined,
 ): Promise<Reply | undefined> {
   const performing = op.perform(admitted, released, now, requestBytes);
   // An operation that answers at once costs no turn of the event loop.
@@ -153,7 +171,8 @@ async function performAndCommit(
   if (step.kind === 'settle') {
     // A metered session's settled reply (an ack, a logout) is counted too.
     const quota = step.state?.quota;
-    const settled = quota ? sessionWith(step.state!, { quota: charged(quota, requestBytes, step.reply.bytes.length, now, quota.tokenExpiresAt) }) : step.state;
+    let settled = quota ? sessionWith(step.state!, { quota: charged(quota, requestBytes, step.reply.bytes.length, now, quota.tokenExpiresAt) }) : step.state;
+    if (proof !== undefined && settled !== undefined && !settled.revoked && !hasSeen(settled.seal!, proof)) settled = sessionWith(settled, { seal: ctx.seals.after(settled.id, settled.seal!, proof, settled.gen) });
     if (settled !== undefined && settled !== loaded && !(await ctx.store.commitSession(settled, loaded.rev, released))) return undefined;
     if (settled?.revoked && !loaded.revoked) await ctx.sessionEnded(settled, now);
     return step.reply;
@@ -162,7 +181,8 @@ async function performAndCommit(
   // The next token is bound as this one was.
   const { token, hash, expiresAt } = mint(ctx, admitted.id, admitted.gen + 1, admitted.user, now, binding);
   // Token first: the replay copy at rest relies on it (session/replay.ts).
-  const headers: Header[] = [['Token', token], ...outcome.headers];
+  // A sealed session's next token comes with its nonce: the token's at-rest hash (spec §12).
+  const headers: Header[] = admitted.seal === null ? [['Token', token], ...outcome.headers] : [['Token', token], ['Seal-Nonce', hash], ...outcome.headers];
   if (outcome.error) headers.push(['Error', outcome.error]);
   const frame: ResponseFrame = { kind: 'response', status: outcome.status, reason: reasonFor(outcome.status), headers, body: outcome.body };
   const bytes = serializeFrame(frame, ctx.config.wire);
@@ -175,6 +195,7 @@ async function performAndCommit(
     tasks: outcome.tasks,
     meta: outcome.meta,
     quota,
+    seal: proof === undefined ? undefined : ctx.seals.after(admitted.id, admitted.seal!, proof, admitted.gen + 1),
   });
   if (!(await ctx.store.commitSession(rotated, loaded.rev, released))) return undefined;
   if (outcome.error) note.outcome = outcome.error;

@@ -18,6 +18,7 @@ import { TaskRunner } from './tasks.ts';
 import { releaseSessionSeats } from '../seats/operations.ts';
 import { foldConnection } from '../quotas/ledger.ts';
 import type { HandOver } from '../handover/index.ts';
+import { Seals } from '../seal/service.ts';
 
 export { errorReply, Reply };
 export { SERVER_NAME } from './context.ts';
@@ -97,6 +98,7 @@ export class Rotor {
         await this.context.handOver?.sessionEnded(ended, now);
       },
       handOver: undefined,
+      seals: new Seals(deps.keys, random, deps.store, deps.config.seal.rememberGenerations),
     };
     if (deps.handOver) this.useHandOver(deps.handOver);
     this.routes = ownRoutes(this.context);
@@ -126,6 +128,7 @@ export class Rotor {
     if (!this.purgeTimer) {
       this.purgeTimer = setInterval(() => {
         this.store.purgeExpired(this.now()).catch((err) => this.log.warn({ err }, 'purge failed'));
+        this.context.seals.sweep(this.now()).catch((err) => this.log.warn({ err }, 'forgetting used open nonces failed'));
       }, this.config.session.purgeIntervalMs);
       this.purgeTimer.unref();
     }

@@ -20,6 +20,7 @@ import { taskStatus } from './operations/task.ts';
 import { poolOf, SEATS_PREFIX, seatOperation } from '../seats/operations.ts';
 import { quotaOperation } from '../quotas/operations.ts';
 import { REVOCATIONS_PATH, revocations } from '../handover/login.ts';
+import { openNonce, openSealed, SEAL_PATH } from '../seal/open.ts';
 
 export interface Route {
   operation: OperationName;
@@ -57,6 +58,7 @@ export function ownRoutes(ctx: DispatchContext): RouteTable {
     ['/rotor/quota', { GET: route('quota', (frame, note, _path, origin) => exchange(ctx, frame, quotaOperation, note, origin)) }],
     ['/rotor/logout', { POST: route('logout', (frame, note, _path, origin) => exchange(ctx, frame, end(ctx, 'logout', 200), note, origin)) }],
     [REVOCATIONS_PATH, { GET: route('revocations', (_frame, note, _path, origin) => revocations(ctx, note, origin)) }],
+    [SEAL_PATH, { GET: route('seal', () => openNonce(ctx)), POST: route('seal', openSealed(ctx)) }],
   ]);
   const tasks: RouteVerbs = {
     GET: route('task', (frame, note, path, origin) => {

@@ -14,6 +14,7 @@
 import { sessionWith } from './state.ts';
 import { keepUntil } from '../quotas/machine.ts';
 import type { SessionQuota } from '../quotas/types.ts';
+import type { SessionSeal } from '../seal/types.ts';
 import type { Admission, Effect, PresentedToken, RevokeReason, SessionState, TaskSpec } from './types.ts';
 
 const NO_TASKS: readonly TaskSpec[] = Object.freeze([]);
@@ -35,6 +36,7 @@ export interface NewSession {
   /** The login reply as a store may keep it, when the same login may be sent again (TOTP, access codes). */
   loginReply?: Buffer;
   quota?: SessionQuota;
+  seal?: SessionSeal;
 }
 
 /** The state of a session just created by a login: its first token, nothing to ack yet. */
@@ -54,6 +56,7 @@ export function createSession(init: NewSession): SessionState {
     expiresAt: init.expiresAt,
     revoked: null,
     quota: init.quota ?? null,
+    seal: init.seal ?? null,
   };
 }
 
@@ -104,6 +107,8 @@ export interface Rotation {
   meta: Readonly<Record<string, unknown>>;
   /** A metered session's counters after this exchange (spec §10); left out: as they were. */
   quota?: SessionQuota | null;
+  /** A sealed session's seal after this exchange (spec §12); left out: as it was. */
+  seal?: SessionSeal | null;
 }
 
 /** Record a processed exchange: a new newest token, its reply kept for replay. */
@@ -118,6 +123,7 @@ export function rotate(state: SessionState, rotation: Rotation): SessionState {
     meta: rotation.meta,
     expiresAt: rotation.nextExpiresAt,
     quota: rotation.quota,
+    seal: rotation.seal,
   });
 }
 

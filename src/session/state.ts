@@ -23,5 +23,6 @@ export function sessionWith(state: SessionState, changes: Changes): SessionState
     expiresAt: changes.expiresAt !== undefined ? changes.expiresAt : state.expiresAt,
     revoked: changes.revoked !== undefined ? changes.revoked : state.revoked,
     quota: changes.quota !== undefined ? changes.quota : state.quota,
+    seal: changes.seal !== undefined ? changes.seal : state.seal,
   };
 }

@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../errors.ts';
 import type { SessionQuota } from '../quotas/types.ts';
+import type { SessionSeal } from '../seal/types.ts';
 
 /** Work a message asks for, as data: a registered task handler runs it after the ack. */
 export interface TaskSpec {
@@ -44,6 +45,8 @@ export interface SessionState {
   readonly revoked: { readonly at: number; readonly reason: RevokeReason } | null;
   /** A session opened with an access code: its limits and counters (spec §10); null for every other session. */
   readonly quota: SessionQuota | null;
+  /** A sealed application session (spec §12): its app, instance, wrapped session key and the proofs it accepted; null for every other session. */
+  readonly seal: SessionSeal | null;
 }
 
 /** A presented token, after its MAC and expiry were checked: which generation, and its hash. */

@@ -520,12 +520,14 @@ function stored(state: SessionState, rev: number): SessionState {
     createdAt: state.createdAt,
     revoked: state.revoked,
     quota: state.quota,
+    seal: state.seal,
   };
 }
 
 const AS_IS = {};
-/** For a session written before SessionState had a quota. */
-const NO_QUOTA = { quota: null };
+/** For a session written before SessionState had a quota, or a seal. */
+const NO_QUOTA = { quota: null, seal: null };
+const NO_SEAL = { seal: null };
 
 /**
  * A catalog record's key: its kind, a NUL (no kind holds one), its id in UTF-8, as raw bytes. Not
@@ -555,7 +557,7 @@ function loaded(state: SessionState | undefined): SessionState | undefined {
   if (state === undefined) return undefined;
   const prev = state.prev as { hash: string; reply: Buffer } | null;
   if (prev !== null && !Buffer.isBuffer(prev.reply)) prev.reply = asBuffer(prev.reply);
-  return sessionWith(state, state.quota === undefined ? NO_QUOTA : AS_IS);
+  return sessionWith(state, state.quota === undefined ? NO_QUOTA : state.seal === undefined ? NO_SEAL : AS_IS);
 }
 
 function withBufferResult(task: TaskRecord | undefined): TaskRecord | undefined {

@@ -731,6 +731,7 @@ export class RedisStore implements Store {
       expiresAt: state.expiresAt,
       revoked: state.revoked,
       quota: state.quota,
+      seal: state.seal,
     });
     const tasks = released.flatMap((task) => [task.id, JSON.stringify(task)]);
     const result = await this.redis.rotorCommit(
@@ -803,11 +804,11 @@ function pairs<V>(flat: V[]): Record<string, V> {
 
 function decodeSession(fields: Record<string, Buffer>): SessionState | undefined {
   if (!fields.r || !fields.d) return undefined;
-  // quota is absent from a session written before sessions had one.
-  const stored = JSON.parse(fields.d.toString()) as Omit<SessionState, 'prev' | 'rev' | 'quota'> & { prev: string | null; quota?: SessionState['quota'] };
+  // quota and seal are absent from a session written before sessions had them.
+  const stored = JSON.parse(fields.d.toString()) as Omit<SessionState, 'prev' | 'rev' | 'quota' | 'seal'> & { prev: string | null; quota?: SessionState['quota']; seal?: SessionState['seal'] };
   if (typeof stored.id !== 'string') return undefined;
   const prev = stored.prev === null ? null : { hash: stored.prev, reply: fields.b ?? Buffer.alloc(0) };
-  return sessionWith(stored as unknown as SessionState, { rev: Number(fields.r), prev, quota: stored.quota ?? null });
+  return sessionWith(stored as unknown as SessionState, { rev: Number(fields.r), prev, quota: stored.quota ?? null, seal: stored.seal ?? null });
 }
 
 function decodeTask(fields: Record<string, Buffer>): TaskRecord | undefined {

@@ -62,7 +62,7 @@ export interface UserRecord {
  * What a catalog record is: a quota template, a lot of codes, an access code, the codes a user owns (spec §10); the key ring (spec §11);
  * hand-overs (spec §11, src/handover/records.ts): a parent handed over, a parent ended, a hand-over token used, the sessions a parent's tokens opened, an issuer's list as taken.
  */
-export type CatalogKind = 'template' | 'lot' | 'code' | 'owner' | 'keyring' | 'handover-issued' | 'handover-ended' | 'handover-nonce' | 'handover-child' | 'handover-list';
+export type CatalogKind = 'template' | 'lot' | 'code' | 'owner' | 'keyring' | 'handover-issued' | 'handover-ended' | 'handover-nonce' | 'handover-child' | 'handover-list' | 'app' | 'app-instance' | 'seal-nonce';
 
 /** One catalog record as stored: its id (unique within its kind), its rev (1 when created, one more on every commit) and its value. */
 export interface CatalogEntry<T> {

@@ -159,7 +159,7 @@ t.test('HEAD /dump: a metered session with its template and bytes used; an ended
   const template = templateRecord('day-pass', { maxBytesTotal: 1_000_000 }, now);
   const code: CodeRecord = { id: 'code-id', lot: 'desk', template: 'day-pass', issuer: 'op', owner: '', issuedAt: now, status: 'active', firstUsedAt: now, used: NO_USE, session: 'metered', connections: 1, lastEnd: null };
   const quota = { ...deriveQuota(template, code, now, 60_000, now + 60_000), bytesIn: 321, bytesOut: 4_567 };
-  const session = (id: string, over: Partial<SessionState>): SessionState => ({ id, user: 'alice', rev: 0, gen: 1, tokenHash: 'h', acked: false, prev: null, held: [], meta: { id }, createdAt: now, expiresAt: now + 60_000, revoked: null, quota: null, ...over });
+  const session = (id: string, over: Partial<SessionState>): SessionState => ({ id, user: 'alice', rev: 0, gen: 1, tokenHash: 'h', acked: false, prev: null, held: [], meta: { id }, createdAt: now, expiresAt: now + 60_000, revoked: null, quota: null, seal: null, ...over });
   await store.createSession(session('metered', { quota }));
   await store.createSession(session('plain', {}));
   await store.createSession(session('revoked', { revoked: { at: now, reason: 'deleted' } }));

@@ -51,6 +51,7 @@ t.test('createSession: generation 1, nothing acked, nothing held', async (t) => 
     expiresAt: NOW + TTL,
     revoked: null,
     quota: null,
+    seal: null,
   });
 });
 

@@ -28,7 +28,7 @@ const inside = (store: LmdbStore) => store as unknown as Internals;
 const indexOf = (store: LmdbStore, id: string) => Array.from(inside(store).expiry.getKeys()).filter((key) => key[2] === id).map((key) => key[0]);
 
 function session(id: string, expiresAt: number | null): SessionState {
-  return { id, user: 'alice', rev: 0, gen: 1, tokenHash: 'hash-1', acked: false, prev: null, held: [], meta: {}, createdAt: T0, expiresAt, revoked: null, quota: null };
+  return { id, user: 'alice', rev: 0, gen: 1, tokenHash: 'hash-1', acked: false, prev: null, held: [], meta: {}, createdAt: T0, expiresAt, revoked: null, quota: null, seal: null };
 }
 
 /** One exchange: the stored session, a generation on, expiring at `expiresAt`. */

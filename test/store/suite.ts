@@ -48,6 +48,7 @@ export function session(over: Partial<SessionState> = {}): SessionState {
     expiresAt: now + HOUR,
     revoked: null,
     quota: null,
+    seal: null,
     ...over,
   };
 }

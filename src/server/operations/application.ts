@@ -7,7 +7,7 @@ import { SEAT_HEADERS } from '../../seats/operations.ts';
 import { errorOutcome, type DispatchContext, type Outcome } from '../context.ts';
 
 /** Headers only rotor sets; an application handler setting one is a bug. */
-const RESERVED_HEADERS = new Set(['token', 'error', 'task', 'wait-for', 'bin-length', 'server', 'content-type', 'out-of-band', 'hand-over', ...SEAT_HEADERS]);
+const RESERVED_HEADERS = new Set(['token', 'error', 'task', 'wait-for', 'bin-length', 'server', 'content-type', 'out-of-band', 'hand-over', 'seal-nonce', 'seal-key', ...SEAT_HEADERS]);
 
 /** Everything outside /rotor/: the application's handler for the path, inside an exchange. */
 export function application(ctx: DispatchContext, app: RotorApp): (frame: RequestFrame, path: string, query: string) => ExchangeOperation {

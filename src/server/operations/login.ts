@@ -103,18 +103,18 @@ async function codeOnlyLogin(ctx: DispatchContext, throttle: LoginThrottle, fram
   return counted(throttle, keys, ctx.now(), 'ROTOR_E_CODE_INVALID', () => loginWithCode(ctx, typedCode, { user: '', meta, binding, note }));
 }
 
-/** Run a login; refused with `failure` (a code never issued, a forged hand-over token), it counts as a failed login. */
-async function counted(throttle: LoginThrottle, keys: ThrottleKey[], now: number, failure: ErrorCode, run: () => Promise<Reply>): Promise<Reply> {
+/** Run a login; refused with one of `failures` (a code never issued, a forged hand-over token or seal), it counts as a failed login. */
+export async function counted(throttle: LoginThrottle, keys: ThrottleKey[], now: number, failures: ErrorCode | readonly ErrorCode[], run: () => Promise<Reply>): Promise<Reply> {
   try {
     return await run();
   } catch (err) {
-    if (err instanceof RotorError && err.code === failure) await throttle.failed(keys, now);
+    if (err instanceof RotorError && (typeof failures === 'string' ? err.code === failures : failures.includes(err.code))) await throttle.failed(keys, now);
     throw err;
   }
 }
 
 /** 429 ROTOR_E_RATE_LIMITED with `Wait-for`: the whole seconds left of the wait, at least 1. */
-function throttled(note: Note, waitMs: number): Reply {
+export function throttled(note: Note, waitMs: number): Reply {
   return refused(note, 'ROTOR_E_RATE_LIMITED', [['Wait-for', String(Math.max(1, Math.ceil(waitMs / 1000)))]]);
 }
 

@@ -1,0 +1,110 @@
+/**
+ * The proof every request of a sealed session carries (spec §12), as client and server compute
+ * it: `Seal-Proof: <nonce>.<digest>.<mac>`. No server state here, so the client library uses
+ * this very code; the server passes its own faster HMAC (`Mac`), which gives the same bytes.
+ */
+import * as crypto from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
+
+/** HMAC-SHA256 of `text` under `key`, its first 16 bytes in base64url (22 characters). */
+export type Mac = (key: Buffer, text: string) => string;
+
+export const macOf: Mac = (key, text) => createHmac('sha256', key).update(text).digest().subarray(0, 16).toString('base64url');
+
+const sha256Base64url: (data: Buffer) => string =
+  typeof crypto.hash === 'function' ? (data) => crypto.hash('sha256', data, 'base64url') : (data) => createHash('sha256').update(data).digest('base64url');
+
+/** SHA-256 of no bytes, base64url: the digest of a request without a body. */
+export const EMPTY_DIGEST = '47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU';
+
+/** base64url of SHA-256 of a request's body (43 characters); an absent body is no bytes. */
+export function bodyDigest(body: Buffer | undefined): string {
+  return body === undefined || body.length === 0 ? EMPTY_DIGEST : sha256Base64url(body);
+}
+
+/** What the MAC is over: `rotor-seal/1 request\n<nonce>\n<verb>\n<path>\n<digest>`. */
+export function proofText(nonce: string, verb: string, path: string, digest: string): string {
+  return `rotor-seal/1 request\n${nonce}\n${verb}\n${path}\n${digest}`;
+}
+
+/** The `Seal-Proof` value of a request under the token whose `Seal-Nonce` is `nonce`. */
+export function sealProof(key: Buffer, nonce: string, verb: string, path: string, body: Buffer | undefined, mac: Mac = macOf): string {
+  const digest = bodyDigest(body);
+  return `${nonce}.${digest}.${mac(key, proofText(nonce, verb, path, digest))}`;
+}
+
+export interface ParsedProof {
+  readonly nonce: string;
+  readonly digest: string;
+  readonly mac: string;
+}
+
+const PROOF = /^([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{22})$/;
+
+/** A `Seal-Proof` value's three parts, or undefined when it is not three parts of 1–64, 43 and 22 base64url characters. */
+export function parseProof(value: string): ParsedProof | undefined {
+  const parts = PROOF.exec(value);
+  return parts === null ? undefined : { nonce: parts[1], digest: parts[2], mac: parts[3] };
+}
+
+/** The text an app key signs to open a session: `rotor-seal/1 open\n<app>\n<instance>\n<open nonce>\n<Seal-Key>`. */
+export function openText(app: string, instance: string, openNonce: string, sealKey: string): string {
+  return `rotor-seal/1 open\n${app}\n${instance}\n${openNonce}\n${sealKey}`;
+}
+
+/** The HKDF info of a session key: `rotor-seal/1 session\n<app>\n<instance>\n<instance's Seal-Key>\n<server's Seal-Key>`. */
+export function sessionKeyInfo(app: string, instance: string, instanceKey: string, serverKey: string): string {
+  return `rotor-seal/1 session\n${app}\n${instance}\n${instanceKey}\n${serverKey}`;
+}
+
+/** The session key both sides derive from their X25519 shared secret (spec §12); undefined for an all-zero secret. */
+export function sessionKey(shared: Buffer, openNonce: string, info: string): Buffer | undefined {
+  if (shared.every((byte) => byte === 0)) return undefined;
+  return Buffer.from(crypto.hkdfSync('sha256', shared, Buffer.from(openNonce), Buffer.from(info), 32));
+}
+
+// Raw 32-byte X25519 / Ed25519 keys as node:crypto KeyObjects: a fixed DER prefix, then the bytes.
+const X25519_PRIVATE = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const X25519_PUBLIC = Buffer.from('302a300506032b656e032100', 'hex');
+const ED25519_PRIVATE = Buffer.from('302e020100300506032b657004220420', 'hex');
+const ED25519_PUBLIC = Buffer.from('302a300506032b6570032100', 'hex');
+
+export const x25519Private = (raw: Buffer): crypto.KeyObject => crypto.createPrivateKey({ key: Buffer.concat([X25519_PRIVATE, raw]), format: 'der', type: 'pkcs8' });
+export const x25519Public = (raw: Buffer): crypto.KeyObject => crypto.createPublicKey({ key: Buffer.concat([X25519_PUBLIC, raw]), format: 'der', type: 'spki' });
+export const ed25519Private = (seed: Buffer): crypto.KeyObject => crypto.createPrivateKey({ key: Buffer.concat([ED25519_PRIVATE, seed]), format: 'der', type: 'pkcs8' });
+export const ed25519Public = (raw: Buffer): crypto.KeyObject => crypto.createPublicKey({ key: Buffer.concat([ED25519_PUBLIC, raw]), format: 'der', type: 'spki' });
+
+/** The raw 32 bytes of an X25519 or Ed25519 public key (the end of its SPKI DER). */
+export function rawPublicKey(key: crypto.KeyObject): Buffer {
+  return key.export({ format: 'der', type: 'spki' }).subarray(-32);
+}
+
+/** An X25519 key pair from 32 bytes of private key (a client's or server's fresh pair for one open). */
+export function x25519Pair(privateRaw: Buffer): { privateKey: crypto.KeyObject; publicRaw: Buffer } {
+  const privateKey = x25519Private(privateRaw);
+  return { privateKey, publicRaw: rawPublicKey(crypto.createPublicKey(privateKey)) };
+}
+
+/** X25519(private, public) as bytes. */
+export function x25519Shared(privateKey: crypto.KeyObject, publicRaw: Buffer): Buffer {
+  return crypto.diffieHellman({ privateKey, publicKey: x25519Public(publicRaw) });
+}
+
+const BASE64URL_32 = /^[A-Za-z0-9_-]{43}$/;
+const BASE64URL_64 = /^[A-Za-z0-9_-]{86}$/;
+
+/** 32 bytes from 43 base64url characters in canonical form, or undefined. */
+export function bytes32(text: string): Buffer | undefined {
+  return canonical(text, BASE64URL_32, 32);
+}
+/** 64 bytes from 86 base64url characters in canonical form, or undefined. */
+export function bytes64(text: string): Buffer | undefined {
+  return canonical(text, BASE64URL_64, 64);
+}
+
+function canonical(text: string, form: RegExp, length: number): Buffer | undefined {
+  if (!form.test(text)) return undefined;
+  const bytes = Buffer.from(text, 'base64url');
+  // Node's decoder ignores a last character's unused bits: only one spelling of a key is taken.
+  return bytes.length === length && bytes.toString('base64url') === text ? bytes : undefined;
+}
