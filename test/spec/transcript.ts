@@ -19,6 +19,9 @@ import net from 'node:net';
 import { listenHttp } from '../../src/transport/http.ts';
 import { TokenApi } from '../../src/transport/rest.ts';
 import { issueLot, templateRecord } from '../../src/quotas/templates.ts';
+import { addApp } from '../../src/seal/apps.ts';
+import { startOpen } from '../../src/seal/instance.ts';
+import { sealProof } from '../../src/seal/proof.ts';
 
 export interface Exchange {
   title: string;
@@ -115,6 +118,24 @@ export async function transcript(): Promise<Exchange[]> {
     }
   }
   await send('code-spent', request('POST', '/rotor/login', [['Code', codes[0]]]));
+
+  // Sealed sessions (spec §12): an app made with seeded randomness, an instance key pair of fixed bytes.
+  const billing = await addApp(store, 'billing', 'open', SPEC_CLOCK, seededRandom(3003));
+  const openNonce = getHeader(await send('seal-nonce', request('GET', '/rotor/seal', [])), 'Seal-Nonce')!;
+  const pending = startOpen({ app: billing.id, instance: 'build-7.example.net', key: billing.key }, openNonce, Buffer.alloc(32, 2));
+  const opened = await send('seal-open', request('POST', '/rotor/seal', pending.headers));
+  const sessionKey = pending.sessionKey(getHeader(opened, 'Seal-Key')!)!;
+  const sealed = (verb: string, path: string, frame: Frame, body?: string, signedBody = body): Buffer =>
+    request(verb, path, [['Token', token(frame)], ['Seal-Proof', sealProof(sessionKey, getHeader(frame, 'Seal-Nonce')!, verb, path, signedBody === undefined ? undefined : Buffer.from(signedBody))]], body);
+  await send('seal-confirm', sealed('POST', '/rotor/ack', opened));
+  const sealedRead = await send('sealed-read', sealed('GET', '/hello', opened));
+  await send('seal-proof-missing', request('GET', '/hello', [['Token', token(sealedRead)]]));
+  await send('seal-body-changed', sealed('POST', '/reverse', sealedRead, 'desserts', 'stressed'));
+  const sealedWork = sealed('POST', '/reverse', sealedRead, 'stressed');
+  const worked = await send('sealed-work', sealedWork);
+  const afterWork = parseOne((await rotor.dispatch(parseOne(sealed('GET', '/hello', worked)))).bytes);
+  await send('seal-replayed', sealedWork);
+  await send('seal-nonce-wrong', request('GET', '/hello', [['Token', token(afterWork)], ['Seal-Proof', sealProof(sessionKey, getHeader(worked, 'Seal-Nonce')!, 'GET', '/hello', undefined)]]));
   await rotor.stop();
   return out;
 }
