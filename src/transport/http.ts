@@ -86,9 +86,16 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te'
 const HTTP_FRAMING = new Set(['host', 'content-length', 'expect']);
 /** Response headers HTTP frames itself (or that rotor sets for every response); a reply's own are dropped. */
 const RESPONSE_OWNED = new Set([...HOP_BY_HOP, 'content-length', 'cache-control', 'date']);
-const CANONICAL = new Map(
-  ['Token', 'User', 'Password', 'TOTP', 'Content-Type', 'Accept', 'Error', 'Task', 'Wait-for', VERB_HEADER].map((name) => [name.toLowerCase(), name]),
-);
+const CANONICAL = new Map([
+  ...['Token', 'User', 'Password', 'TOTP', 'Content-Type', 'Accept', 'Error', 'Task', 'Wait-for', VERB_HEADER].map((name): [string, string] => [name.toLowerCase(), name]),
+  // Note 003's names for a sealed session's headers (spec §12), taken as rotor's own.
+  ['x-auth-appinstanceid', 'Instance'],
+  ['x-auth-seal', 'Seal'],
+  ['x-auth-nonce', 'Seal-Nonce'],
+  ['x-auth-cnonce', 'Seal-Proof'],
+  ['x-auth-sessiontoken', 'Token'],
+  ['x-auth-sealedsessiontoken', 'Token'],
+]);
 
 /**
  * The request frame (without its body) an HTTP request stands for, or the code it is refused
