@@ -5,6 +5,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { RotorClientError } from '../client/index.ts';
+import { appCommand } from './commands/app.ts';
 import { backupCommands } from './commands/backup.ts';
 import { benchCommand } from './commands/bench.ts';
 import { clientCommands } from './commands/client.ts';
@@ -19,7 +20,7 @@ import { templateCommand } from './commands/template.ts';
 import { userCommand } from './commands/user.ts';
 import { rotorVersion } from './version.ts';
 
-const COMMANDS: Array<(y: Argv) => Argv> = [serveCommand, configCommand, userCommand, keysCommand, poolCommand, templateCommand, lotCommand, sessionCommand, backupCommands, clientCommands, benchCommand, tokenServerCommand];
+const COMMANDS: Array<(y: Argv) => Argv> = [serveCommand, configCommand, userCommand, keysCommand, poolCommand, templateCommand, lotCommand, appCommand, sessionCommand, backupCommands, clientCommands, benchCommand, tokenServerCommand];
 
 async function main(): Promise<void> {
   const cli = COMMANDS.reduce((y, command) => command(y), yargs(hideBin(process.argv)).scriptName('rotor').usage('$0 <command>\n\nA rotating-token session server. See README.md and spec.md.'));
