@@ -1,5 +1,7 @@
+import { startOpen, type AppIdentity, type PendingOpen } from '../seal/instance.ts';
+import { sealProof } from '../seal/proof.ts';
 import { getHeader, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
-import { errorFor, SESSION_ENDING, TlsCertificateError, TransportError } from './errors.ts';
+import { errorFor, RotorClientError, SESSION_ENDING, TlsCertificateError, TransportError } from './errors.ts';
 import type { ClientTransport, Connect } from './transport.ts';
 
 export interface RotorResponse {
@@ -30,22 +32,42 @@ export interface ClientOptions {
   onToken?: (token: string | undefined) => void | Promise<void>;
 }
 
+export interface OpenSealedOptions {
+  /** The session's initial metadata (a JSON object), as at a login. */
+  meta?: Record<string, unknown> | undefined;
+}
+
 export interface RequestOptions {
   body?: Buffer | string | undefined;
   contentType?: string | undefined;
   headers?: Record<string, string> | undefined;
 }
 
+/** A sealed session's secret and where it stands (spec §12): the session key, and the `Seal-Nonce` that came with the newest token. */
+interface Seal {
+  readonly key: Buffer;
+  nonce: string | undefined;
+}
+
+const SEAL_PATH = '/rotor/seal';
+
 /**
- * A rotor client: logs in, always holds the newest token, and survives a lost response by
- * sending the same request with the same token again (the server answers it from its replay
- * copy, so nothing is done twice). Reuse, expiry and revocation surface as typed errors and
- * leave the client without a token.
+ * A rotor client: logs in (or opens a sealed session), always holds the newest token, and
+ * survives a lost response by sending the same request with the same token again (the server
+ * answers it from its replay copy, so nothing is done twice). Reuse, expiry and revocation
+ * surface as typed errors and leave the client without a token.
  */
 export class RotorClient {
   private transport: ClientTransport | undefined;
   private connecting: Promise<ClientTransport> | undefined;
   private current: string | undefined;
+  /** Set while the session is a sealed one (spec §12). */
+  private seal: Seal | undefined;
+  /**
+   * A sealed session's request sent under the newest token that has had no reply yet: the only
+   * request that token may carry until its reply comes (spec §12 "One request per token").
+   */
+  private unanswered: RequestFrame | undefined;
   private readonly retries: number;
   private readonly retryDelayMs: number;
   private busy: Promise<unknown> = Promise.resolve();
@@ -60,9 +82,17 @@ export class RotorClient {
     return this.current;
   }
 
-  /** Start from a token saved earlier (resume after a restart of the client). */
+  /** Whether the client holds a sealed session (spec §12): every request it sends carries a `Seal-Proof`. */
+  get sealed(): boolean {
+    return this.seal !== undefined;
+  }
+
+  /**
+   * Start from a token saved earlier (resume after a restart of the client). A token alone is
+   * no sealed session (its key is not in it): a client that held one forgets it.
+   */
   async useToken(token: string | undefined): Promise<void> {
-    await this.setToken(token);
+    await this.startOver(token);
   }
 
   login(user: string, password: string, options: { totp?: string | undefined; meta?: Record<string, unknown> | undefined } = {}): Promise<RotorResponse> {
@@ -97,6 +127,54 @@ export class RotorClient {
    */
   loginWithHandOver(token: string, home: string, options: { meta?: Record<string, unknown> | undefined } = {}): Promise<RotorResponse> {
     return this.serial(() => this.exchange('POST', '/rotor/login', [['Hand-over', token], ['Home', home]], jsonBody(options.meta), false));
+  }
+
+  /**
+   * Open a sealed session (spec §12) as `identity`, an instance of an app: an open nonce
+   * (`GET /rotor/seal`), the open signed by the app key (`POST /rotor/seal`), the session key from
+   * the reply's `Seal-Key`, and at once the confirmation (`POST /rotor/ack` with the first
+   * proof), which seals the session. From then on every request of this client carries a
+   * `Seal-Proof`. A lost open reply is not sent again as it was (its nonce is spent): the open
+   * starts over with a new nonce. Resolves with the open's reply.
+   */
+  openSealed(identity: AppIdentity, options: OpenSealedOptions = {}): Promise<RotorResponse> {
+    const body = jsonBody(options.meta);
+    return this.serial(async () => {
+      const { open, reply } = await this.retrying(async (transport) => {
+        const nonce = await transport.request(requestFrame('GET', SEAL_PATH, [], undefined));
+        const openNonce = getHeader(nonce, 'Seal-Nonce');
+        if (openNonce === undefined) return { open: undefined, reply: nonce };
+        const open = startOpen(identity, openNonce);
+        return { open, reply: await transport.request(requestFrame('POST', SEAL_PATH, open.headers, body)) };
+      });
+      const response = await this.settle(reply, true);
+      const key = open === undefined ? undefined : sessionKeyOf(open, response.header('Seal-Key'));
+      const nonce = response.header('Seal-Nonce');
+      if (key === undefined || nonce === undefined || this.current === undefined) {
+        await this.startOver(undefined);
+        throw new RotorClientError('ROTOR_E_SEAL_INVALID', response.status, 'the open reply has no usable Token, Seal-Nonce or Seal-Key');
+      }
+      this.seal = { key, nonce };
+      try {
+        await this.exchange('POST', '/rotor/ack', [], undefined, true);
+      } catch (err) {
+        // A refused confirmation (another key: a Seal-Key changed on the way) leaves a session this client cannot use.
+        if (!(err instanceof TransportError)) await this.startOver(undefined);
+        throw err;
+      }
+      return response;
+    });
+  }
+
+  /**
+   * In a sealed session, after a request failed with a TransportError (its reply lost on every
+   * try): send that request again, byte for byte, and resolve with its reply — the reply it got,
+   * if it reached the server. Undefined when no request is waiting for its reply. The client's
+   * next request does the same first (dropping that reply), so no other request ever goes under
+   * a token whose request had no answer.
+   */
+  recover(): Promise<RotorResponse | undefined> {
+    return this.serial(async () => (this.unanswered === undefined ? undefined : this.answer(this.unanswered)));
   }
 
   /** What the session's access code has spent and has left (spec §10): the JSON of GET /rotor/quota. */
@@ -147,13 +225,13 @@ export class RotorClient {
 
   async logout(): Promise<void> {
     await this.serial(() => this.exchange('POST', '/rotor/logout', [], undefined, true));
-    await this.setToken(undefined);
+    await this.startOver(undefined);
   }
 
   /** Delete the token and its metadata (note 004's DELETE /token). */
   async deleteToken(): Promise<void> {
     await this.serial(() => this.exchange('DELETE', '/rotor/token', [], undefined, true));
-    await this.setToken(undefined);
+    await this.startOver(undefined);
   }
 
   close(): void {
@@ -168,31 +246,80 @@ export class RotorClient {
     return run;
   }
 
+  /** An exchange: with the newest token (and in a sealed session its proof), or one that starts a session (a login). */
   private async exchange(verb: string, path: string, headers: Header[], body: Buffer | undefined, withToken: boolean): Promise<RotorResponse> {
-    if (withToken) {
-      if (!this.current) throw errorFor('ROTOR_E_TOKEN_MISSING', 401, 'not logged in');
-      headers = [['Token', this.current], ...headers];
+    if (!withToken) return this.settle(await this.send(requestFrame(verb, path, headers, body)), true);
+    if (this.unanswered !== undefined) {
+      // The reply belongs to a call that has failed already; only a session it ended stops this one.
+      try {
+        await this.answer(this.unanswered);
+      } catch (err) {
+        if (err instanceof TransportError || this.current === undefined) throw err;
+      }
     }
-    const frame: RequestFrame = { kind: 'request', verb, path, headers, body };
-    const response = await this.send(frame);
+    if (!this.current) throw errorFor('ROTOR_E_TOKEN_MISSING', 401, 'not logged in');
+    return this.answer(requestFrame(verb, path, [['Token', this.current], ...this.proof(verb, path, body), ...headers], body));
+  }
+
+  /** The `Seal-Proof` of a request of a sealed session (spec §12), over the verb, path and body that go on the wire; none for another session. */
+  private proof(verb: string, path: string, body: Buffer | undefined): Header[] {
+    if (this.seal === undefined) return [];
+    if (this.seal.nonce === undefined) throw new RotorClientError('ROTOR_E_SEAL_PROOF_MISSING', 0, 'the newest token of this sealed session came without its Seal-Nonce');
+    return [['Seal-Proof', sealProof(this.seal.key, this.seal.nonce, verb, path, body)]];
+  }
+
+  /**
+   * Send a request under the newest token and take its reply. In a sealed session it stays the
+   * token's one request until a reply comes: lost on every try, it is what goes next, as it was.
+   */
+  private async answer(frame: RequestFrame): Promise<RotorResponse> {
+    if (this.seal !== undefined) this.unanswered = frame;
+    let response: ResponseFrame;
+    try {
+      response = await this.send(frame);
+    } catch (err) {
+      // Only a lost reply leaves the request owed: a refused certificate or frame never left.
+      if (!(err instanceof TransportError) || err instanceof TlsCertificateError) this.unanswered = undefined;
+      throw err;
+    }
+    this.unanswered = undefined;
+    return this.settle(response, false);
+  }
+
+  /**
+   * Take a reply's `Token` — in a sealed session with its `Seal-Nonce`; a reply without Token
+   * keeps both — then its answer, or its error thrown. A Token from a reply that `starts` a
+   * session (a login, an open) belongs to a new session: any seal of the last one is dropped.
+   */
+  private async settle(response: ResponseFrame, starts: boolean): Promise<RotorResponse> {
     const next = getHeader(response, 'Token');
-    if (next) await this.setToken(next);
+    if (next) {
+      if (starts) {
+        this.seal = undefined;
+        this.unanswered = undefined;
+      } else if (this.seal !== undefined) this.seal.nonce = getHeader(response, 'Seal-Nonce');
+      await this.setToken(next);
+    }
     const code = getHeader(response, 'Error');
     if (code) {
-      if (SESSION_ENDING.has(code)) await this.setToken(undefined);
+      if (SESSION_ENDING.has(code)) await this.startOver(undefined);
       throw errorFor(code, response.status, response.body?.toString('utf8') || undefined);
     }
     return toResponse(response);
   }
 
   /** Send, and on a lost response send the identical frame again: the server replays. */
-  private async send(frame: RequestFrame): Promise<ResponseFrame> {
+  private send(frame: RequestFrame): Promise<ResponseFrame> {
+    return this.retrying((transport) => transport.request(frame));
+  }
+
+  /** Run `attempt` on a connection; when a response is lost, again on a new one, up to `retries` times. */
+  private async retrying<T>(attempt: (transport: ClientTransport) => Promise<T>): Promise<T> {
     let lastError: Error | undefined;
-    for (let attempt = 0; attempt <= this.retries; attempt++) {
-      if (attempt > 0) await sleep(this.retryDelayMs * attempt);
+    for (let tries = 0; tries <= this.retries; tries++) {
+      if (tries > 0) await sleep(this.retryDelayMs * tries);
       try {
-        const transport = await this.connection();
-        return await transport.request(frame);
+        return await attempt(await this.connection());
       } catch (err) {
         // A refused certificate is refused again: nothing reached the server, so nothing to replay either.
         if (!(err instanceof TransportError) || err instanceof TlsCertificateError) throw err;
@@ -214,6 +341,27 @@ export class RotorClient {
   private async setToken(token: string | undefined): Promise<void> {
     this.current = token;
     await this.options.onToken?.(token);
+  }
+
+  /** Hold `token` and nothing else of the session before: no seal, no request owed. */
+  private async startOver(token: string | undefined): Promise<void> {
+    this.seal = undefined;
+    this.unanswered = undefined;
+    await this.setToken(token);
+  }
+}
+
+function requestFrame(verb: string, path: string, headers: readonly Header[], body: Buffer | undefined): RequestFrame {
+  return { kind: 'request', verb, path, headers, body };
+}
+
+/** The session key from an open reply's `Seal-Key`; undefined when it is missing or unusable (a hostile server's point). */
+function sessionKeyOf(open: PendingOpen, serverKey: string | undefined): Buffer | undefined {
+  if (serverKey === undefined) return undefined;
+  try {
+    return open.sessionKey(serverKey);
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,5 +1,6 @@
 /** rotor's client library: one class, transports per carrier, typed errors. */
-export { RotorClient, type RotorResponse, type ClientOptions, type RequestOptions, type HandOverTarget } from './client.ts';
+export { RotorClient, type RotorResponse, type ClientOptions, type RequestOptions, type OpenSealedOptions, type HandOverTarget } from './client.ts';
+export type { AppIdentity } from '../seal/instance.ts';
 export { HandOvers, connectByAddress, type HandOversOptions } from './handover.ts';
 export { tcpConnect, StreamTransport, type ClientTransport, type Connect, type TcpOptions } from './transport.ts';
 export { httpConnect, type HttpOptions } from './http.ts';
