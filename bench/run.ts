@@ -185,6 +185,27 @@ await guarded('2q', `TCP rotate on sessions of access codes (every exchange mete
   });
 });
 
+await guarded('2s', `TCP rotate on sealed application sessions (every request proven, spec §12) vs plain sessions, memory store (${C}×${P})`, '≥ 70 %', async () => {
+  const [plain, sealed] = await pair(
+    ['rotor rotate', 'rotor rotate sealed'],
+    [
+      { ...big, scenario: 'rotate', spawn: { server: 'rotor', store: 'memory' } },
+      { ...big, scenario: 'sealed', spawn: { server: 'rotor', store: 'memory' } },
+    ],
+    throughputOf,
+    true,
+  );
+  rows.push({
+    id: '2s',
+    what: `sealed rotate: GET /hello with a Seal-Proof on sealed application sessions, memory store, ${C}×${P}`,
+    figure: describe(sealed),
+    baseline: `plain ${perSec(plain.throughput)}`,
+    ratio: sealed.throughput / plain.throughput,
+    target: '≥ 70 %',
+    meets: (r) => r >= 0.7,
+  });
+});
+
 await guarded('3', `durable default store (lmdb), ${SESSIONS.toLocaleString('en-US')} live sessions, vs memory store with as many`, '≥ 50 %', async () => {
   if (!has('src/store/index.ts')) throw new Error('src/store/index.ts not built yet');
   const [memory, durable] = await pair(
@@ -440,7 +461,7 @@ for (let n = 2; existsSync(`${resultsDir}/${date}.md`); n++) date = `${day}-${n}
 const verdict = (row: Row) => (row.ratio === undefined || !row.meets ? (row.figure.startsWith('not available') ? 'n/a' : '') : row.meets(row.ratio) ? 'PASS' : 'MISS');
 const ratioText = (row: Row) => (row.ratio === undefined || !row.meets ? '' : row.target.includes('B') ? `${Math.round(row.ratio)} B` : row.target.includes('×') ? `${row.ratio.toFixed(2)} ×` : `${(row.ratio * 100).toFixed(1)} %`);
 
-const order = ['1', '2', '2q', '3', '4', '5', '6a', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'seats', 'login', 'ping', 'handover'];
+const order = ['1', '2', '2q', '2s', '3', '4', '5', '6a', '6', '7', '8', '9a', '9', 'meta', 'tasks', 'seats', 'login', 'ping', 'handover'];
 rows.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
 const table = [
   '| # | what | figure | baseline | ratio | target | verdict |',

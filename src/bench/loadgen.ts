@@ -133,6 +133,24 @@ export async function drive(carrier: Carrier, target: CarrierTarget, driver: Sce
     sendAll(conn, [lane], out);
   };
   const onSetupReply = (conn: Conn, lane: Lane, frame: ResponseFrame, cursor: { next: number }) => {
+    if (driver.loginStep) {
+      const step = driver.loginStep(lane, frame);
+      if (step === 'more') {
+        const out: string[] = [];
+        push(conn, lane, out);
+        sendAll(conn, [lane], out);
+        return;
+      }
+      if (step !== 'done') {
+        setupFailure ??= new Error(`a login step failed: ${step}`);
+        finish?.();
+        return;
+      }
+      lanesReady++;
+      if (lanesReady === totalLanes) startRun();
+      else setupNext(conn, cursor);
+      return;
+    }
     const code = header(frame, 'Error');
     const token = header(frame, 'Token');
     if (code === 'ROTOR_E_RATE_LIMITED') {
@@ -215,8 +233,11 @@ export async function drive(carrier: Carrier, target: CarrierTarget, driver: Sce
       let code: string | undefined;
       if (lane.sending === 'login') {
         // A lane whose session ended logs in again; that login is not the scenario's work.
-        const token = header(frame, 'Token');
-        if (token !== undefined && header(frame, 'Error') === undefined) lane.token = token;
+        if (driver.loginStep) driver.loginStep(lane, frame);
+        else {
+          const token = header(frame, 'Token');
+          if (token !== undefined && header(frame, 'Error') === undefined) lane.token = token;
+        }
       } else {
         code = driver.judge(lane, frame, extra);
         if (lane.sentAt >= measureStart && phase !== 'warmup') {

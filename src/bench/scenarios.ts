@@ -7,7 +7,10 @@
 import { serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
 import { newCode } from '../quotas/codes.ts';
 import { seededRandom } from '../session/random.ts';
-import { BENCH_CODE_SEED, BENCH_CODES, BENCH_POOL, type Scenario } from './types.ts';
+import { freshAppKeys } from '../seal/apps.ts';
+import { startOpen, type PendingOpen } from '../seal/instance.ts';
+import { sealProof } from '../seal/proof.ts';
+import { BENCH_APP_SEED, BENCH_CODE_SEED, BENCH_CODES, BENCH_POOL, type Scenario } from './types.ts';
 
 export interface Lane {
   readonly id: number;
@@ -37,6 +40,12 @@ export interface ScenarioDriver {
   readonly needsSession: boolean;
   /** The login a lane opens its session with; left out: User and Password. */
   login?(lane: Lane): string;
+  /**
+   * A login of more than one exchange (a sealed open: nonce, open, confirmation): judges each
+   * reply to `login` — `more` sends `login` again for the next step, `done` the lane holds its
+   * session (`lane.token`), else an error code. Left out: a reply with a Token is the session.
+   */
+  loginStep?(lane: Lane, frame: ResponseFrame): 'more' | 'done' | string;
   /** The lane's next request (it holds a token when needsSession). */
   next(lane: Lane): string;
   /** Judge the answer to `next`: undefined when it did what it should, else an error code. */
@@ -119,6 +128,8 @@ export function scenarioDriver(scenario: Scenario, credentials: Credentials): Sc
         judge: (lane, frame) => exchanged(lane, frame) ?? (frame.status === 200 ? undefined : `STATUS_${frame.status}`),
       };
     }
+    case 'sealed':
+      return sealedDriver();
     case 'meta': {
       // Eight keys cycle, so the metadata stays small however long the run is.
       const merges = Array.from({ length: 8 }, (_, k) =>
@@ -201,4 +212,70 @@ export function scenarioDriver(scenario: Scenario, credentials: Credentials): Sc
       };
     }
   }
+}
+
+/** The bench app's id and key: the server registers it from the same seed. */
+export function benchApp(): { id: string; key: string; publicKey: string } {
+  return freshAppKeys(seededRandom(BENCH_APP_SEED));
+}
+
+/**
+ * As rotate, on sealed sessions (spec §12): each lane is an instance of the bench app that opens
+ * (nonce, open, confirmation) and then proves every GET /hello with its session key.
+ */
+function sealedDriver(): ScenarioDriver {
+  const app = benchApp();
+  interface Sealing {
+    step: 'nonce' | 'open' | 'confirm';
+    pending?: PendingOpen;
+    key?: Buffer;
+    nonce?: string;
+    token?: string;
+  }
+  const lanes = new Map<number, Sealing>();
+  const of = (lane: Lane): Sealing => {
+    let sealing = lanes.get(lane.id);
+    if (!sealing) lanes.set(lane.id, (sealing = { step: 'nonce' }));
+    return sealing;
+  };
+  const proven = (s: Sealing, token: string, verb: string, path: string): string =>
+    frameText({ kind: 'request', verb, path, headers: [['Token', token], ['Seal-Proof', sealProof(s.key!, s.nonce!, verb, path, undefined)]], body: undefined });
+  return {
+    needsSession: true,
+    login: (lane) => {
+      const s = of(lane);
+      if (s.step === 'nonce') return frameText({ kind: 'request', verb: 'GET', path: '/rotor/seal', headers: [], body: undefined });
+      if (s.step === 'open') return frameText({ kind: 'request', verb: 'POST', path: '/rotor/seal', headers: s.pending!.headers, body: undefined });
+      return proven(s, s.token!, 'POST', '/rotor/ack');
+    },
+    loginStep: (lane, frame) => {
+      const s = of(lane);
+      const code = header(frame, 'Error');
+      if (code !== undefined) {
+        s.step = 'nonce';
+        return code;
+      }
+      if (s.step === 'nonce') {
+        s.pending = startOpen({ app: app.id, instance: `bench-${lane.id}`, key: app.key }, header(frame, 'Seal-Nonce')!);
+        s.step = 'open';
+        return 'more';
+      }
+      if (s.step === 'open') {
+        s.key = s.pending!.sessionKey(header(frame, 'Seal-Key')!);
+        s.token = header(frame, 'Token');
+        s.nonce = header(frame, 'Seal-Nonce');
+        s.step = 'confirm';
+        return 'more';
+      }
+      lane.token = s.token;
+      s.step = 'nonce';
+      return 'done';
+    },
+    next: (lane) => proven(of(lane), lane.token!, 'GET', '/hello'),
+    judge: (lane, frame) => {
+      const nonce = header(frame, 'Seal-Nonce');
+      if (nonce !== undefined) of(lane).nonce = nonce;
+      return exchanged(lane, frame) ?? (frame.status === 200 ? undefined : `STATUS_${frame.status}`);
+    },
+  };
 }

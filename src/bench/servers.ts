@@ -21,8 +21,9 @@ import type { Store } from '../store/types.ts';
 import { listenStream } from '../transport/tcp.ts';
 import type { FrameHandler } from '../transport/connection.ts';
 import { FrameParser, Reply, serializeFrame, type Frame, type Header, type ResponseFrame } from '../wire/index.ts';
-import { BENCH_POOL, BENCH_TEMPLATE } from './types.ts';
-import { benchCodes } from './scenarios.ts';
+import { BENCH_APP, BENCH_POOL, BENCH_TEMPLATE } from './types.ts';
+import { benchApp, benchCodes } from './scenarios.ts';
+import { APP, type AppRecord } from '../seal/types.ts';
 import { codeId } from '../quotas/codes.ts';
 import { freshCode, templateRecord } from '../quotas/templates.ts';
 
@@ -117,6 +118,12 @@ async function issueBenchCodes(store: Store): Promise<void> {
   await store.createRecords('code', records);
 }
 
+/** For the sealed scenario: the bench app, its keys made from the seed the load generator uses too. */
+async function registerBenchApp(store: Store): Promise<void> {
+  const app = benchApp();
+  await store.createRecords<AppRecord>(APP, [{ id: app.id, value: { name: BENCH_APP, publicKey: app.publicKey, instances: 'open', createdAt: Date.now() } }]);
+}
+
 /** A cheap password hash for the bench user: the login storm measures rotor, not scrypt's N. */
 export function benchPasswordHash(password: string): Promise<string> {
   return hashPassword(password, { ...DEFAULTS.auth, scryptN: 16, scryptR: 1, scryptP: 1 }, pooledRandom());
@@ -131,6 +138,7 @@ export async function startRotorServer(options: RotorServerOptions): Promise<Ben
     // For the seats scenario: half as many seats as a 16×32 run has clients, so half of them wait in line.
     await store.putPool({ name: BENCH_POOL, seats: 256, perUser: 0, heartbeatMs: 300_000, maxHoldMs: null, queueLimit: 100_000, perUserQueueLimit: 100_000, createdAt: Date.now() });
     await issueBenchCodes(store);
+    await registerBenchApp(store);
     if (options.preload) await preloadSessions(store, options.preload, options.user);
     const serveOptions: ServeOptions & { http?: { port: number; ws: boolean } } = { store, app: exampleApp(), config: benchConfig(options.config), log: silentLogger(), ephemeralKeys: true };
     if (options.http) {

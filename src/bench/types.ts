@@ -14,6 +14,8 @@ export type Scenario =
   | 'seats'
   /** GET /hello like rotate, on sessions opened with access codes (spec §10): every exchange metered. */
   | 'quota'
+  /** GET /hello like rotate, on sealed application sessions (spec §12): every request carries a Seal-Proof. */
+  | 'sealed'
   /** No session at all: GET /rotor/ping, to see the frame path alone on a rotor server. */
   | 'ping';
 
@@ -24,7 +26,11 @@ export const BENCH_TEMPLATE = 'bench-pass';
 export const BENCH_CODES = 4096;
 export const BENCH_CODE_SEED = 4242;
 
-export const SCENARIOS: readonly Scenario[] = ['login', 'rotate', 'meta', 'tasks', 'seats', 'quota', 'ping'];
+/** The bench server's app (spec §12), made from this seed on both sides: never do this outside a bench. */
+export const BENCH_APP = 'bench-app';
+export const BENCH_APP_SEED = 1203;
+
+export const SCENARIOS: readonly Scenario[] = ['login', 'rotate', 'meta', 'tasks', 'seats', 'quota', 'sealed', 'ping'];
 
 /** How the frames travel. `tcp` and `tls` are built in; others register themselves (carriers.ts). */
 export type CarrierName = 'tcp' | 'tls' | 'http' | 'ws' | (string & {});

@@ -24,16 +24,21 @@ export interface NewApp {
   readonly record: AppRecord;
 }
 
+/** A fresh app id and Ed25519 key (its seed, the app key) with its public half, from `random`. */
+export function freshAppKeys(random: RandomSource): { id: string; key: string; publicKey: string } {
+  const seed = random(32);
+  const publicKey = rawPublicKey(createPublicKey(ed25519Private(seed))).toString('base64url');
+  return { id: random(12).toString('base64url'), key: seed.toString('base64url'), publicKey };
+}
+
 /** Register an app: a fresh id and Ed25519 key pair; the store keeps the public half. */
 export async function addApp(store: Store, name: string, instances: InstancePolicy, now: number, random: RandomSource): Promise<NewApp> {
   if (!APP_NAME.test(name)) throw new RotorError('ROTOR_E_BAD_REQUEST', 'an app name is 1–64 of A-Z a-z 0-9 . _ -');
   if ((await listApps(store)).some((app) => app.value.name === name)) throw new RotorError('ROTOR_E_BAD_REQUEST', `an app named ${name} exists already`);
-  const seed = random(32);
-  const publicKey = rawPublicKey(createPublicKey(ed25519Private(seed))).toString('base64url');
-  const id = random(12).toString('base64url');
+  const { id, key, publicKey } = freshAppKeys(random);
   const record: AppRecord = { name, publicKey, instances, createdAt: now };
   if (!(await store.createRecords<AppRecord>(APP, [{ id, value: record }]))) throw new RotorError('ROTOR_E_CONFLICT', 'that app id exists: try again');
-  return { id, key: seed.toString('base64url'), record };
+  return { id, key, record };
 }
 
 export function listApps(store: Store): Promise<CatalogEntry<AppRecord>[]> {

@@ -52,9 +52,12 @@ export class SessionKeys {
     }
   }
 
-  /** `wrapped` as the session's next record keeps it: as it is while its key signs, else wrapped again under the signing key. */
-  current(session: string, wrapped: string, key: Buffer): string {
-    return wrapped.startsWith(`${this.ring.signing.id}.`) ? wrapped : this.wrap(session, key);
+  /** `wrapped` as the session's next record keeps it: as it is while its key signs, else wrapped again under the signing key (undefined: it does not unwrap). */
+  current(session: string, wrapped: string): string | undefined {
+    const id = this.ring.signing.id;
+    if (wrapped.charCodeAt(id.length) === 0x2e && wrapped.startsWith(id)) return wrapped;
+    const key = this.unwrap(session, wrapped);
+    return key === undefined ? undefined : this.wrap(session, key);
   }
 
   /** A fresh open nonce, issued at `now` (ms). */

@@ -14,32 +14,36 @@ export interface PresentedProof {
   readonly ack: boolean;
 }
 
-const entry = (gen: number, mac: string): string => `${gen}.${mac}`;
-const generationOf = (seen: string): number => Number.parseInt(seen, 10);
-
 /** Whether this proof was accepted before. */
 export function hasSeen(seal: SessionSeal, proof: PresentedProof): boolean {
-  return seal.seen.includes(entry(proof.gen, proof.mac));
+  return seal.seen.includes(proof.mac);
 }
 
+/** What a kept entry takes at most in `seen` (a space, a generation below 10^10, a dot, a MAC): the trims count by length, not by entries. */
+const ENTRY_CHARS = 34;
+
 /**
- * `seal` once `proof` is accepted, with `newest` the session's newest generation afterwards:
- * the proofs of the newest `window` generations are kept, at most `4 × window` of them (a key
- * holder sending many different requests under one token forgets the oldest generations first).
- * The same object when nothing changes.
+ * `seal` once `proof` is accepted, with `newest` the session's newest generation afterwards.
+ * `fresh`: the caller knows the proof is new (the first use of the newest token: nothing was
+ * accepted under it yet), which spares the search. The proofs of at least the newest `window`
+ * generations are kept: once about `2 × window` are, those of older generations are dropped (and
+ * `from` moves past them) — a trim every few rotations, not a copy of the list on every one. At
+ * most about `8 × window` are kept: past that (a key holder sending one different request after
+ * another under one token) a proof is not remembered. The same object when nothing changes.
  */
-export function remembered(seal: SessionSeal, proof: PresentedProof, newest: number, window: number): SessionSeal {
-  let from = Math.max(seal.from, newest - window + 1);
-  const known = hasSeen(seal, proof);
-  if (known && from === seal.from) return seal;
-  let seen = seal.seen.filter((kept) => generationOf(kept) >= from);
-  if (!known && proof.gen >= from) seen.push(entry(proof.gen, proof.mac));
-  const cap = 4 * window;
-  while (seen.length > cap) {
-    from = Math.min(...seen.map(generationOf)) + 1;
-    seen = seen.filter((kept) => generationOf(kept) >= from);
+export function remembered(seal: SessionSeal, proof: PresentedProof, newest: number, window: number, fresh = false): SessionSeal {
+  if (!fresh && hasSeen(seal, proof)) return seal;
+  let { seen, from } = seal;
+  if (seen.length >= 2 * window * ENTRY_CHARS) {
+    from = Math.max(from, newest - window + 1);
+    seen = seen
+      .split(' ')
+      .filter((kept) => kept !== '' && Number.parseInt(kept, 10) >= from)
+      .map((kept) => ` ${kept}`)
+      .join('');
   }
-  return { app: seal.app, instance: seal.instance, key: seal.key, seen, from };
+  if (proof.gen >= from && seen.length < 8 * window * ENTRY_CHARS) seen = `${seen} ${proof.gen}.${proof.mac}`;
+  return seen === seal.seen && from === seal.from ? seal : { app: seal.app, instance: seal.instance, key: seal.key, seen, from };
 }
 
 /**
@@ -55,5 +59,5 @@ export function staleVerdict(seal: SessionSeal, proof: PresentedProof): 'replaye
 
 /** The seal of a session just opened: nothing seen yet, every generation from the first remembered. */
 export function freshSeal(app: string, instance: string, key: string): SessionSeal {
-  return { app, instance, key, seen: [], from: 1 };
+  return { app, instance, key, seen: '', from: 1 };
 }

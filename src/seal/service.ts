@@ -46,11 +46,10 @@ export class Seals {
     return { gen, mac: proof.mac, ack };
   }
 
-  /** `seal` after an exchange that accepted `proof`, the session's newest generation then being `newest`; its key wrapped under the signing key. */
-  after(session: string, seal: SessionSeal, proof: PresentedProof, newest: number): SessionSeal {
-    const kept = remembered(seal, proof, newest, this.window);
-    const key = this.keys.unwrap(session, kept.key);
-    const wrapped = key === undefined ? kept.key : this.keys.current(session, kept.key, key);
+  /** `seal` after an exchange that accepted `proof` (`fresh`: surely a new one), the session's newest generation then being `newest`; its key wrapped under the signing key. */
+  after(session: string, seal: SessionSeal, proof: PresentedProof, newest: number, fresh = false): SessionSeal {
+    const kept = remembered(seal, proof, newest, this.window, fresh);
+    const wrapped = this.keys.current(session, kept.key) ?? kept.key;
     return wrapped === kept.key ? kept : { ...kept, key: wrapped };
   }
 

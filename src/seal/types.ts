@@ -3,13 +3,15 @@
 /**
  * A sealed session's part of its record. `key`: the session key, wrapped (`<MAC key id>.<base64>`,
  * src/seal/keys.ts); `seen`: every proof rotor accepted for the newest generations, as
- * `<generation>.<mac>`; `from`: the oldest generation whose proofs are all in `seen`.
+ * `<generation>.<mac>` entries, each after a space — one string, searched for a MAC in one call
+ * (a MAC is 22 base64url characters: it matches no other part of the string); `from`: the oldest
+ * generation whose proofs are all in `seen`.
  */
 export interface SessionSeal {
   readonly app: string;
   readonly instance: string;
   readonly key: string;
-  readonly seen: readonly string[];
+  readonly seen: string;
   readonly from: number;
 }
 

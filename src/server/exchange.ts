@@ -195,7 +195,8 @@ async function performAndCommit(
     tasks: outcome.tasks,
     meta: outcome.meta,
     quota,
-    seal: proof === undefined ? undefined : ctx.seals.after(admitted.id, admitted.seal!, proof, admitted.gen + 1),
+    // The first use of the newest token: nothing was accepted under it before.
+    seal: proof === undefined ? undefined : ctx.seals.after(admitted.id, admitted.seal!, proof, admitted.gen + 1, !loaded.acked && proof.gen === loaded.gen),
   });
   if (!(await ctx.store.commitSession(rotated, loaded.rev, released))) return undefined;
   if (outcome.error) note.outcome = outcome.error;

@@ -61,7 +61,7 @@ t.test('rotate against an in-process rotor: positive throughput, no errors, JSON
 t.test('every scenario runs without errors on a count bound', async (t) => {
   const server = await startRotorServer({ user: 'bench', password: 'bench' });
   t.teardown(() => server.close());
-  for (const scenario of ['meta', 'tasks', 'seats', 'login', 'ping'] as const) {
+  for (const scenario of ['meta', 'tasks', 'seats', 'quota', 'sealed', 'login', 'ping'] as const) {
     const result = await runBench({ port: server.port, scenario, connections: 2, pipeline: 2, warmupMs: 0, durationMs: 5_000, count: 200, progress: false });
     t.same(result.errors, {}, `${scenario}: no errors`);
     t.ok(result.ok >= 200, `${scenario}: at least the counted requests were answered`);

@@ -10,7 +10,7 @@ export function benchCommand(y: Argv): Argv {
       'load-test a rotor (loopback only): C connections × P requests in flight, for a duration or a count',
       (y) =>
         y
-          .option('scenario', { choices: [...SCENARIOS], default: BENCH_DEFAULTS.scenario, describe: 'rotate = message + ack loop; meta = metadata exchange; tasks = deferred work; seats = take, heartbeat, give back a licence seat; login = login storm; ping' })
+          .option('scenario', { choices: [...SCENARIOS], default: BENCH_DEFAULTS.scenario, describe: 'rotate = message + ack loop; meta = metadata exchange; tasks = deferred work; seats = take, heartbeat, give back a licence seat; quota = rotate on access-code sessions; sealed = rotate on sealed application sessions; login = login storm; ping' })
           .option('carrier', { choices: ['tcp', 'tls', 'http', 'ws'], default: 'tcp' })
           .option('host', { type: 'string', default: '127.0.0.1', describe: 'a running server (loopback addresses only)' })
           .option('port', { type: 'number', default: DEFAULTS.port, describe: 'its port (the HTTP port for http and ws)' })
