@@ -65,7 +65,7 @@ export function openSealed(ctx: DispatchContext): (frame: RequestFrame, note: No
       const key = sessionKey(shared, nonce, sessionKeyInfo(app, instance, sealKey, serverKey));
       if (!key) throw new RotorError('ROTOR_E_SEAL_INVALID', 'Seal-Key is a low-order point');
       note.user = `app:${app}/${instance}`;
-      if (!(await admitInstance(ctx.store, record, app, instance, now, address || undefined))) throw new RotorError('ROTOR_E_INSTANCE_UNKNOWN');
+      if (!(await admitInstance(ctx.store, record, app, instance, now, origin?.peer))) throw new RotorError('ROTOR_E_INSTANCE_UNKNOWN');
       const meta = parseMetaBody(frame, ctx.config.session.maxMetaBytes);
       if (!(await ctx.store.createRecords<UsedNonceRecord>(SEAL_NONCE, [{ id: fresh.id, value: { expiresAt: fresh.expiresAt } }]))) throw new RotorError('ROTOR_E_SEAL_NONCE_USED');
       const id = ctx.random(16).toString('base64url');

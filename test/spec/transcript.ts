@@ -133,7 +133,7 @@ export async function transcript(): Promise<Exchange[]> {
   await send('seal-body-changed', sealed('POST', '/reverse', sealedRead, 'desserts', 'stressed'));
   const sealedWork = sealed('POST', '/reverse', sealedRead, 'stressed');
   const worked = await send('sealed-work', sealedWork);
-  const afterWork = parseOne((await rotor.dispatch(parseOne(sealed('GET', '/hello', worked)))).bytes);
+  const afterWork = await send('sealed-next', sealed('GET', '/hello', worked));
   await send('seal-replayed', sealedWork);
   await send('seal-nonce-wrong', request('GET', '/hello', [['Token', token(afterWork)], ['Seal-Proof', sealProof(sessionKey, getHeader(worked, 'Seal-Nonce')!, 'GET', '/hello', undefined)]]));
   await rotor.stop();
