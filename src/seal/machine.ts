@@ -36,11 +36,7 @@ export function remembered(seal: SessionSeal, proof: PresentedProof, newest: num
   let { seen, from } = seal;
   if (seen.length >= 2 * window * ENTRY_CHARS) {
     from = Math.max(from, newest - window + 1);
-    seen = seen
-      .split(' ')
-      .filter((kept) => kept !== '' && Number.parseInt(kept, 10) >= from)
-      .map((kept) => ` ${kept}`)
-      .join('');
+    seen = seen.slice(firstEntryFrom(seen, from));
   }
   if (proof.gen >= from && seen.length < 8 * window * ENTRY_CHARS) seen = `${seen} ${proof.gen}.${proof.mac}`;
   return seen === seal.seen && from === seal.from ? seal : { app: seal.app, instance: seal.instance, key: seal.key, seen, from };
@@ -60,4 +56,18 @@ export function staleVerdict(seal: SessionSeal, proof: PresentedProof): 'replaye
 /** The seal of a session just opened: nothing seen yet, every generation from the first remembered. */
 export function freshSeal(app: string, instance: string, key: string): SessionSeal {
   return { app, instance, key, seen: '', from: 1 };
+}
+
+/**
+ * Where the first entry of generation `from` or later starts (the length when there is none).
+ * Entries come mostly in generation order; one of an older generation after the cut (a retry
+ * remembered late) is kept a while longer — keeping more is safe, dropping one of `from` on is not.
+ */
+function firstEntryFrom(seen: string, from: number): number {
+  for (let at = seen.indexOf(' '); at !== -1; at = seen.indexOf(' ', at + 1)) {
+    let gen = 0;
+    for (let i = at + 1, digit = seen.charCodeAt(i) - 48; digit >= 0 && digit <= 9; digit = seen.charCodeAt(++i) - 48) gen = gen * 10 + digit;
+    if (gen >= from) return at;
+  }
+  return seen.length;
 }

@@ -33,21 +33,15 @@ export function sealProof(key: Buffer, nonce: string, verb: string, path: string
   return `${nonce}.${digest}.${mac(key, proofText(nonce, verb, path, digest))}`;
 }
 
-export interface ParsedProof {
-  readonly nonce: string;
-  readonly digest: string;
-  readonly mac: string;
-}
-
 const PROOF_CHARS = /^[A-Za-z0-9_.-]*$/;
 
-/** A `Seal-Proof` value's three parts, or undefined when it is not three parts of 1–64, 43 and 22 base64url characters. */
-export function parseProof(value: string): ParsedProof | undefined {
+/** Where the first dot of a `Seal-Proof` value is, or undefined when it is not three parts of 1–64, 43 and 22 base64url characters. */
+export function proofShape(value: string): number | undefined {
   const first = value.indexOf('.');
   const second = first === -1 ? -1 : value.indexOf('.', first + 1);
   // Lengths first, by the dots: the one pattern test is on a value of the right shape.
   if (first < 1 || first > 64 || second !== first + 44 || value.length !== second + 23 || value.indexOf('.', second + 1) !== -1 || !PROOF_CHARS.test(value)) return undefined;
-  return { nonce: value.slice(0, first), digest: value.slice(first + 1, second), mac: value.slice(second + 1) };
+  return first;
 }
 
 /** The text an app key signs to open a session: `rotor-seal/1 open\n<app>\n<instance>\n<open nonce>\n<Seal-Key>`. */

@@ -38,7 +38,7 @@ t.test('kill -9 between the steps of a sealed session loses nothing', async (t) 
     conn?.destroy();
     await server?.stop('SIGKILL');
   });
-  const call = (verb: string, path: string, headers: Array<[string, string]>, body?: string): Promise<ResponseFrame> =>
+  const call = (verb: string, path: string, headers: readonly (readonly [string, string])[], body?: string): Promise<ResponseFrame> =>
     conn!.call(serializeFrame({ kind: 'request', verb, path, headers, body: body === undefined ? undefined : Buffer.from(body) }));
 
   await boot();
