@@ -497,7 +497,7 @@ const load1 = loadavg();
 const report = `# rotor benchmark, ${date}
 
 \`npm run bench\`: ${SECONDS} s measured after ${WARMUP} s warm-up per run, ${ROUNDS} alternating rounds per compared pair (${ROUNDS + 1} for the 1×1 latency pair; the best round of each side counts), ${minutes} min in all.
-Server and load generator are separate processes${PINNED ? ", pinned with taskset: server on CPU 0, load generator (and redis-server) on CPU 1" : ' (not pinned: no taskset or fewer than 2 CPUs)'}.
+Servers and load generators run ${process.env.ROTOR_BENCH_COMPILED === '1' ? 'compiled (dist/, as `rotor serve` runs)' : 'from the sources through tsx'}, each in its own process${PINNED ? ", pinned with taskset: server on CPU 0, load generator (and redis-server) on CPU 1" : ' (not pinned: no taskset or fewer than 2 CPUs)'}.
 Node ${process.version}, ${availableParallelism()} CPUs, load average ${load0.map((x) => x.toFixed(1)).join(' ')} at the start and ${load1.map((x) => x.toFixed(1)).join(' ')} at the end (other work on the machine skews absolute figures; the ratios compare runs made minutes apart at most).
 Targets are reported, never asserted.
 

@@ -9,9 +9,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const require = createRequire(import.meta.url);
 // Compiled (dist/bench/*.js, what `rotor bench` runs) or the sources through tsx: the child
-// runs the same way this module does.
-const COMPILED = import.meta.url.endsWith('.js');
-const CHILD = fileURLToPath(new URL(COMPILED ? './child.js' : './child.ts', import.meta.url));
+// runs the same way this module does — or compiled whatever this module is, with
+// ROTOR_BENCH_COMPILED=1 (`npm run bench`: the servers measured are what `rotor serve` runs,
+// without the loader's code in every function; `npm run build` first).
+const COMPILED = import.meta.url.endsWith('.js') || process.env.ROTOR_BENCH_COMPILED === '1';
+const CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? './child.js' : COMPILED ? '../../dist/bench/child.js' : './child.ts', import.meta.url));
 
 let tasksetChecked: boolean | undefined;
 /** Whether `taskset` is on this machine (util-linux). */
