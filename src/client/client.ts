@@ -1,5 +1,5 @@
 import { startOpen, type AppIdentity, type PendingOpen } from '../seal/instance.ts';
-import { sealProof } from '../seal/proof.ts';
+import { proofHeaders } from '../seal/proof.ts';
 import { getHeader, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
 import { errorFor, RotorClientError, SESSION_ENDING, TlsCertificateError, TransportError } from './errors.ts';
 import type { ClientTransport, Connect } from './transport.ts';
@@ -57,6 +57,9 @@ const SEAL_PATH = '/rotor/seal';
  * answers it from its replay copy, so nothing is done twice). Reuse, expiry and revocation
  * surface as typed errors and leave the client without a token.
  */
+/** Refusals before admission that change nothing and may pass next time: a sealed request refused so stays owed (spec §12). */
+const STILL_OWED = new Set(['ROTOR_E_UNAVAILABLE', 'ROTOR_E_CONFLICT', 'ROTOR_E_INTERNAL', 'ROTOR_E_SHUTTING_DOWN', 'ROTOR_E_TOO_MANY_CONNECTIONS', 'ROTOR_E_TOO_MANY_PIPELINED']);
+
 export class RotorClient {
   private transport: ClientTransport | undefined;
   private connecting: Promise<ClientTransport> | undefined;
@@ -144,7 +147,7 @@ export class RotorClient {
         const nonce = await transport.request(requestFrame('GET', SEAL_PATH, [], undefined));
         const openNonce = getHeader(nonce, 'Seal-Nonce');
         if (openNonce === undefined) return { open: undefined, reply: nonce };
-        const open = startOpen(identity, openNonce);
+        const open = startOpen(identity, openNonce, undefined, body);
         return { open, reply: await transport.request(requestFrame('POST', SEAL_PATH, open.headers, body)) };
       });
       const response = await this.settle(reply, true);
@@ -254,18 +257,19 @@ export class RotorClient {
       try {
         await this.answer(this.unanswered);
       } catch (err) {
-        if (err instanceof TransportError || this.current === undefined) throw err;
+        // Still owed (lost again, or refused for now): nothing else may go under its token yet.
+        if (err instanceof TransportError || this.current === undefined || this.unanswered !== undefined) throw err;
       }
     }
     if (!this.current) throw errorFor('ROTOR_E_TOKEN_MISSING', 401, 'not logged in');
-    return this.answer(requestFrame(verb, path, [['Token', this.current], ...this.proof(verb, path, body), ...headers], body));
+    return this.answer(requestFrame(verb, path, [['Token', this.current], ...this.proof(verb, path, body, headers), ...headers], body));
   }
 
-  /** The `Seal-Proof` of a request of a sealed session (spec §12), over the verb, path and body that go on the wire; none for another session. */
-  private proof(verb: string, path: string, body: Buffer | undefined): Header[] {
+  /** The proof of a request of a sealed session (spec §12), over the verb, path, body and headers that go on the wire; none for another session. */
+  private proof(verb: string, path: string, body: Buffer | undefined, headers: readonly Header[]): Header[] {
     if (this.seal === undefined) return [];
     if (this.seal.nonce === undefined) throw new RotorClientError('ROTOR_E_SEAL_PROOF_MISSING', 0, 'the newest token of this sealed session came without its Seal-Nonce');
-    return [['Seal-Proof', sealProof(this.seal.key, this.seal.nonce, verb, path, body)]];
+    return proofHeaders(this.seal.key, this.seal.nonce, verb, path, body, headers);
   }
 
   /**
@@ -282,7 +286,11 @@ export class RotorClient {
       if (!(err instanceof TransportError) || err instanceof TlsCertificateError) this.unanswered = undefined;
       throw err;
     }
-    this.unanswered = undefined;
+    // A refusal that changed nothing and may pass when sent again (the store down, a race lost,
+    // a bug, a server going down) leaves a sealed request owed as well (spec §12): sent under
+    // its token, a different request would make a copy of this one look like a clone's.
+    const code = getHeader(response, 'Error');
+    if (code === undefined || !STILL_OWED.has(code) || getHeader(response, 'Token') !== undefined) this.unanswered = undefined;
     return this.settle(response, false);
   }
 

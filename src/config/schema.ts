@@ -176,6 +176,7 @@ const SHAPE = {
   seal: section({
     openNonceSeconds: seconds(1, 3600),
     rememberGenerations: int(1, 64),
+    registeredSeconds: seconds(1, 3600),
   }),
   observability: section({
     metricsPort: int(0, 65535),

@@ -186,6 +186,8 @@ export interface SealSettings {
   openNonceSeconds: number;
   /** How many of a sealed session's newest generations keep the proofs rotor accepted: a spent token within them is told apart from a clone's. */
   rememberGenerations: number;
+  /** How long a node takes an app (and a listed instance) as still registered before it reads the store again: a removed app's sessions end within about this long. */
+  registeredSeconds: number;
 }
 
 /** Watching a running rotor: metrics, health, logs. */
@@ -297,6 +299,7 @@ export const DEFAULTS: RotorConfig = Object.freeze({
   seal: Object.freeze({
     openNonceSeconds: 60,
     rememberGenerations: 8,
+    registeredSeconds: 5,
   }),
   observability: Object.freeze({
     metricsPort: 0,

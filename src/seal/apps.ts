@@ -73,19 +73,18 @@ export function removeInstance(store: Store, app: string, instance: string): Pro
   return store.removeRecord(APP_INSTANCE, instanceRecordId(app, instance));
 }
 
-/**
- * Whether `instance` of `app` may open now (spec §12): a listed app's must be listed; an open
- * app's is registered at its first open. Its first open is noted either way.
- */
-export async function admitInstance(store: Store, app: AppRecord, appId: string, instance: string, now: number, address: string | undefined): Promise<boolean> {
+/** Whether `instance` of `app` may open (spec §12): a listed app's must be listed; an open app's may. Reads only. */
+export async function instanceAllowed(store: Store, app: AppRecord, appId: string, instance: string): Promise<{ allowed: boolean; found: CatalogEntry<InstanceRecord> | undefined }> {
+  const found = await store.loadRecord<InstanceRecord>(APP_INSTANCE, instanceRecordId(appId, instance));
+  return { allowed: found !== undefined || app.instances === 'open', found };
+}
+
+/** Note an instance's first open — registering it, for an open app — unless it has one. */
+export async function noteFirstOpen(store: Store, appId: string, instance: string, found: CatalogEntry<InstanceRecord> | undefined, now: number, address: string | undefined): Promise<void> {
+  if (found !== undefined && found.value.firstOpenAt !== undefined) return;
   const id = instanceRecordId(appId, instance);
-  const found = await store.loadRecord<InstanceRecord>(APP_INSTANCE, id);
-  if (found === undefined && app.instances === 'listed') return false;
-  if (found === undefined || found.value.firstOpenAt === undefined) {
-    const first = { firstOpenAt: now, firstAddress: address };
-    // A race with another first open (or the operator) only decides whose first open is noted.
-    if (found === undefined) await store.createRecords<InstanceRecord>(APP_INSTANCE, [{ id, value: { listed: false, addedAt: now, ...first } }]);
-    else await store.commitRecord<InstanceRecord>(APP_INSTANCE, id, { ...found.value, ...first }, found.rev);
-  }
-  return true;
+  const first = { firstOpenAt: now, firstAddress: address };
+  // A race with another first open (or the operator) only decides whose first open is noted.
+  if (found === undefined) await store.createRecords<InstanceRecord>(APP_INSTANCE, [{ id, value: { listed: false, addedAt: now, ...first } }]);
+  else await store.commitRecord<InstanceRecord>(APP_INSTANCE, id, { ...found.value, ...first }, found.rev);
 }

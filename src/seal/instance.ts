@@ -5,7 +5,7 @@
  */
 import { randomBytes, sign } from 'node:crypto';
 import type { Header } from '../wire/index.ts';
-import { bytes32, ed25519Private, openText, sessionKey, sessionKeyInfo, x25519Pair, x25519Shared } from './proof.ts';
+import { bodyDigest, bytes32, ed25519Private, openText, sessionKey, sessionKeyInfo, x25519Pair, x25519Shared } from './proof.ts';
 
 export interface AppIdentity {
   /** The app id `rotor app add` printed. */
@@ -23,13 +23,16 @@ export interface PendingOpen {
   sessionKey(serverKey: string): Buffer | undefined;
 }
 
-/** An open for `openNonce` (`GET /rotor/seal`'s `Seal-Nonce`), with a fresh X25519 key pair (`privateRaw`: its 32 private bytes, for fixed examples). */
-export function startOpen(identity: AppIdentity, openNonce: string, privateRaw: Buffer = randomBytes(32)): PendingOpen {
+/**
+ * An open for `openNonce` (`GET /rotor/seal`'s `Seal-Nonce`) whose body (the initial metadata,
+ * JSON) is `body`, with a fresh X25519 key pair (`privateRaw`: its 32 private bytes, for fixed examples).
+ */
+export function startOpen(identity: AppIdentity, openNonce: string, privateRaw: Buffer = randomBytes(32), body?: Buffer): PendingOpen {
   const seed = Buffer.from(identity.key, 'base64url');
   if (seed.length !== 32) throw new Error('an app key is base64url of 32 bytes');
   const pair = x25519Pair(privateRaw);
   const sealKey = pair.publicRaw.toString('base64url');
-  const seal = sign(null, Buffer.from(openText(identity.app, identity.instance, openNonce, sealKey)), ed25519Private(seed)).toString('base64url');
+  const seal = sign(null, Buffer.from(openText(identity.app, identity.instance, openNonce, sealKey, bodyDigest(body))), ed25519Private(seed)).toString('base64url');
   return {
     headers: [
       ['App', identity.app],

@@ -71,10 +71,12 @@ export class SessionKeys {
   }
 
   /**
-   * An open nonce's random part (its single-use id) and when it expires, if this server made it
-   * and it has not; undefined for one it did not make, or one past `maxAgeMs`.
+   * An open nonce's random part (its single-use id) and until when its use must be remembered,
+   * if this server made it less than `maxAgeMs` ago (or at most `skewMs` ahead, by another node's
+   * clock); undefined for one it did not make, or one too old. The use is remembered until no
+   * node whose clock is within `skewMs` of this one could take the nonce any more.
    */
-  checkOpenNonce(nonce: string, now: number, maxAgeMs: number): { id: string; expiresAt: number } | undefined {
+  checkOpenNonce(nonce: string, now: number, maxAgeMs: number, skewMs: number): { id: string; expiresAt: number } | undefined {
     const parts = nonce.split('.');
     if (parts.length !== 3 || parts[1].length !== 22 || parts[2].length !== 22) return undefined;
     const secret = this.ring.secret(parts[0]);
@@ -82,9 +84,9 @@ export class SessionKeys {
     const payload = Buffer.from(parts[1], 'base64url');
     if (payload.length !== 16 || payload.toString('base64url') !== parts[1]) return undefined;
     const issuedMs = payload.readUInt32BE(0) * 1000;
-    // A nonce from the future (another node's clock) is taken within the same allowance.
-    if (now - issuedMs > maxAgeMs || issuedMs - now > maxAgeMs) return undefined;
-    return { id: parts[1], expiresAt: issuedMs + maxAgeMs };
+    // Issue times are whole seconds: a nonce is taken for less than maxAgeMs, and at most skewMs from the future.
+    if (now - issuedMs >= maxAgeMs || issuedMs - now > skewMs) return undefined;
+    return { id: parts[1], expiresAt: issuedMs + maxAgeMs + 2 * skewMs + 1000 };
   }
 
   private wrapKey(secret: Buffer): Buffer {

@@ -12,9 +12,9 @@ import { bindingOf, parseMetaBody, plainReply, type DispatchContext, type Note }
 import { openSession } from '../server/operations/open-session.ts';
 import { counted, throttled } from '../server/operations/login.ts';
 import { getHeader, type Reply, type RequestFrame } from '../wire/index.ts';
-import { admitInstance, APP_ID, INSTANCE_ID, loadApp } from './apps.ts';
+import { APP_ID, INSTANCE_ID, instanceAllowed, loadApp, noteFirstOpen } from './apps.ts';
 import { freshSeal } from './machine.ts';
-import { bytes32, bytes64, ed25519Public, openText, sessionKey, sessionKeyInfo, x25519Pair, x25519Shared } from './proof.ts';
+import { bodyDigest, bytes32, bytes64, ed25519Public, openText, sessionKey, sessionKeyInfo, x25519Pair, x25519Shared } from './proof.ts';
 import { SEAL_NONCE, type UsedNonceRecord } from './types.ts';
 
 export const SEAL_PATH = '/rotor/seal';
@@ -43,17 +43,19 @@ export function openSealed(ctx: DispatchContext): (frame: RequestFrame, note: No
       throw new RotorError('ROTOR_E_BAD_REQUEST', 'App, Instance, Seal-Nonce, Seal-Key or Seal is malformed');
     }
     const address = addressKey(origin?.peer);
-    const keys = throttle.keys('', address);
+    const keys = throttle.openKeys(address);
     const waiting = await throttle.waitMs(keys, ctx.now());
     if (waiting > 0) return throttled(note, waiting);
-    return counted(throttle, keys, ctx.now(), ['ROTOR_E_SEAL_NONCE_EXPIRED', 'ROTOR_E_APP_UNKNOWN', 'ROTOR_E_SEAL_INVALID'], async () => {
+    // What costs a store read or an Ed25519 check is counted; a nonce refused by its MAC costs no more than the count would.
+    return counted(throttle, keys, ctx.now(), ['ROTOR_E_APP_UNKNOWN', 'ROTOR_E_SEAL_INVALID'], async () => {
       const now = ctx.now();
-      const fresh = ctx.seals.keys.checkOpenNonce(nonce, now, ctx.config.seal.openNonceSeconds * 1000);
+      const fresh = ctx.seals.keys.checkOpenNonce(nonce, now, ctx.config.seal.openNonceSeconds * 1000, ctx.config.keys.skewSeconds * 1000);
       if (!fresh) throw new RotorError('ROTOR_E_SEAL_NONCE_EXPIRED');
       const record = await loadApp(ctx.store, app);
       if (!record) throw new RotorError('ROTOR_E_APP_UNKNOWN');
       const appPublic = bytes32(record.publicKey);
-      if (!appPublic || !verify(null, Buffer.from(openText(app, instance, nonce, sealKey)), ed25519Public(appPublic), signature)) throw new RotorError('ROTOR_E_SEAL_INVALID');
+      // The body is signed too: the session's initial metadata is the instance's, not the path's.
+      if (!appPublic || !verify(null, Buffer.from(openText(app, instance, nonce, sealKey, bodyDigest(frame.body))), ed25519Public(appPublic), signature)) throw new RotorError('ROTOR_E_SEAL_INVALID');
       const server = x25519Pair(ctx.random(32));
       const serverKey = server.publicRaw.toString('base64url');
       let shared: Buffer;
@@ -65,9 +67,12 @@ export function openSealed(ctx: DispatchContext): (frame: RequestFrame, note: No
       const key = sessionKey(shared, nonce, sessionKeyInfo(app, instance, sealKey, serverKey));
       if (!key) throw new RotorError('ROTOR_E_SEAL_INVALID', 'Seal-Key is a low-order point');
       note.user = `app:${app}/${instance}`;
-      if (!(await admitInstance(ctx.store, record, app, instance, now, origin?.peer))) throw new RotorError('ROTOR_E_INSTANCE_UNKNOWN');
+      const known = await instanceAllowed(ctx.store, record, app, instance);
+      if (!known.allowed) throw new RotorError('ROTOR_E_INSTANCE_UNKNOWN');
       const meta = parseMetaBody(frame, ctx.config.session.maxMetaBytes);
       if (!(await ctx.store.createRecords<UsedNonceRecord>(SEAL_NONCE, [{ id: fresh.id, value: { expiresAt: fresh.expiresAt } }]))) throw new RotorError('ROTOR_E_SEAL_NONCE_USED');
+      // Only an open that opens registers its instance's first open.
+      await noteFirstOpen(ctx.store, app, instance, known.found, now, origin?.peer);
       const id = ctx.random(16).toString('base64url');
       const sealed = { seal: freshSeal(app, instance, ctx.seals.keys.wrap(id, key)), serverKey };
       const { reply, state } = await openSession(ctx, note.user, meta, id, bindingOf(ctx, frame, address), undefined, sealed);

@@ -5,6 +5,7 @@
  */
 import * as crypto from 'node:crypto';
 import { createHash, createHmac } from 'node:crypto';
+import type { Header } from '../wire/index.ts';
 
 /** HMAC-SHA256 of `text` under `key`, its first 16 bytes in base64url (22 characters). */
 export type Mac = (key: Buffer, text: string) => string;
@@ -22,15 +23,52 @@ export function bodyDigest(body: Buffer | undefined): string {
   return body === undefined || body.length === 0 ? EMPTY_DIGEST : sha256Base64url(body);
 }
 
-/** What the MAC is over: `rotor-seal/1 request\n<nonce>\n<verb>\n<path>\n<digest>`. */
-export function proofText(nonce: string, verb: string, path: string, digest: string): string {
-  return `rotor-seal/1 request\n${nonce}\n${verb}\n${path}\n${digest}`;
+/**
+ * What the MAC is over: `rotor-seal/1 request\n<nonce>\n<verb>\n<path>\n<digest>`, then a line
+ * `<name>:<value>` (the name lower-case) for each header `covered`, in order.
+ */
+export function proofText(nonce: string, verb: string, path: string, digest: string, covered: readonly Header[] = NO_HEADERS): string {
+  let text = `rotor-seal/1 request\n${nonce}\n${verb}\n${path}\n${digest}`;
+  for (const [name, value] of covered) text += `\n${name.toLowerCase()}:${value}`;
+  return text;
 }
 
-/** The `Seal-Proof` value of a request under the token whose `Seal-Nonce` is `nonce`. */
-export function sealProof(key: Buffer, nonce: string, verb: string, path: string, body: Buffer | undefined, mac: Mac = macOf): string {
+const NO_HEADERS: readonly Header[] = Object.freeze([]);
+
+/** The `Seal-Proof` value of a request under the token whose `Seal-Nonce` is `nonce`, its proof covering the headers `covered` too. */
+export function sealProof(key: Buffer, nonce: string, verb: string, path: string, body: Buffer | undefined, mac: Mac = macOf, covered: readonly Header[] = NO_HEADERS): string {
   const digest = bodyDigest(body);
-  return `${nonce}.${digest}.${mac(key, proofText(nonce, verb, path, digest))}`;
+  return `${nonce}.${digest}.${mac(key, proofText(nonce, verb, path, digest, covered))}`;
+}
+
+/**
+ * The headers a request of a sealed session adds for its proof: `Seal-Proof`, and — when it has
+ * headers of its own (`covered`) — `Seal-Headers`, naming them, so the proof covers them too.
+ */
+export function proofHeaders(key: Buffer, nonce: string, verb: string, path: string, body: Buffer | undefined, covered: readonly Header[] = NO_HEADERS, mac: Mac = macOf): Header[] {
+  const proof: Header = ['Seal-Proof', sealProof(key, nonce, verb, path, body, mac, covered)];
+  return covered.length === 0 ? [proof] : [['Seal-Headers', covered.map(([name]) => name.toLowerCase()).join(', ')], proof];
+}
+
+/** Headers a proof may not name: rotor's own framing and the proof's. */
+const UNCOVERABLE = new Set(['token', 'seal-proof', 'seal-headers', 'bin-length']);
+
+/**
+ * The headers a request's `Seal-Headers` names, in its order, as the frame has them; undefined
+ * when it names one the frame lacks, one twice, or one of Token, Seal-Proof, Seal-Headers,
+ * BIN-Length. No `Seal-Headers`: none.
+ */
+export function coveredHeaders(headers: readonly Header[], listed: string | undefined): Header[] | undefined {
+  if (listed === undefined) return [];
+  const names = listed.split(',').map((name) => name.trim().toLowerCase());
+  if (names.some((name) => name === '' || UNCOVERABLE.has(name)) || new Set(names).size !== names.length) return undefined;
+  const covered: Header[] = [];
+  for (const name of names) {
+    const found = headers.find(([n]) => n.toLowerCase() === name);
+    if (found === undefined) return undefined;
+    covered.push(found);
+  }
+  return covered;
 }
 
 const PROOF_CHARS = /^[A-Za-z0-9_.-]*$/;
@@ -44,9 +82,9 @@ export function proofShape(value: string): number | undefined {
   return first;
 }
 
-/** The text an app key signs to open a session: `rotor-seal/1 open\n<app>\n<instance>\n<open nonce>\n<Seal-Key>`. */
-export function openText(app: string, instance: string, openNonce: string, sealKey: string): string {
-  return `rotor-seal/1 open\n${app}\n${instance}\n${openNonce}\n${sealKey}`;
+/** The text an app key signs to open a session: `rotor-seal/1 open\n<app>\n<instance>\n<open nonce>\n<Seal-Key>\n<body digest>`. */
+export function openText(app: string, instance: string, openNonce: string, sealKey: string, digest: string): string {
+  return `rotor-seal/1 open\n${app}\n${instance}\n${openNonce}\n${sealKey}\n${digest}`;
 }
 
 /** The HKDF info of a session key: `rotor-seal/1 session\n<app>\n<instance>\n<instance's Seal-Key>\n<server's Seal-Key>`. */

@@ -12,19 +12,48 @@ import type { Store } from '../store/types.ts';
 import { getHeader, type RequestFrame } from '../wire/index.ts';
 import { SessionKeys } from './keys.ts';
 import { remembered, type PresentedProof } from './machine.ts';
-import { bodyDigest, proofShape, proofText } from './proof.ts';
-import { SEAL_NONCE, type SessionSeal, type UsedNonceRecord } from './types.ts';
+import { bodyDigest, coveredHeaders, proofShape, proofText } from './proof.ts';
+import { APP_INSTANCE, instanceRecordId, SEAL_NONCE, type SessionSeal, type UsedNonceRecord } from './types.ts';
+import { loadApp } from './apps.ts';
+
+/** Apps and instances a node has looked up lately, by `<app>/<instance>`, at most this many. */
+const REGISTRATIONS_HELD = 65_536;
 
 export class Seals {
   readonly keys: SessionKeys;
+  private readonly registrations = new Map<string, { until: number; refusal: ErrorCode | undefined }>();
   constructor(
     ring: KeyRing,
     random: RandomSource,
     private readonly store: Store,
     /** seal.rememberGenerations */
     private readonly window: number,
+    /** seal.registeredSeconds, in ms */
+    private readonly registeredMs: number,
   ) {
     this.keys = new SessionKeys(ring, random);
+  }
+
+  /**
+   * Whether the seal's app — and, for a listed app, its instance — is still registered (spec
+   * §12): undefined if so, else the code its session ends with. Read from the store at most once
+   * every seal.registeredSeconds per instance; between reads it answers at once.
+   */
+  registered(seal: SessionSeal, now: number): ErrorCode | undefined | Promise<ErrorCode | undefined> {
+    const id = instanceRecordId(seal.app, seal.instance);
+    const held = this.registrations.get(id);
+    if (held !== undefined && held.until > now) return held.refusal;
+    return this.lookUp(seal, id, now);
+  }
+
+  private async lookUp(seal: SessionSeal, id: string, now: number): Promise<ErrorCode | undefined> {
+    const app = await loadApp(this.store, seal.app);
+    let refusal: ErrorCode | undefined;
+    if (app === undefined) refusal = 'ROTOR_E_APP_UNKNOWN';
+    else if (app.instances === 'listed' && (await this.store.loadRecord(APP_INSTANCE, id)) === undefined) refusal = 'ROTOR_E_INSTANCE_UNKNOWN';
+    if (this.registrations.size >= REGISTRATIONS_HELD) this.registrations.delete(this.registrations.keys().next().value!);
+    this.registrations.set(id, { until: now + this.registeredMs, refusal });
+    return refusal;
   }
 
   /**
@@ -44,7 +73,10 @@ export class Seals {
     const key = this.keys.unwrap(session, seal.key);
     // Its MAC key retired: the session's newest token expired long ago.
     if (key === undefined) return 'ROTOR_E_TOKEN_EXPIRED';
-    const expected = mac(key, proofText(nonce, frame.verb, frame.path, digest));
+    const listed = getHeader(frame, 'Seal-Headers');
+    const covered = listed === undefined ? undefined : coveredHeaders(frame.headers, listed);
+    if (listed !== undefined && covered === undefined) return 'ROTOR_E_SEAL_PROOF_WRONG';
+    const expected = mac(key, proofText(nonce, frame.verb, frame.path, digest, covered));
     if (!sameTextAt(value, dot + 45, expected)) return 'ROTOR_E_SEAL_PROOF_WRONG';
     return { gen, mac: expected, ack };
   }

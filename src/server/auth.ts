@@ -112,6 +112,15 @@ export class LoginThrottle {
    * not 0. A login with an access code alone (user '') has its address's counter only: a code is
    * no user, and one counter for every code would let anyone lock every code out.
    */
+  /**
+   * The counter of failed sealed opens from `address` (spec §12): apart from the logins' own, so
+   * forged seals do not hold off the password logins of their address (nor wrong passwords its opens).
+   */
+  openKeys(address: string): ThrottleKey[] {
+    const { addressFailureFactor } = this.settings;
+    return address !== '' && addressFailureFactor > 0 ? [{ key: `s\0${address}`, factor: addressFailureFactor }] : [];
+  }
+
   keys(user: string, address: string): ThrottleKey[] {
     const { failureFactor, addressFailureFactor, userFailureFactor } = this.settings;
     const keys: ThrottleKey[] = [];

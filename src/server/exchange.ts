@@ -78,6 +78,16 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
       // Before the machine sees the token: a request without the session key's proof changes nothing.
       const checked = ctx.seals.check(sessionId, loaded.seal, frame, verified.hash, gen, op.acknowledging === true);
       if (typeof checked === 'string') return refused(note, checked);
+      // An app or instance the operator removed: its sessions end (within seal.registeredSeconds).
+      const registered = ctx.seals.registered(loaded.seal, now);
+      const unregistered = registered instanceof Promise ? await registered : registered;
+      if (unregistered !== undefined) {
+        if (loaded.revoked) return refused(note, 'ROTOR_E_SESSION_REVOKED');
+        const ended = revoke(loaded, 'unregistered', now, now + ctx.revokedRetentionMs).state;
+        if (!(await ctx.store.commitSession(ended, loaded.rev, []))) continue;
+        await ctx.sessionEnded(ended, now);
+        return refused(note, unregistered);
+      }
       proof = checked;
     }
     const stored = gen === loaded.gen ? loaded.tokenHash : loaded.prev?.hash;

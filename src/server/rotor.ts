@@ -98,7 +98,7 @@ export class Rotor {
         await this.context.handOver?.sessionEnded(ended, now);
       },
       handOver: undefined,
-      seals: new Seals(deps.keys, random, deps.store, deps.config.seal.rememberGenerations),
+      seals: new Seals(deps.keys, random, deps.store, deps.config.seal.rememberGenerations, deps.config.seal.registeredSeconds * 1000),
     };
     if (deps.handOver) this.useHandOver(deps.handOver);
     this.routes = ownRoutes(this.context);

@@ -9,8 +9,8 @@ export interface TaskSpec {
   readonly payload: unknown;
 }
 
-/** `quota`: a limit of its access code ended it (spec §10); `replaced`: a new login with the same code, after its token had expired. */
-export type RevokeReason = 'logout' | 'reuse' | 'deleted' | 'quota' | 'replaced';
+/** `quota`: a limit of its access code ended it (spec §10); `replaced`: a new login with the same code, after its token had expired; `unregistered`: its app or instance was removed (spec §12). */
+export type RevokeReason = 'logout' | 'reuse' | 'deleted' | 'quota' | 'replaced' | 'unregistered';
 
 /**
  * One session as stored. Plain data (JSON-able apart from the reply bytes) so that any store

@@ -129,13 +129,12 @@ export function frameHead(method: string, url: string, rawHeaders: readonly stri
   }
   let path = url;
   if (!path.startsWith('/')) {
-    // The absolute form a client sends to a proxy: only its path and query belong to rotor.
-    try {
-      const absolute = new URL(url);
-      path = absolute.pathname + absolute.search;
-    } catch {
-      return { code: 'ROTOR_E_BAD_START_LINE' };
-    }
+    // The absolute form a client sends to a proxy: only its path and query belong to rotor, as
+    // sent — not normalised, which would change what a sealed request's proof covers (spec §7).
+    const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(path);
+    if (!scheme) return { code: 'ROTOR_E_BAD_START_LINE' };
+    const rest = path.slice(scheme[0].length);
+    path = rest === '' ? '/' : rest.startsWith('/') ? rest : `/${rest}`;
   }
   // The login page compares a form's Origin with the Host it was sent to: it keeps Host.
   const host = pathOnly(path) === PORTAL_PATH ? rawHeaders.findIndex((name, i) => i % 2 === 0 && name.toLowerCase() === 'host') : -1;

@@ -73,8 +73,9 @@ def unb64u(text, size=None):
     return data
 
 
-def open_text(app, instance, open_nonce, seal_key):
-    return ("rotor-seal/1 open\n%s\n%s\n%s\n%s" % (app, instance, open_nonce, seal_key)).encode("utf-8")
+def open_text(app, instance, open_nonce, seal_key, body=None):
+    """What the app key signs: the open's headers and the digest of its body (the initial metadata)."""
+    return ("rotor-seal/1 open\n%s\n%s\n%s\n%s\n%s" % (app, instance, open_nonce, seal_key, body_digest(body))).encode("utf-8")
 
 
 def session_key(private, server_seal_key, open_nonce, app, instance, own_seal_key):
@@ -397,7 +398,7 @@ def run(args, facts):
         return reply, nonce
 
     def open_frame(nonce, own_key, sign=signer, app_id=app, body=None):
-        seal = b64u(sign.sign(open_text(app_id, instance, nonce, own_key)))
+        seal = b64u(sign.sign(open_text(app_id, instance, nonce, own_key, body)))
         headers = [("App", app_id), ("Instance", instance), ("Seal-Nonce", nonce), ("Seal-Key", own_key), ("Seal", seal)]
         if body is not None:
             headers.append(("Content-Type", "application/json"))

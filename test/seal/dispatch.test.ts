@@ -6,9 +6,9 @@
 import t from 'tap';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { exampleApp } from '../../src/app/example.ts';
-import { addApp, addInstance, listInstances } from '../../src/seal/apps.ts';
-import { startOpen, type AppIdentity } from '../../src/seal/instance.ts';
-import { openText, sealProof } from '../../src/seal/proof.ts';
+import { addInstance, listInstances } from '../../src/seal/apps.ts';
+import { startOpen } from '../../src/seal/instance.ts';
+import { EMPTY_DIGEST, openText, sealProof } from '../../src/seal/proof.ts';
 import { SessionKeys } from '../../src/seal/keys.ts';
 import { seededRandom } from '../../src/session/random.ts';
 import { KeyRing } from '../../src/session/token.ts';
@@ -16,45 +16,8 @@ import { Rotor } from '../../src/server/rotor.ts';
 import { silentLogger } from '../../src/log/index.ts';
 import type { SessionState } from '../../src/session/types.ts';
 import { FrameParser, getHeader, type Header, type ResponseFrame } from '../../src/wire/index.ts';
-import { harness, type Harness } from '../server/harness.ts';
-
-type Reply = { frame: ResponseFrame };
-const error = (reply: Reply) => getHeader(reply.frame, 'Error');
-
-async function setup(policy: 'open' | 'listed' = 'open', config = {}) {
-  const h = await harness(exampleApp(), config);
-  const app = await addApp(h.store, 'billing', policy, h.clock.now, seededRandom(21));
-  const identity: AppIdentity = { app: app.id, instance: 'host-1', key: app.key };
-  return { h, app, identity };
-}
-
-async function openNonce(h: Harness): Promise<string> {
-  return getHeader((await h.send('GET', '/rotor/seal')).frame, 'Seal-Nonce')!;
-}
-
-/** A sealed session, confirmed: its key, and a way to send proven requests that keeps its token and nonce. */
-async function sealedSession(h: Harness, identity: AppIdentity) {
-  const pending = startOpen(identity, await openNonce(h));
-  const opened = await h.send('POST', '/rotor/seal', pending.headers);
-  const key = pending.sessionKey(getHeader(opened.frame, 'Seal-Key')!)!;
-  const session = {
-    key,
-    token: getHeader(opened.frame, 'Token')!,
-    nonce: getHeader(opened.frame, 'Seal-Nonce')!,
-    proof: (verb: string, path: string, body?: string) => sealProof(key, session.nonce, verb, path, body === undefined ? undefined : Buffer.from(body)),
-    async send(verb: string, path: string, body?: string, extra: Header[] = []) {
-      const reply = await h.send(verb, path, [['Token', session.token], ['Seal-Proof', session.proof(verb, path, body)], ...extra], body);
-      const next = getHeader(reply.frame, 'Token');
-      if (next) {
-        session.token = next;
-        session.nonce = getHeader(reply.frame, 'Seal-Nonce')!;
-      }
-      return reply;
-    },
-  };
-  t.equal(error(await session.send('POST', '/rotor/ack')), undefined, 'the open is confirmed');
-  return session;
-}
+import type { Harness } from '../server/harness.ts';
+import { error, openNonce, sealedSession, setup } from './helpers.ts';
 
 t.test('the open: every check in the order spec §12 gives, each with its code', async (t) => {
   const { h, app, identity } = await setup();
@@ -84,15 +47,19 @@ t.test('the open: every check in the order spec §12 gives, each with its code',
   const zeroKey = Buffer.alloc(32).toString('base64url');
   const seed = Buffer.from(app.key, 'base64url');
   const { ed25519Private } = await import('../../src/seal/proof.ts');
-  const zeroSeal = sign(null, Buffer.from(openText(app.id, 'host-1', fresh, zeroKey)), ed25519Private(seed)).toString('base64url');
+  const zeroSeal = sign(null, Buffer.from(openText(app.id, 'host-1', fresh, zeroKey, EMPTY_DIGEST)), ed25519Private(seed)).toString('base64url');
   t.equal(error(await h.send('POST', '/rotor/seal', [['App', app.id], ['Instance', 'host-1'], ['Seal-Nonce', fresh], ['Seal-Key', zeroKey], ['Seal', zeroSeal]])), 'ROTOR_E_SEAL_INVALID', 'a low-order Seal-Key');
-  // A bad body is refused after the seal and does not spend the nonce.
-  const once = startOpen(identity, fresh).headers;
-  t.equal(error(await h.send('POST', '/rotor/seal', once, 'not json')), 'ROTOR_E_BAD_REQUEST', 'a body that is not a JSON object');
-  const opened = await h.send('POST', '/rotor/seal', once, '{"role":"batch"}');
+  // The body is signed: swapped on the way, the seal no longer holds.
+  const signedBody = '{"role":"batch"}';
+  const once = startOpen(identity, fresh, undefined, Buffer.from(signedBody)).headers;
+  t.equal(error(await h.send('POST', '/rotor/seal', once, '{"role":"admin"}')), 'ROTOR_E_SEAL_INVALID', 'a body other than the one signed');
+  t.equal(error(await h.send('POST', '/rotor/seal', once)), 'ROTOR_E_SEAL_INVALID', 'the signed body left out');
+  // A bad body, signed, is refused after the seal and does not spend the nonce.
+  t.equal(error(await h.send('POST', '/rotor/seal', startOpen(identity, fresh, undefined, Buffer.from('not json')).headers, 'not json')), 'ROTOR_E_BAD_REQUEST', 'a body that is not a JSON object');
+  const opened = await h.send('POST', '/rotor/seal', once, signedBody);
   t.ok(getHeader(opened.frame, 'Token'), 'the same nonce then opens');
   t.same([getHeader(opened.frame, 'Seal-Nonce')?.length, getHeader(opened.frame, 'Seal-Key')?.length], [21, 43], 'with the token come its nonce and the server key');
-  t.equal(error(await h.send('POST', '/rotor/seal', once, '{"role":"batch"}')), 'ROTOR_E_SEAL_NONCE_USED', 'the same open again');
+  t.equal(error(await h.send('POST', '/rotor/seal', once, signedBody)), 'ROTOR_E_SEAL_NONCE_USED', 'the same open again');
   t.equal(error(await h.send('POST', '/rotor/seal', startOpen(identity, fresh).headers)), 'ROTOR_E_SEAL_NONCE_USED', 'the nonce with a fresh key pair');
   const instances = await listInstances(h.store, app.id);
   t.same(instances.map((i) => [i.instance, i.record.listed, i.record.firstOpenAt]), [['host-1', false, h.clock.now]], 'an open app registers its instance at the first open');
@@ -107,14 +74,14 @@ async function allSessions(h: Harness): Promise<SessionState[]> {
 }
 
 t.test('a listed app takes only the instances the operator added', async (t) => {
-  const { h, app, identity } = await setup('listed');
+  const { h, app, identity } = await setup(exampleApp(), {}, 'listed');
   t.equal(error(await h.send('POST', '/rotor/seal', startOpen(identity, await openNonce(h)).headers)), 'ROTOR_E_INSTANCE_UNKNOWN', 'not listed');
   await addInstance(h.store, app.id, 'host-1', h.clock.now);
   t.ok(getHeader((await h.send('POST', '/rotor/seal', startOpen(identity, await openNonce(h)).headers)).frame, 'Token'), 'listed: it opens');
 });
 
 t.test('forged seals are counted against their source address like wrong passwords', async (t) => {
-  const { h, identity } = await setup('open', { auth: { addressFailureFactor: 3 } });
+  const { h, identity } = await setup(exampleApp(), { auth: { addressFailureFactor: 3 } });
   const origin = { carrier: 'tcp' as const, peer: '203.0.113.9' };
   const open = async (key: string) => {
     const nonce = getHeader(parse((await h.rotor.dispatch({ kind: 'request', verb: 'GET', path: '/rotor/seal', headers: [], body: undefined }, origin)).bytes), 'Seal-Nonce')!;

@@ -4,6 +4,7 @@ import { getHeader, type Header, type RequestFrame } from '../../wire/index.ts';
 import { Router, type AppReply, type AppRequest, type RotorApp } from '../app.ts';
 import type { ExchangeOperation } from '../exchange.ts';
 import { SEAT_HEADERS } from '../../seats/operations.ts';
+import { coveredHeaders } from '../../seal/proof.ts';
 import { errorOutcome, type DispatchContext, type Outcome } from '../context.ts';
 
 /** Headers only rotor sets; an application handler setting one is a bug. */
@@ -37,12 +38,15 @@ async function runHandler(
     if (match.error === 'ROTOR_E_METHOD_NOT_ALLOWED') outcome.headers.push(['Allow', match.allow.join(', ')]);
     return outcome;
   }
+  // A sealed request's handler sees only the headers its proof covers (spec §12): any other may
+  // have been added on the way.
+  const headers = state.seal === null ? frame.headers : (coveredHeaders(frame.headers, getHeader(frame, 'Seal-Headers')) ?? []);
   const request: AppRequest = {
     verb: frame.verb,
     path,
     query,
-    headers: frame.headers,
-    header: (name) => getHeader(frame, name),
+    headers,
+    header: state.seal === null ? (name) => getHeader(frame, name) : (name) => headers.find(([n]) => n.toLowerCase() === name.toLowerCase())?.[1],
     body: frame.body,
     user: state.user,
     sessionId: state.id,
@@ -61,6 +65,8 @@ async function runHandler(
     outcome = toOutcome(ctx, taskNames, state, frame.verb, reply);
     if (reply.handOver !== undefined) {
       if (!ctx.handOver) throw new Error(`hand-over to ${JSON.stringify(reply.handOver)}: this server has no peers`);
+      // A hand-over token is a bearer credential at the peer: a sealed session's key could not follow it (spec §12).
+      if (state.seal !== null) throw new Error('a sealed session is not handed over');
       outcome.headers.push(...ctx.handOver.ask(state, reply.handOver, now));
       outcome.handOver = true;
     }
