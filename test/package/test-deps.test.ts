@@ -13,7 +13,8 @@ import t from 'tap';
 const SCRIPT = fileURLToPath(new URL('../../scripts/test-deps.sh', import.meta.url));
 const BASH = '/bin/bash';
 const PROGRAMS = ['redis-server', 'redis-cli', 'openssl', 'curl', 'python3', 'chromium'];
-const PACKAGES = ['redis-server', 'redis-tools', 'openssl', 'curl', 'python3', 'chromium'];
+// The last: python3's cryptography module (the spec-only sealed client), checked by importing it.
+const PACKAGES = ['redis-server', 'redis-tools', 'openssl', 'curl', 'python3', 'chromium', 'python3-cryptography'];
 const isRoot = process.getuid?.() === 0;
 
 const dir = mkdtempSync(join(tmpdir(), 'rotor-test-deps-'));
@@ -78,4 +79,20 @@ t.test('an apt-get that fails: stops, naming what is still missing', { skip: !is
   const r = runWithPath(bin);
   t.equal(r.status, 1);
   t.match(r.stderr, /apt-get could not provide redis-server redis-cli openssl curl python3/);
+});
+
+t.test('every program there but python3 without its cryptography module: that one package, or one line', async (t) => {
+  const bin = mkdtempSync(join(dir, 'module-'));
+  const log = join(bin, 'calls.log');
+  fakeAptGet(bin, log, true);
+  // The programs are there; python3 cannot import cryptography until apt-get installs it.
+  for (const program of PROGRAMS) writeFileSync(join(bin, program), `#!${BASH}\n${program === 'python3' ? 'exit 1' : ''}\n`, { mode: 0o755 });
+  const r = runWithPath(bin);
+  if (isRoot) {
+    t.equal(r.status, 0, `installed: ${r.stderr}`);
+    t.same(readFileSync(log, 'utf8').trim().split('\n'), ['update -qq | DEBIAN_FRONTEND=', 'install -y -qq python3-cryptography | DEBIAN_FRONTEND=noninteractive'], 'only python3-cryptography is installed');
+  } else {
+    t.equal(r.status, 1, 'not root: the tests do not run');
+    t.match(r.stderr, /python3:cryptography.*python3-cryptography/, 'the line names the module and its package');
+  }
 });
