@@ -63,7 +63,7 @@ function instanceCommands(y: Argv): Argv {
     )
     .command(
       'remove <id> <instance>',
-      "remove an instance: a listed app's is refused from its next open on (its sessions already open live until they end)",
+      "remove an instance: a listed app's is refused from its next open on, and its open sessions end at their next request",
       positionals,
       onInstance(async (store, id, instance, app) => {
         if (!(await removeInstance(store, id, instance))) throw new Error(`app ${id} has no instance ${instance}`);
@@ -131,13 +131,13 @@ export function appCommand(y: Argv): Argv {
       )
       .command(
         'remove <id>',
-        'remove an app and its instances: no new opens (sessions already open live until they end or expire)',
+        'remove an app and its instances: no new opens, and its open sessions end at their next request (within seal.registeredSeconds)',
         (yy) => yy.positional('id', { type: 'string', demandOption: true }),
         async (args) => {
           await withStore(args, async (store) => {
             const app = await requireApp(store, args.id);
             if (!(await removeApp(store, args.id))) throw new Error(`no app ${args.id} (rotor app list shows them)`);
-            console.log(`app ${args.id} (${app.name}) removed`);
+            console.log(`app ${args.id} (${app.name}) removed: its open sessions end at their next request`);
           });
         },
       )
