@@ -57,8 +57,17 @@ const SEAL_PATH = '/rotor/seal';
  * answers it from its replay copy, so nothing is done twice). Reuse, expiry and revocation
  * surface as typed errors and leave the client without a token.
  */
-/** Refusals before admission that change nothing and may pass next time: a sealed request refused so stays owed (spec §12). */
-const STILL_OWED = new Set(['ROTOR_E_UNAVAILABLE', 'ROTOR_E_CONFLICT', 'ROTOR_E_INTERNAL', 'ROTOR_E_SHUTTING_DOWN', 'ROTOR_E_TOO_MANY_CONNECTIONS', 'ROTOR_E_TOO_MANY_PIPELINED']);
+/**
+ * Refusals without a Token that the same bytes get everywhere, every time (spec §12): a sealed
+ * request refused so is settled. After any other refusal without a Token (the store down, a
+ * timeout, a limit, a server going down…) it stays owed, and is sent again before anything else
+ * goes under its token; a refusal that ends the session settles it too.
+ */
+const FINAL_REFUSALS = new Set([
+  'ROTOR_E_BAD_REQUEST', 'ROTOR_E_NOT_FOUND', 'ROTOR_E_METHOD_NOT_ALLOWED', 'ROTOR_E_TOKEN_MISSING',
+  'ROTOR_E_SEAL_PROOF_MISSING', 'ROTOR_E_SEAL_PROOF_WRONG', 'ROTOR_E_SEAL_NONCE_WRONG', 'ROTOR_E_SEAL_BODY_CHANGED', 'ROTOR_E_SEAL_REPLAYED',
+  ...SESSION_ENDING,
+]);
 
 export class RotorClient {
   private transport: ClientTransport | undefined;
@@ -262,7 +271,8 @@ export class RotorClient {
       }
     }
     if (!this.current) throw errorFor('ROTOR_E_TOKEN_MISSING', 401, 'not logged in');
-    return this.answer(requestFrame(verb, path, [['Token', this.current], ...this.proof(verb, path, body, headers), ...headers], body));
+    const own = this.asSent(headers);
+    return this.answer(requestFrame(verb, path, [['Token', this.current], ...this.proof(verb, path, body, own), ...own], body));
   }
 
   /** The proof of a request of a sealed session (spec §12), over the verb, path, body and headers that go on the wire; none for another session. */
@@ -270,6 +280,11 @@ export class RotorClient {
     if (this.seal === undefined) return [];
     if (this.seal.nonce === undefined) throw new RotorClientError('ROTOR_E_SEAL_PROOF_MISSING', 0, 'the newest token of this sealed session came without its Seal-Nonce');
     return proofHeaders(this.seal.key, this.seal.nonce, verb, path, body, headers);
+  }
+
+  /** A sealed request's own headers as the wire keeps them (spec §1: blanks around a value are not part of it), so the proof covers what arrives. */
+  private asSent(headers: Header[]): Header[] {
+    return this.seal === undefined ? headers : headers.map(([name, value]): Header => [name, value.replace(/^[ \t]+|[ \t]+$/g, '')]);
   }
 
   /**
@@ -286,11 +301,10 @@ export class RotorClient {
       if (!(err instanceof TransportError) || err instanceof TlsCertificateError) this.unanswered = undefined;
       throw err;
     }
-    // A refusal that changed nothing and may pass when sent again (the store down, a race lost,
-    // a bug, a server going down) leaves a sealed request owed as well (spec §12): sent under
-    // its token, a different request would make a copy of this one look like a clone's.
+    // A refusal that may pass when sent again leaves a sealed request owed as well (spec §12):
+    // sent under its token, a different request would make a copy of this one look like a clone's.
     const code = getHeader(response, 'Error');
-    if (code === undefined || !STILL_OWED.has(code) || getHeader(response, 'Token') !== undefined) this.unanswered = undefined;
+    if (code === undefined || FINAL_REFUSALS.has(code) || getHeader(response, 'Token') !== undefined) this.unanswered = undefined;
     return this.settle(response, false);
   }
 

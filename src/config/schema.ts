@@ -174,7 +174,8 @@ const SHAPE = {
     pullSeconds: seconds(1, 3600),
   }),
   seal: section({
-    openNonceSeconds: seconds(1, 3600),
+    // Issue times are whole seconds: a nonce of 1 s could be too old the moment it is made.
+    openNonceSeconds: seconds(2, 3600),
     rememberGenerations: int(1, 64),
     registeredSeconds: seconds(1, 3600),
   }),

@@ -46,12 +46,21 @@ export function sealProof(key: Buffer, nonce: string, verb: string, path: string
  * headers of its own (`covered`) — `Seal-Headers`, naming them, so the proof covers them too.
  */
 export function proofHeaders(key: Buffer, nonce: string, verb: string, path: string, body: Buffer | undefined, covered: readonly Header[] = NO_HEADERS, mac: Mac = macOf): Header[] {
+  for (const [name] of covered) if (UNCOVERABLE.has(name.toLowerCase())) throw new Error(`a sealed request cannot carry ${name}: the proof cannot cover it (spec §12)`);
   const proof: Header = ['Seal-Proof', sealProof(key, nonce, verb, path, body, mac, covered)];
   return covered.length === 0 ? [proof] : [['Seal-Headers', covered.map(([name]) => name.toLowerCase()).join(', ')], proof];
 }
 
-/** Headers a proof may not name: rotor's own framing and the proof's. */
-const UNCOVERABLE = new Set(['token', 'seal-proof', 'seal-headers', 'bin-length']);
+/**
+ * Headers a proof may not name: rotor's own framing and the proof's, and those a carrier renames
+ * or drops (HTTP's own and hop-by-hop headers, note 003's names, X-Rotor-Verb) — a proof over one
+ * would hold on one carrier and fail on another.
+ */
+export const UNCOVERABLE: ReadonlySet<string> = new Set([
+  'token', 'seal-proof', 'seal-headers', 'bin-length',
+  'host', 'content-length', 'expect', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'x-rotor-verb', 'x-auth-appinstanceid', 'x-auth-seal', 'x-auth-nonce', 'x-auth-cnonce', 'x-auth-sessiontoken', 'x-auth-sealedsessiontoken',
+]);
 
 /**
  * The headers a request's `Seal-Headers` names, in its order, as the frame has them; undefined

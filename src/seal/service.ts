@@ -21,7 +21,8 @@ const REGISTRATIONS_HELD = 65_536;
 
 export class Seals {
   readonly keys: SessionKeys;
-  private readonly registrations = new Map<string, { until: number; refusal: ErrorCode | undefined }>();
+  /** Until when an instance is known to be registered. Only that is held: a refusal ends its session, and an instance listed again opens at once. */
+  private readonly registrations = new Map<string, number>();
   constructor(
     ring: KeyRing,
     random: RandomSource,
@@ -36,13 +37,13 @@ export class Seals {
 
   /**
    * Whether the seal's app — and, for a listed app, its instance — is still registered (spec
-   * §12): undefined if so, else the code its session ends with. Read from the store at most once
-   * every seal.registeredSeconds per instance; between reads it answers at once.
+   * §12): undefined if so, else the code its session ends with. Found registered, it is taken as
+   * such for seal.registeredSeconds without reading the store again.
    */
   registered(seal: SessionSeal, now: number): ErrorCode | undefined | Promise<ErrorCode | undefined> {
     const id = instanceRecordId(seal.app, seal.instance);
-    const held = this.registrations.get(id);
-    if (held !== undefined && held.until > now) return held.refusal;
+    const until = this.registrations.get(id);
+    if (until !== undefined && until > now) return undefined;
     return this.lookUp(seal, id, now);
   }
 
@@ -51,9 +52,10 @@ export class Seals {
     let refusal: ErrorCode | undefined;
     if (app === undefined) refusal = 'ROTOR_E_APP_UNKNOWN';
     else if (app.instances === 'listed' && (await this.store.loadRecord(APP_INSTANCE, id)) === undefined) refusal = 'ROTOR_E_INSTANCE_UNKNOWN';
+    if (refusal !== undefined) return refusal;
     if (this.registrations.size >= REGISTRATIONS_HELD) this.registrations.delete(this.registrations.keys().next().value!);
-    this.registrations.set(id, { until: now + this.registeredMs, refusal });
-    return refusal;
+    this.registrations.set(id, now + this.registeredMs);
+    return undefined;
   }
 
   /**

@@ -79,10 +79,9 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
       const checked = ctx.seals.check(sessionId, loaded.seal, frame, verified.hash, gen, op.acknowledging === true);
       if (typeof checked === 'string') return refused(note, checked);
       // An app or instance the operator removed: its sessions end (within seal.registeredSeconds).
-      const registered = ctx.seals.registered(loaded.seal, now);
+      const registered = loaded.revoked ? undefined : ctx.seals.registered(loaded.seal, now);
       const unregistered = registered instanceof Promise ? await registered : registered;
       if (unregistered !== undefined) {
-        if (loaded.revoked) return refused(note, 'ROTOR_E_SESSION_REVOKED');
         const ended = revoke(loaded, 'unregistered', now, now + ctx.revokedRetentionMs).state;
         if (!(await ctx.store.commitSession(ended, loaded.rev, []))) continue;
         await ctx.sessionEnded(ended, now);

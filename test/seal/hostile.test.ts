@@ -9,8 +9,9 @@
  * proof was checked.
  */
 import t from 'tap';
+import net from 'node:net';
 import { exampleApp } from '../../src/app/example.ts';
-import { RotorClient, RotorClientError, TransportError, type ClientTransport, type Connect } from '../../src/client/index.ts';
+import { httpConnect, RotorClient, RotorClientError, tcpConnect, TransportError, type ClientTransport, type Connect } from '../../src/client/index.ts';
 import { RotorError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log/index.ts';
 import type { RotorApp } from '../../src/server/app.ts';
@@ -19,13 +20,14 @@ import { addApp, addInstance, listInstances, removeApp, removeInstance } from '.
 import { startOpen } from '../../src/seal/instance.ts';
 import { sealProof } from '../../src/seal/proof.ts';
 import { Seals } from '../../src/seal/service.ts';
-import { seededRandom } from '../../src/session/random.ts';
+import { pooledRandom, seededRandom } from '../../src/session/random.ts';
 import { DEFAULTS } from '../../src/config/settings.ts';
 import { frameHead } from '../../src/transport/http.ts';
 import { FrameParser, getHeader, type Header, type RequestFrame, type ResponseFrame } from '../../src/wire/index.ts';
 import type { Harness } from '../server/harness.ts';
 import { error, openNonce, sealedSession, setup } from './helpers.ts';
 import { errorOf, handOverLogin, pair, T0 } from '../handover/helpers.ts';
+import { startServer } from '../carriers/helpers.ts';
 
 const parse = (bytes: Buffer) => new FrameParser().push(bytes).frames[0] as ResponseFrame;
 
@@ -229,4 +231,115 @@ t.test('an absolute-form HTTP target keeps its path as sent', async (t) => {
   }
   const refused = frameHead('GET', 'rotor.example/hello', [], DEFAULTS.wire);
   t.equal('code' in refused ? refused.code : refused.frame.path, 'ROTOR_E_BAD_START_LINE', 'a target that is neither origin- nor absolute-form');
+});
+
+// ---- a second review, of the fixes above ---------------------------------------------------------
+
+/** A TCP hop between a client and the server: records what the client sent; can hold the server's bytes back a moment (latency). */
+function hop(upstreamPort: number) {
+  const state = { hold: false, held: [] as Buffer[], sent: Buffer.alloc(0), release: () => {} };
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host: '127.0.0.1', port: upstreamPort });
+    let upstreamEnded = false;
+    client.on('data', (chunk) => {
+      state.sent = Buffer.concat([state.sent, chunk]);
+      if (!upstream.destroyed) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => (state.hold ? state.held.push(chunk) : client.write(chunk)));
+    upstream.on('end', () => {
+      upstreamEnded = true;
+      if (!state.hold) client.end();
+    });
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    state.release = () => {
+      state.hold = false;
+      for (const chunk of state.held.splice(0)) client.write(chunk);
+      if (upstreamEnded) client.end();
+    };
+  });
+  return { state, server };
+}
+
+async function until(ready: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !ready(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  if (!ready()) throw new Error(`never: ${what}`);
+}
+
+t.test('TCP: the server idles the connection out just as the instance sends; the request stays owed, its copy is a replay', async (t) => {
+  const server = await startServer({ config: { connection: { idleTimeoutMs: 300, sweepIntervalMs: 20 } } });
+  t.teardown(() => server.close());
+  const app = await addApp(server.store, 'billing', 'open', Date.now(), pooledRandom());
+  const { state, server: proxy } = hop(server.tcpPort);
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', () => resolve()));
+  t.teardown(() => proxy.close());
+  const client = new RotorClient({ connect: tcpConnect({ port: (proxy.address() as net.AddressInfo).port }), retryDelayMs: 1 });
+  t.teardown(() => client.close());
+  await client.openSealed({ app: app.id, instance: 'host-1', key: app.key });
+  t.equal((await client.request('GET', '/hello')).status, 200, 'the session works');
+  state.hold = true;
+  await until(() => state.held.length > 0, 'the idle timeout frame on its way back');
+  const before = state.sent.length;
+  const work = client.request('POST', '/reverse', { body: 'stressed' }).catch((err: unknown) => err);
+  await until(() => state.sent.length > before, 'the request sent');
+  const captured = new FrameParser().push(state.sent).frames.at(-1) as RequestFrame;
+  t.equal(`${captured.verb} ${captured.path}`, 'POST /reverse', 'the wiretapper has the request');
+  state.release();
+  const refused = await work;
+  t.equal((refused as RotorClientError).code, 'ROTOR_E_IDLE_TIMEOUT', 'the call fails with the idle timeout');
+  t.equal((await client.request('GET', '/hello')).status, 200, 'the next call (the owed request went first)');
+  const transport = await tcpConnect({ port: server.tcpPort })();
+  const copy = await transport.request(captured);
+  transport.close();
+  t.equal(getHeader(copy, 'Error'), 'ROTOR_E_SEAL_REPLAYED', 'the captured copy is a replay, not a clone');
+  t.equal((await client.request('GET', '/hello')).status, 200, 'the session lives');
+});
+
+t.test('a header a carrier renames or drops cannot be covered: refused alike on every carrier, and by the client library', async (t) => {
+  const ran: string[] = [];
+  const app: RotorApp = { routes: { 'POST /pay': (r) => (ran.push(r.header('X-Auth-Nonce') ?? '-'), { body: 'paid' }) }, tasks: {} };
+  const { h, identity } = await setup(app);
+  const s = await sealedSession(h, identity);
+  t.throws(() => s.frame('POST', '/pay', '{}', [['X-Auth-Nonce', 'order-17']]), /cannot cover/, 'the client side refuses to make such a proof');
+  const forged = s.frame('POST', '/pay', '{}').headers.filter(([n]) => n !== 'Seal-Proof');
+  const listed: Header[] = [...forged, ['X-Auth-Nonce', 'order-17'], ['Seal-Headers', 'x-auth-nonce'], ['Seal-Proof', sealProof(s.key, s.nonce, 'POST', '/pay', Buffer.from('{}'), undefined, [['X-Auth-Nonce', 'order-17']])]];
+  t.equal(error(await h.send('POST', '/pay', listed, '{}')), 'ROTOR_E_SEAL_PROOF_WRONG', 'the server refuses it as a TCP frame too');
+  t.same(ran, [], 'nothing ran');
+});
+
+t.test('the client library over HTTP: a header value with blanks around it is proven as the wire keeps it', async (t) => {
+  const echo: RotorApp = { routes: { 'GET /echo': (r) => ({ body: `[${r.header('X-Note')}]` }) }, tasks: {} };
+  const server = await startServer({ app: echo });
+  t.teardown(() => server.close());
+  const app = await addApp(server.store, 'billing', 'open', Date.now(), pooledRandom());
+  const client = new RotorClient({ connect: httpConnect(`http://127.0.0.1:${server.httpPort}`) });
+  t.teardown(() => client.close());
+  await client.openSealed({ app: app.id, instance: 'host-1', key: app.key });
+  const reply = await client.request('GET', '/echo', { headers: { 'X-Note': ' padded ' } });
+  t.same([reply.status, reply.body.toString()], [200, '[padded]'], 'an honest request is not refused');
+});
+
+t.test('an instance removed from a listed app and listed again opens and works at once', async (t) => {
+  const { h, app, identity } = await setup(exampleApp(), {}, 'listed');
+  await addInstance(h.store, app.id, 'host-1', h.clock.now);
+  const first = await sealedSession(h, identity);
+  await removeInstance(h.store, app.id, 'host-1');
+  h.clock.now += 5_000;
+  t.equal(error(await first.send('GET', '/hello')), 'ROTOR_E_INSTANCE_UNKNOWN', 'removed: its session ends');
+  await addInstance(h.store, app.id, 'host-1', h.clock.now);
+  const second = await sealedSession(h, identity);
+  t.equal(error(await second.send('GET', '/hello')), undefined, 'listed again: a new session works, no refusal held over');
+});
+
+t.test('a seat-holding sealed session ended as unregistered gives its seat back', async (t) => {
+  const { h, app, identity } = await setup(exampleApp(), {}, 'listed');
+  await h.store.putPool({ name: 'p', seats: 1, perUser: 0, heartbeatMs: 60_000, maxHoldMs: null, queueLimit: 10, perUserQueueLimit: 10, createdAt: 0 });
+  await addInstance(h.store, app.id, 'host-1', h.clock.now);
+  const s = await sealedSession(h, identity);
+  t.equal((await s.send('POST', '/rotor/seats/p')).frame.status, 200, 'a seat taken');
+  await removeInstance(h.store, app.id, 'host-1');
+  h.clock.now += 5_000;
+  t.equal(error(await s.send('GET', '/hello')), 'ROTOR_E_INSTANCE_UNKNOWN', 'the session ends');
+  t.same((await h.store.loadSeats('p'))?.holders ?? [], [], 'its seat is back');
 });
