@@ -763,20 +763,7 @@ export class RedisStore implements Store {
   }
 
   private call<T>(work: () => Promise<T>): Promise<T> {
-    const cluster = this.cluster;
-    if (!cluster) return storeCall(this.closed, this.kind, work);
-    return storeCall(this.closed, this.kind, async () => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await work();
-        } catch (err) {
-          // A redirect the cluster client did not follow (auto-pipelined commands, just after a
-          // failover): the node refused the command, so it did not run. Learn the slots, once more.
-          if (attempt >= 2 || !(err instanceof Error) || !REDIRECT.test(err.message)) throw err;
-          await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
-        }
-      }
-    });
+    return storeCall(this.closed, this.kind, work);
   }
 
   /** `value`, once the write to `key` just answered is on the replicas (the safe mode); at once otherwise, or when `wrote` is false. */
@@ -801,9 +788,6 @@ async function replicasIn(cluster: Cluster): Promise<number> {
   const counts = await Promise.all(masters.map(async (master) => Number(/^connected_slaves:(\d+)/m.exec(String(await master.info('replication')))?.[1] ?? 0)));
   return counts.reduce((sum, n) => sum + n, 0);
 }
-
-/** A cluster's answer that the command went to the wrong node or cannot run yet: it did not run. */
-const REDIRECT = /^(MOVED|ASK|TRYAGAIN) /;
 
 async function exec(multi: ReturnType<Redis['multi' | 'pipeline']>): Promise<unknown[]> {
   const results = (await multi.exec()) ?? [];

@@ -180,25 +180,3 @@ t.test('redis-cluster: the cluster unreachable fails every call at once, and the
   t.equal(await store.finishTask(released.id, claim('w'), { status: 'done', expiresAt: Date.now() + 60_000 }, Date.now()), true);
   await store.ping!();
 });
-
-t.test('a redirect the cluster client surfaces (auto-pipelined, just after a failover) is followed: the command did not run, it is sent again', async (t) => {
-  const store = await open(t);
-  const s = session();
-  await store.createSession(s);
-  const redis = (store as unknown as { redis: { hgetallBuffer: (key: string) => Promise<unknown> } }).redis;
-  const real = redis.hgetallBuffer.bind(redis);
-  let redirected = 0;
-  redis.hgetallBuffer = async (key: string) => {
-    if (redirected++ === 0) throw new Error(`MOVED ${keySlot(key)} 127.0.0.1:${cluster.ports[0]}`);
-    return real(key);
-  };
-  t.equal((await store.loadSession(s.id))?.id, s.id, 'the session is read after the redirect');
-  t.equal(redirected, 2, 'on the second try');
-  redis.hgetallBuffer = async () => {
-    redirected++;
-    throw new Error('MOVED 1 127.0.0.1:1');
-  };
-  redirected = 0;
-  await t.rejects(store.loadSession(s.id), { code: 'ROTOR_E_UNAVAILABLE' }, 'a redirect that never ends is unavailability');
-  t.equal(redirected, 3, 'after three tries');
-});
