@@ -155,7 +155,12 @@ t.test('the master of the task stream SIGKILLed under load: its replica takes ov
       at = at === a ? b : a;
       client.close();
     };
-    const mine = crashClient(() => at.port);
+    // Waits longer than a node can take over one exchange while the store fails over (each store
+    // call is bounded by its 2 s command timeout; an ack also relays to the task stream, on the
+    // victim). A client that gave up sooner would send its copy again and leave the first queued
+    // at this node; run after the client went on at the other node, that stale copy presents a
+    // spent token — a reuse, which ends the session, as spec §4 says.
+    const mine = crashClient(() => at.port, undefined, 15_000);
     await mine.useToken(client.token);
     client.close();
     try {
