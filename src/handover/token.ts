@@ -9,6 +9,7 @@ import { sign, verify, type KeyObject } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { RotorError } from '../errors.ts';
+import { canonicalBase64url } from '../base64url.ts';
 
 // The same two levels up from src/handover/ and from dist/handover/.
 const proto = protobuf.loadSync(fileURLToPath(new URL('../../protocol/rotor.proto', import.meta.url)));
@@ -25,7 +26,6 @@ const SIGNATURE_CHARS = 86; // 64 bytes
 export const KEY_ID = /^[a-z0-9]{1,16}$/;
 /** Server names (`self`, a peer's `name`): what a token's issuer and audience may be. */
 export const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
-const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const SESSION_BYTES = 16;
 const NONCE_BYTES = 16;
 const MAX_USER_BYTES = 256;
@@ -82,12 +82,8 @@ export function mintHandOver(keyId: string, privateKey: KeyObject, claims: HandO
 
 const invalid = (why: string): RotorError => new RotorError('ROTOR_E_HANDOVER_INVALID', `hand-over token: ${why}`);
 
-/** base64url bytes, only in their one canonical spelling (Node's decoder skips foreign characters and loose trailing bits). */
-export function canonical(text: string): Buffer | undefined {
-  if (!BASE64URL.test(text)) return undefined;
-  const bytes = Buffer.from(text, 'base64url');
-  return bytes.toString('base64url') === text ? bytes : undefined;
-}
+/** base64url bytes, only in their one canonical spelling. */
+export const canonical = (text: string): Buffer | undefined => canonicalBase64url(text);
 
 /** The claims of `h1.<key id>.<claims>`; throws ROTOR_E_HANDOVER_INVALID for anything but a well-formed token. */
 export function parseUnsigned(unsigned: string): { keyId: string; claims: HandOverClaims } {

@@ -6,6 +6,7 @@
 import * as crypto from 'node:crypto';
 import { createHash, createHmac } from 'node:crypto';
 import type { Header } from '../wire/index.ts';
+import { canonicalBase64url } from '../base64url.ts';
 
 /** HMAC-SHA256 of `text` under `key`, its first 16 bytes in base64url (22 characters). */
 export type Mac = (key: Buffer, text: string) => string;
@@ -134,21 +135,7 @@ export function x25519Shared(privateKey: crypto.KeyObject, publicRaw: Buffer): B
   return crypto.diffieHellman({ privateKey, publicKey: x25519Public(publicRaw) });
 }
 
-const BASE64URL_32 = /^[A-Za-z0-9_-]{43}$/;
-const BASE64URL_64 = /^[A-Za-z0-9_-]{86}$/;
-
-/** 32 bytes from 43 base64url characters in canonical form, or undefined. */
-export function bytes32(text: string): Buffer | undefined {
-  return canonical(text, BASE64URL_32, 32);
-}
-/** 64 bytes from 86 base64url characters in canonical form, or undefined. */
-export function bytes64(text: string): Buffer | undefined {
-  return canonical(text, BASE64URL_64, 64);
-}
-
-function canonical(text: string, form: RegExp, length: number): Buffer | undefined {
-  if (!form.test(text)) return undefined;
-  const bytes = Buffer.from(text, 'base64url');
-  // Node's decoder ignores a last character's unused bits: only one spelling of a key is taken.
-  return bytes.length === length && bytes.toString('base64url') === text ? bytes : undefined;
-}
+/** 32 bytes from base64url in canonical form (a raw X25519 or Ed25519 key), or undefined. */
+export const bytes32 = (text: string): Buffer | undefined => canonicalBase64url(text, 32);
+/** 64 bytes from base64url in canonical form (an Ed25519 signature), or undefined. */
+export const bytes64 = (text: string): Buffer | undefined => canonicalBase64url(text, 64);

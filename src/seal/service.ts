@@ -6,7 +6,7 @@
  */
 import type { ErrorCode } from '../errors.ts';
 import type { KeyRing } from '../session/token.ts';
-import { mac } from '../session/token.ts';
+import { mac, sameText } from '../session/token.ts';
 import type { RandomSource } from '../session/random.ts';
 import type { Store } from '../store/types.ts';
 import { getHeader, type RequestFrame } from '../wire/index.ts';
@@ -79,7 +79,7 @@ export class Seals {
     const covered = listed === undefined ? undefined : coveredHeaders(frame.headers, listed);
     if (listed !== undefined && covered === undefined) return 'ROTOR_E_SEAL_PROOF_WRONG';
     const expected = mac(key, proofText(nonce, frame.verb, frame.path, digest, covered));
-    if (!sameTextAt(value, dot + 45, expected)) return 'ROTOR_E_SEAL_PROOF_WRONG';
+    if (!sameText(value, dot + 45, expected)) return 'ROTOR_E_SEAL_PROOF_WRONG';
     return { gen, mac: expected, ack };
   }
 
@@ -96,12 +96,4 @@ export class Seals {
       if (used.value.expiresAt <= now) await this.store.removeRecord(SEAL_NONCE, used.id);
     }
   }
-}
-
-/** Whether `text` from `start` on is `expected` (a MAC), compared without an early exit. */
-function sameTextAt(text: string, start: number, expected: string): boolean {
-  if (text.length - start !== expected.length) return false;
-  let difference = 0;
-  for (let i = 0; i < expected.length; i++) difference |= text.charCodeAt(start + i) ^ expected.charCodeAt(i);
-  return difference === 0;
 }

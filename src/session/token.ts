@@ -251,7 +251,7 @@ export function verifyHashedToken(keys: KeyRing, token: string): VerifiedToken {
  * Whether `text` from `start` on is `expected`, in time that depends on the lengths only (the
  * MAC's characters are compared without an early exit; no Buffers made for timingSafeEqual).
  */
-function sameText(text: string, start: number, expected: string): boolean {
+export function sameText(text: string, start: number, expected: string): boolean {
   if (text.length - start !== expected.length) return false;
   let difference = 0;
   for (let i = 0; i < expected.length; i++) difference |= text.charCodeAt(start + i) ^ expected.charCodeAt(i);
