@@ -5,7 +5,7 @@
  * `session.maxCommitRetries` times before ROTOR_E_CONFLICT. The operation decides only what
  * its exchange does; storing, rotating, replaying and refusing happen here, the same for all.
  */
-import { RotorError, reasonFor } from '../errors.ts';
+import { RotorError, reasonFor, type ErrorCode } from '../errors.ts';
 import { admit, releasedTasks, revoke, rotate } from '../session/machine.ts';
 import { sessionWith } from '../session/state.ts';
 import { charged, endedAt, keepUntil, meterLimit } from '../quotas/machine.ts';
@@ -15,7 +15,7 @@ import { hasSeen, staleVerdict, type PresentedProof } from '../seal/machine.ts';
 import { replyAtRestOf, replyFromRest } from '../session/replay.ts';
 import { claimsExpireAt, presentedHash, verifyHashedToken, type VerifiedToken } from '../session/token.ts';
 import { addressKey, type Origin } from '../net/origin.ts';
-import type { SessionState, TaskSpec } from '../session/types.ts';
+import type { RevokeReason, SessionState, TaskSpec } from '../session/types.ts';
 import type { TaskRecord } from '../store/types.ts';
 import { frameSize, getHeader, Reply, serializeFrame, type Header, type RequestFrame, type ResponseFrame } from '../wire/index.ts';
 import { bindingOf, mint, refused, type DispatchContext, type Note, type Outcome } from './context.ts';
@@ -82,10 +82,9 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
       const registered = loaded.revoked ? undefined : ctx.seals.registered(loaded.seal, now);
       const unregistered = registered instanceof Promise ? await registered : registered;
       if (unregistered !== undefined) {
-        const ended = revoke(loaded, 'unregistered', now, now + ctx.revokedRetentionMs).state;
-        if (!(await ctx.store.commitSession(ended, loaded.rev, []))) continue;
-        await ctx.sessionEnded(ended, now);
-        return refused(note, unregistered);
+        const ended = await endSession(ctx, loaded, 'unregistered', loaded.rev, now, note, unregistered);
+        if (ended) return ended;
+        continue;
       }
       proof = checked;
     }
@@ -152,11 +151,19 @@ async function exchangeLocked(ctx: DispatchContext, frame: RequestFrame, token: 
  * cancelled — work an ack just released too: the session it belongs to is over. Undefined when
  * the session changed under it (retry).
  */
-async function endAtLimit(ctx: DispatchContext, state: SessionState, rev: number, limit: QuotaLimit, now: number, note: Note): Promise<Reply | undefined> {
-  const ended = revoke(sessionWith(state, { quota: endedAt(state.quota!, limit, now) }), 'quota', now, now + ctx.revokedRetentionMs).state;
+function endAtLimit(ctx: DispatchContext, state: SessionState, rev: number, limit: QuotaLimit, now: number, note: Note): Promise<Reply | undefined> {
+  return endSession(ctx, sessionWith(state, { quota: endedAt(state.quota!, limit, now) }), 'quota', rev, now, note, LIMIT_ERRORS[limit], [['Quota-Limit', limit]]);
+}
+
+/**
+ * Revoke `state` for `reason`, store that at `rev + 1`, hand back what it held, and refuse with
+ * `code`; undefined when the session changed under it (retry).
+ */
+async function endSession(ctx: DispatchContext, state: SessionState, reason: RevokeReason, rev: number, now: number, note: Note, code: ErrorCode, extra?: Header[]): Promise<Reply | undefined> {
+  const ended = revoke(state, reason, now, now + ctx.revokedRetentionMs).state;
   if (!(await ctx.store.commitSession(ended, rev, []))) return undefined;
   await ctx.sessionEnded(ended, now);
-  return refused(note, LIMIT_ERRORS[limit], [['Quota-Limit', limit]]);
+  return refused(note, code, extra);
 }
 
 /** Carry out an admitted operation and store its result; undefined when the session changed under it (retry). */
