@@ -378,3 +378,34 @@ export async function startCliServer(args: string[], port: number, input: CliInp
     },
   };
 }
+
+/** What a client written in Python from spec.md alone did: its exit code, the facts of its last stdout line (JSON), and all it wrote. */
+export interface PythonRun {
+  code: number | null;
+  facts: Record<string, unknown>;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run `python3 SCRIPT ARGS…`, killed after `timeoutMs`. */
+export function runPython(script: string, args: string[], timeoutMs: number): Promise<PythonRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('python3', [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (chunk) => (stdout += chunk));
+    child.stderr!.on('data', (chunk) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      let facts: Record<string, unknown>;
+      try {
+        facts = JSON.parse(stdout.trim().split('\n').pop() ?? '');
+      } catch {
+        facts = { unparsed: stdout };
+      }
+      resolve({ code, facts, stdout, stderr });
+    });
+  });
+}

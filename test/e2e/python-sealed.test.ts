@@ -7,10 +7,9 @@
  * Every fact it reports is asserted on its own, so a failure names what differed.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { startServer } from './helpers.ts';
+import { runPython, startServer, type PythonRun } from './helpers.ts';
 import { addApp, listInstances } from '../../src/seal/apps.ts';
 import { pooledRandom } from '../../src/session/random.ts';
 
@@ -18,34 +17,7 @@ const SCRIPT = fileURLToPath(new URL('./sealed_client.py', import.meta.url));
 const SPEC = fileURLToPath(new URL('../../spec.md', import.meta.url));
 const INSTANCE = 'py-client.example.net';
 
-interface Run {
-  code: number | null;
-  facts: Record<string, unknown>;
-  stdout: string;
-  stderr: string;
-}
-
-function runClient(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', [SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      let facts: Record<string, unknown>;
-      try {
-        facts = JSON.parse(stdout.trim().split('\n').pop() ?? '');
-      } catch {
-        facts = { unparsed: stdout };
-      }
-      resolve({ code, facts, stdout, stderr });
-    });
-  });
-}
+const runClient = (args: string[]): Promise<PythonRun> => runPython(SCRIPT, args, 60_000);
 
 /** What the offline checks must all have found (spec §12's examples, reproduced byte for byte). */
 const OFFLINE = [

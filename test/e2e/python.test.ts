@@ -4,39 +4,12 @@
  * deferred work, ack, its result, and token reuse.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startServer } from './helpers.ts';
+import { runPython, startServer, type PythonRun } from './helpers.ts';
 
 const SCRIPT = fileURLToPath(new URL('./raw_client.py', import.meta.url));
 
-interface Run {
-  code: number | null;
-  facts: Record<string, unknown>;
-  stderr: string;
-}
-
-function runClient(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', [SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      let facts: Record<string, unknown>;
-      try {
-        facts = JSON.parse(stdout.trim().split('\n').pop() ?? '');
-      } catch {
-        facts = { unparsed: stdout };
-      }
-      resolve({ code, facts, stderr });
-    });
-  });
-}
+const runClient = (args: string[]): Promise<PythonRun> => runPython(SCRIPT, args, 15_000);
 
 t.test('a spec-only python client runs a whole session', async (t) => {
   const srv = await startServer({ tasks: { pollIntervalMs: 50 } });
